@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="nstyle",
+    version="0.1.0",
+    description="Neural style transfer (Gatys et al.) with handwritten backprop on NumPy and CuPy",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["nstyle", "nstyle.*"]),
+    install_requires=["numpy>=1.22", "scipy>=1.11", "h5py>=3.0", "pillow>=9.1"],
+    extras_require={
+        "gpu": ["cupy-cuda12x>=13"],
+        "gpu-cuda13": ["cupy-cuda13x>=14"],
+        "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.5", "scikit-image>=0.19"],
+        "bench": ["torch==2.13.0", "psutil>=5"],
+        "demo": ["scikit-image>=0.19", "matplotlib>=3.5"],
+        "plot": ["matplotlib>=3.5"],
+    },
+    entry_points={"console_scripts": ["nstyle=nstyle.cli:main"]},
+)

@@ -1,0 +1,119 @@
+"""The optimisers and stylize end to end, on small synthetic images with small random weights."""
+import numpy as np
+import pytest
+from PIL import Image
+
+import nstyle
+from nstyle.gradcheck import random_image, random_vgg_params
+from nstyle.imageio import CAFFE_MEAN_BGR, deprocess, preprocess
+from nstyle.objective import StyleObjective
+from nstyle.optimize import (STOP_DONE, STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED, adam, lbfgs)
+from nstyle.vgg import VGG19
+
+
+def synthetic_pair(rng, h=32, w=40):
+    yy, xx = np.mgrid[0:h, 0:w]
+    content = np.stack([xx * 255 // w, yy * 255 // h, np.full_like(xx, 128)], -1).astype(np.uint8)
+    stripes = ((np.sin(xx / 2.0) > 0) * 200 + 30).astype(np.uint8)
+    style = np.stack([stripes, 255 - stripes, rng.integers(0, 255, (h, w))], -1).astype(np.uint8)
+    return content, style
+
+
+def small_objective(rng, tv=0.0):
+    vgg = VGG19(random_vgg_params(rng))
+    content, style = synthetic_pair(rng)
+    return StyleObjective(vgg, content=preprocess(content), styles=[preprocess(style)], tv_weight=tv)
+
+
+def test_lbfgs_lowers_loss_and_respects_bounds(rng):
+    obj = small_objective(rng)
+    x0 = random_image(rng, 32, 40).astype(np.float32)
+    f0 = obj.value(x0)
+    seen = []
+    res = lbfgs(obj, x0, iters=40, callback=lambda rec, get_x: seen.append(get_x().shape))
+    assert res.stop == STOP_DONE and res.iterations == 40 and len(res.history) == 40
+    assert res.loss < f0 / 20, f"loss only went from {f0:.3e} to {res.loss:.3e}"
+    assert res.x.shape == x0.shape and res.x.dtype == np.float32
+    lo = (-CAFFE_MEAN_BGR).reshape(1, 3, 1, 1)
+    hi = (255 - CAFFE_MEAN_BGR).reshape(1, 3, 1, 1)
+    assert (res.x >= lo - 1e-3).all() and (res.x <= hi + 1e-3).all()
+    assert seen == [x0.shape] * 40
+    rec = res.history[-1]
+    for key in ("iter", "loss", "content", "style", "tv", "seconds", "style/relu1_1"):
+        assert key in rec
+    assert rec["content"] + rec["style"] + rec["tv"] == pytest.approx(rec["loss"], rel=1e-6)
+    losses = [r["loss"] for r in res.history]
+    assert losses[-1] <= losses[0]
+
+
+def test_lbfgs_without_bounds_may_leave_the_box(rng):
+    obj = small_objective(rng)
+    x0 = np.clip(random_image(rng, 32, 40), -100, 100).astype(np.float32)
+    res = lbfgs(obj, x0, iters=15, bounds=False)
+    assert res.stop == STOP_DONE and np.isfinite(res.loss)
+
+
+def test_adam_lowers_loss(rng):
+    obj = small_objective(rng, tv=1e-3)
+    x0 = random_image(rng, 32, 40).astype(np.float32)
+    f0 = obj.value(x0)
+    res = adam(obj, x0, iters=60, lr=5.0)
+    assert res.stop == STOP_DONE and res.iterations == 60
+    assert res.loss < f0 / 3
+
+
+def test_callback_can_stop_and_ctrl_c_keeps_best(rng):
+    obj = small_objective(rng)
+    x0 = random_image(rng, 32, 40).astype(np.float32)
+    res = lbfgs(obj, x0, iters=50, callback=lambda rec, _: rec["iter"] >= 5)
+    assert res.stop == STOP_REQUESTED and res.iterations == 5
+
+    def interrupt(rec, _):
+        if rec["iter"] == 4:
+            raise KeyboardInterrupt
+    res = lbfgs(obj, x0, iters=50, callback=interrupt)
+    assert res.stop == STOP_INTERRUPTED and res.iterations == 4
+    assert res.loss == pytest.approx(min(r["loss"] for r in res.history))
+    assert obj.value(res.x) == pytest.approx(res.loss, rel=1e-5)
+
+
+class _NaNAfter:
+    """An objective that turns NaN after a few evaluations."""
+
+    def __init__(self, inner, after):
+        self.inner, self.after, self.vgg, self.calls = inner, after, inner.vgg, 0
+        self.last_breakdown = None
+
+    def value_and_grad(self, x):
+        self.calls += 1
+        f, g = self.inner.value_and_grad(x)
+        self.last_breakdown = self.inner.last_breakdown
+        return (float("nan"), g) if self.calls > self.after else (f, g)
+
+
+@pytest.mark.parametrize("opt", [lbfgs, adam])
+def test_nonfinite_loss_stops_and_keeps_best(rng, opt):
+    obj = _NaNAfter(small_objective(rng), after=6)
+    x0 = random_image(rng, 32, 40).astype(np.float32)
+    res = opt(obj, x0, iters=50)
+    assert res.stop == STOP_NONFINITE and "iteration" in res.message
+    assert np.isfinite(res.loss) and np.isfinite(res.x).all()
+
+
+def test_preprocess_deprocess_round_trip(rng):
+    img = rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    x = preprocess(img)
+    assert x.shape == (1, 3, 7, 9) and x.dtype == np.float32
+    # channel 0 is blue minus its mean
+    np.testing.assert_allclose(x[0, 0], img[:, :, 2] - 103.939, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(deprocess(x)), img)
+    assert deprocess(x + 1000).getextrema() == ((255, 255),) * 3
+
+
+def test_stylize_end_to_end_with_random_weights(rng):
+    vgg = VGG19(random_vgg_params(rng))
+    content, style = synthetic_pair(rng, 30, 45)
+    out = nstyle.stylize(Image.fromarray(content), Image.fromarray(style), size=36, iters=5, vgg=vgg)
+    assert isinstance(out, Image.Image) and out.size == (36, 24) and out.mode == "RGB"
+    same = nstyle.stylize(Image.fromarray(content), Image.fromarray(style), size=36, iters=5, vgg=vgg)
+    assert np.array_equal(np.asarray(out), np.asarray(same)), "same inputs must give the same bytes"
