@@ -70,7 +70,12 @@ def _exclusive(lock_path, log):
         return
     # The lock file stays: deleting it would let a third process lock a fresh file while a second
     # still holds the old one.
-    with open(lock_path, "a") as fh:
+    try:
+        fh = open(lock_path, "a")  # noqa: SIM115 -- closed below
+    except OSError:  # a read-only cache folder: nothing can be written there anyway
+        yield
+        return
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -45,6 +45,9 @@ class _StorageType:
     def __init__(self, name, dtype):
         self.name, self.dtype = name, np.dtype(dtype)
 
+    def __setstate__(self, state):  # pickle's BUILD would otherwise be able to set our attributes
+        raise pickle.UnpicklingError("a storage type cannot carry state")
+
     def __call__(self, *args):
         raise pickle.UnpicklingError(f"torch.{self.name} may only appear in a persistent id")
 
@@ -65,6 +68,9 @@ class _Storage:
 
     def __init__(self, storage_type, numel):
         self.type, self.numel, self.array = storage_type, numel, None
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("a storage cannot carry state")
 
 
 class _TensorRef:
@@ -97,7 +103,13 @@ def _rebuild_tensor(storage, offset, size, stride, *_ignored):
     size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
     if len(size) != len(stride):
         raise pickle.UnpicklingError(f"tensor size {size} and stride {stride} differ in length")
-    if all(size):  # a non-empty tensor: its last element must lie inside the storage
+    count = 1
+    for n in size:
+        count *= n
+    if count > max(storage.numel, 1):  # (torch never saves broadcast views; this caps the copy's size)
+        raise pickle.UnpicklingError(f"tensor of size {size} has more elements than its storage "
+                                     f"({storage.numel})")
+    if count:  # a non-empty tensor: its last element must lie inside the storage
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= storage.numel:
             raise pickle.UnpicklingError(f"tensor (offset {offset}, size {size}, stride {stride}) "

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import WeightsError
-from .vgg import CONV_LAYERS, CONV_SHAPES
+from .vgg import CONV_LAYERS
 
 WEIGHTS_FILENAME = "vgg19_caffe_conv.h5"
 INPUT_CONVENTION = "caffe: BGR, 0..255, minus mean [103.939, 116.779, 123.68]"

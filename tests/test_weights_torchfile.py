@@ -178,8 +178,8 @@ def _rewrite_zip(data, edit):
 def test_tensor_reaching_past_its_storage_is_refused():
     torch = require_torch()
     data = torch_save_bytes(torch, {"t": torch.arange(10, dtype=torch.float32)[2:5]}, legacy=False)
-    # Grow the size tuple (3,) to (30,) in the pickle: the view would read 25 elements past the storage.
-    bad = _rewrite_zip(data, lambda n, b: b.replace(b"K\x03\x85", b"K\x1e\x85") if n.endswith(".pkl") else b)
+    # Grow the size tuple (3,) to (9,) in the pickle: from offset 2 the view would read 1 element past the end.
+    bad = _rewrite_zip(data, lambda n, b: b.replace(b"K\x03\x85", b"K\x09\x85") if n.endswith(".pkl") else b)
     assert bad != data
     with pytest.raises(WeightsError, match="reaches past its storage"):
         torchfile.load_bytes(bad, "t.pth")
@@ -212,3 +212,21 @@ def test_not_a_torch_file(tmp_path):
         torchfile.load(path)
     with pytest.raises(WeightsError, match="cannot read"):
         torchfile.load(tmp_path / "missing.pth")
+
+
+def test_pickle_cannot_set_state_on_our_stand_ins():
+    """BUILD on torch.FloatStorage would change how every later file is read: refused, nothing changed."""
+    attack = b"ctorch\nFloatStorage\n(dS'dtype'\nS'<f8'\nsb."
+    with pytest.raises(WeightsError, match="cannot carry state"):
+        torchfile.load_bytes(_legacy_wrapped(attack), "x.bin")
+    assert torchfile.STORAGE_TYPES["FloatStorage"].dtype == np.dtype("<f4")
+
+
+def test_tensor_bigger_than_its_storage_is_refused():
+    torch = require_torch()
+    data = torch_save_bytes(torch, {"t": torch.arange(3, dtype=torch.float32)}, legacy=False)
+    # size (3,) stride (1,) -> size (30,) stride (0,): in bounds, but 10x the storage
+    bad = _rewrite_zip(data, lambda n, b: b.replace(b"K\x03\x85", b"K\x1e\x85").replace(b"K\x01\x85", b"K\x00\x85")
+                       if n.endswith(".pkl") else b)
+    with pytest.raises(WeightsError, match="more elements than its storage"):
+        torchfile.load_bytes(bad, "t.pth")
