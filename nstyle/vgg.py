@@ -10,6 +10,7 @@ transfer never needs weight gradients, convolution inputs are not kept.
 """
 import numpy as np
 
+from . import vgg_cpu
 from .backend import get_xp, to_device, to_host
 from .errors import InputError, WeightsError
 from .layers import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,
@@ -91,6 +92,15 @@ class VGG19:
         # The deepest runnable layer is the one just before the first convolution without weights.
         missing = [n for n in CONV_LAYERS if n not in self.params]
         self.depth = LAYER_INDEX[missing[0]] - 1 if missing else len(LAYER_NAMES) - 1
+        self._prepared = {}
+        # False sends CPU arrays through the generic layer-by-layer path too (the reference in tests).
+        self.fast_cpu = True
+
+    def prepared(self, name):
+        """The CPU fast path's transformed weights of conv layer ``name`` (made once, then kept)."""
+        if name not in self._prepared:
+            self._prepared[name] = vgg_cpu.PreparedConv(*self.params[name])
+        return self._prepared[name]
 
     @classmethod
     def load(cls, path=None, pooling="avg", device="cpu", dtype=np.float32):
@@ -126,6 +136,9 @@ class VGG19:
             raise InputError(f"VGG19 expects input of shape (N, 3, H, W); got {x.shape}")
         last = max(LAYER_INDEX[t] for t in taps)
         want = set(taps)
+        if self.fast_cpu and get_xp(x) is np and x.shape[0] == 1 and x.dtype == self.dtype:
+            # CPU, one image: padded buffers, fused epilogues, Winograd where it pays (vgg_cpu.py)
+            return vgg_cpu.forward(self, x, LAYER_NAMES[:last + 1], want)
         features, trace = {}, []
         h = x
         for name in LAYER_NAMES[:last + 1]:
@@ -160,9 +173,12 @@ class VGG19:
         The gradient entering a layer is the one flowing back from above plus that layer's own tap
         gradient, if it has one (the loss depends on a tap both directly and through deeper layers).
         """
-        unknown = set(grads) - {name for name, _ in trace}
+        ran = trace.names() if isinstance(trace, vgg_cpu.CpuTrace) else [name for name, _ in trace]
+        unknown = set(grads) - set(ran)
         if unknown:
             raise ValueError(f"gradients given for layers the forward did not run: {sorted(unknown)}")
+        if isinstance(trace, vgg_cpu.CpuTrace):
+            return vgg_cpu.backward(trace, grads)
         dh = None
         for name, cache in reversed(trace):
             if name in grads:

@@ -1,0 +1,124 @@
+"""CPU fast path for the one convolution VGG uses: 3x3 kernel, stride 1, zero padding 1 (NumPy only).
+
+Both kernels here and in ``winograd.py`` read a zero-bordered input buffer and write a zero-bordered
+output buffer (the layout of ``padded.py``), so layers chain without padding copies, and both call an
+optional ``epilogue(r_lo, r_hi)`` as soon as output buffer rows [r_lo, r_hi) are final (interior
+computed, border columns zero), while those rows are still in cache: the VGG hot path adds the bias and
+applies the ReLU there, or multiplies a gradient by a ReLU mask.
+
+The backward of such a convolution with respect to its input is again a 3x3, stride-1, padding-1
+convolution, of the output gradient with the weights transposed (O <-> C) and flipped in both spatial
+directions (see :func:`flip_transpose`), so the backward runs through the same kernels: no col2im
+scatter-add.
+
+``conv3x3_direct`` is the plain GEMM convolution (the reference the Winograd kernel is tested against):
+for a band of output rows it copies the 9 tap slices of the flat buffer -- each one contiguous, see
+``padded.py`` -- into a (9*C, band) matrix and multiplies it by the (O, 9*C) weight matrix, writing the
+result straight into the output buffer.
+"""
+import numpy as np
+
+from . import padded
+from .threads import parallel_ranges
+
+# Elements of the (9*C, band) column matrix per band: about 2 MB of float32, so that it and the band
+# of output stay in the 32 MB last-level cache while the GEMM reads them (measured in bench/NOTES.md).
+DIRECT_BAND_ELEMS = 1 << 19
+
+
+def flip_transpose(w):
+    """The weights of the input-gradient convolution: ``w_t[c, o, i, j] = w[o, c, 2 - i, 2 - j]``.
+
+    Derivation: out[o, r, s] = sum_{c,i,j} w[o,c,i,j] x[c, r+i-1, s+j-1], so
+    dx[c, p, q] = sum_{o,i,j} w[o,c,i,j] dout[o, p-i+1, q-j+1]; substituting i' = 2-i, j' = 2-j gives
+    dx[c, p, q] = sum_{o,i',j'} w[o,c,2-i',2-j'] dout[o, p+i'-1, q+j'-1]: a padding-1 convolution of dout
+    with w_t. Output positions whose window leaves the map read zeros, which is exactly the padding.
+    """
+    return np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+
+
+def tap_matrix(w):
+    """(O, C, 3, 3) weights as the (O, 9*C) matrix whose column t*C + c is tap t = 3*i + j, channel c."""
+    o, c = w.shape[:2]
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(o, 9 * c))
+
+
+def direct_band_rows(c, w, budget=DIRECT_BAND_ELEMS):
+    return max(1, budget // (9 * c * (w + 2)))
+
+
+def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, band_rows=None):
+    """3x3 / stride 1 / padding 1 convolution between padded buffers, by GEMM over bands of rows.
+
+    xbuf: (C, H+3, W+2) padded input (zero border); wtaps: (O, 9*C) from :func:`tap_matrix`;
+    outbuf: (O, H+3, W+2) buffer to fill (any contents; on return it holds the output with a zero
+    border). epilogue(r_lo, r_hi): see the module docstring. No bias: the caller adds it.
+    """
+    c = xbuf.shape[0]
+    o = wtaps.shape[0]
+    wp = w + 2
+    xf = xbuf.reshape(c, -1)
+    of = outbuf.reshape(o, -1)
+    base = padded.out_flat_offset(w)
+    offsets = padded.tap_offsets(w)
+    rows = band_rows or direct_band_rows(c, w)
+    cols = np.empty((9 * c, min(rows, h) * wp), dtype=xbuf.dtype)
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        q0, n = r0 * wp, (r1 - r0) * wp
+        band = cols[:, :n]
+
+        def gather(lo, hi, band=band, q0=q0, n=n):
+            for t in range(lo, hi):
+                band[t * c:(t + 1) * c] = xf[:, q0 + offsets[t]:q0 + offsets[t] + n]
+
+        parallel_ranges(gather, 9, work=9 * c * n)
+        np.matmul(wtaps, band, out=of[:, base + q0:base + q0 + n])
+        # The band wrote garbage into the border columns of rows r0+1..r1 (and column 0 of row r1+1,
+        # which the next band, or the final clean-up, zeroes).
+        padded.zero_border_columns(outbuf, r0 + 1, r1 + 1, w)
+        if epilogue is not None:
+            epilogue(r0 + 1, r1 + 1)
+    outbuf[:, 0] = 0
+    outbuf[:, h + 1:] = 0
+    return outbuf
+
+
+def shift_matrix(w):
+    """(O, C, 3, 3) weights as the (9*O, C) stack whose rows t*O .. t*O+O-1 are tap t = 3*i + j."""
+    o, c = w.shape[:2]
+    return np.ascontiguousarray(w.transpose(2, 3, 0, 1).reshape(9 * o, c))
+
+
+def conv3x3_shift(xbuf, wshift, outbuf, h, w, epilogue=None, band_rows=None):
+    """The same convolution as :func:`conv3x3_direct`, multiplying first and shifting after.
+
+    For few output channels (the input-gradient convolution of conv1_1: 64 -> 3) the column matrix of
+    the direct kernel is nine times the input for very little arithmetic. Here each band computes
+    Z = wshift (9*O, C) @ x (C, band + 2 rows), one read of the input, and then adds the nine (O, band)
+    slices of Z, each shifted by its tap's flat offset: out[q] = sum_t Z_t[q + offset_t].
+    wshift: from :func:`shift_matrix`. Other arguments as for :func:`conv3x3_direct`.
+    """
+    c = xbuf.shape[0]
+    o = wshift.shape[0] // 9
+    wp = w + 2
+    xf = xbuf.reshape(c, -1)
+    of = outbuf.reshape(o, -1)
+    base = padded.out_flat_offset(w)
+    offsets = padded.tap_offsets(w)
+    halo = offsets[-1]
+    rows = band_rows or max(1, DIRECT_BAND_ELEMS // (c * wp))
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        q0, n = r0 * wp, (r1 - r0) * wp
+        z = wshift @ xf[:, q0:q0 + n + halo]
+        target = of[:, base + q0:base + q0 + n]
+        np.copyto(target, z[0:o, offsets[0]:offsets[0] + n])
+        for t in range(1, 9):
+            target += z[t * o:(t + 1) * o, offsets[t]:offsets[t] + n]
+        padded.zero_border_columns(outbuf, r0 + 1, r1 + 1, w)
+        if epilogue is not None:
+            epilogue(r0 + 1, r1 + 1)
+    outbuf[:, 0] = 0
+    outbuf[:, h + 1:] = 0
+    return outbuf

@@ -1,0 +1,150 @@
+"""Winograd F(2x2, 3x3) convolution between padded buffers (CPU fast path, NumPy only).
+
+Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016): each 2x2 block of output is
+computed from the 4x4 block of input around it as
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A          (* element-wise over the 4x4 "Winograd domain")
+
+with d the 4x4 input tile, g the 3x3 kernel and
+
+    B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+    G   = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]],
+    A^T = [[1, 1, 1, 0], [0, 1, -1, -1]].
+
+Summing over input channels inside the Winograd domain turns the 16 element-wise products into 16
+matrix products U[k] (O, C) @ V[k] (C, tiles): 16 multiply-adds per 2x2 output block and channel pair
+instead of 36 -- 2.25 times fewer than direct convolution. The transforms of d and of the output are
+additions only (done here with NumPy on channel ranges spread over the thread pool); the kernel's
+transform U = G g G^T is computed once per weight tensor, in float64.
+
+Accuracy: the transforms only add and subtract (and G halves), so the float32 rounding error stays
+within a small factor of direct convolution's (tests/test_fast_conv.py bounds it against the float64
+reference).
+
+The input-gradient convolution (weights flipped and transposed, ``conv3x3.flip_transpose``) needs no
+second transform: G J = P G, with J the 3x3 flip and P the permutation swapping rows 0 and 3 of G (rows
+1 and 2 are palindromes), so its transformed kernel is ``U_t[u, v] = U[p(u), p(v)]^T``, handed to BLAS
+as a transposed operand.
+"""
+import numpy as np
+
+from .threads import parallel_ranges
+
+B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
+A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+FLIP_PERMUTATION = (3, 1, 2, 0)
+
+# Winograd-domain elements (16 * channels * tiles) per band: the input and output bands then stay in
+# the last-level cache between the transforms and the matrix products.
+BAND_ELEMS = 1 << 20
+
+
+def winograd_weights(w):
+    """U[4*u + v] = (G g G^T)[u, v] for every (o, c): (O, C, 3, 3) -> (16, O, C), in w's dtype."""
+    u = np.einsum("ai,ocij,bj->aboc", G, w.astype(np.float64), G)
+    return np.ascontiguousarray(u.reshape(16, w.shape[0], w.shape[1]).astype(w.dtype))
+
+
+def transposed_index():
+    """k -> index into U of the kernel the flipped-transposed convolution uses at Winograd point k."""
+    p = FLIP_PERMUTATION
+    return [4 * p[k // 4] + p[k % 4] for k in range(16)]
+
+
+def supported(h, w):
+    return h % 2 == 0 and w % 2 == 0 and h >= 2 and w >= 2
+
+
+def _input_transform(xbuf, i0, i1, tw, vband, r):
+    """V[4u+v] (C, tiles) of tile rows [i0, i1) from the padded buffer; r: scratch (4, C, rows, W+2)."""
+    c = xbuf.shape[0]
+    tb = i1 - i0
+    v4 = vband.reshape(4, 4, c, tb, tw)
+
+    def work(lo, hi):
+        rows = [xbuf[lo:hi, 2 * i0 + a:2 * i1 + a:2] for a in range(4)]  # (C', tb, W+2) each
+        r0, r1, r2, r3 = (r[u, lo:hi] for u in range(4))
+        np.subtract(rows[0], rows[2], out=r0)  # rows of B^T d
+        np.add(rows[1], rows[2], out=r1)
+        np.subtract(rows[2], rows[1], out=r2)
+        np.subtract(rows[1], rows[3], out=r3)
+        for u, ru in enumerate((r0, r1, r2, r3)):  # then (B^T d) B, column by column
+            c0, c1 = ru[..., 0:2 * tw:2], ru[..., 1:2 * tw + 1:2]
+            c2, c3 = ru[..., 2:2 * tw + 2:2], ru[..., 3:2 * tw + 3:2]
+            np.subtract(c0, c2, out=v4[u, 0, lo:hi])
+            np.add(c1, c2, out=v4[u, 1, lo:hi])
+            np.subtract(c2, c1, out=v4[u, 2, lo:hi])
+            np.subtract(c1, c3, out=v4[u, 3, lo:hi])
+
+    parallel_ranges(work, c, work=16 * c * tb * tw)
+
+
+def _output_transform(mband, outbuf, i0, i1, tw, s):
+    """Y = A^T M A for tile rows [i0, i1), written into the buffer's interior; s: scratch (8, O, tb, tw)."""
+    o = outbuf.shape[0]
+    tb = i1 - i0
+    m4 = mband.reshape(4, 4, o, tb, tw)
+
+    def work(lo, hi):
+        m = m4[:, :, lo:hi]
+        for v in range(4):  # rows of A^T M
+            t0, t1 = s[v, lo:hi], s[4 + v, lo:hi]
+            np.add(m[0, v], m[1, v], out=t0)
+            t0 += m[2, v]
+            np.subtract(m[1, v], m[2, v], out=t1)
+            t1 -= m[3, v]
+        for p in range(2):  # then (A^T M) A, written to output rows 2i+p, columns 2j and 2j+1
+            s0, s1, s2, s3 = (s[4 * p + v, lo:hi] for v in range(4))
+            rows = slice(1 + 2 * i0 + p, 1 + 2 * i1 + p, 2)
+            even = outbuf[lo:hi, rows, 1:1 + 2 * tw:2]
+            odd = outbuf[lo:hi, rows, 2:2 + 2 * tw:2]
+            np.add(s0, s1, out=even)
+            even += s2
+            np.subtract(s1, s2, out=odd)
+            odd -= s3
+
+    parallel_ranges(work, o, work=16 * o * tb * tw)
+
+
+def band_tile_rows(c, o, tw, budget=BAND_ELEMS):
+    return max(1, budget // (16 * max(c, o) * tw))
+
+
+def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, band_rows=None):
+    """3x3 / stride 1 / padding 1 convolution between padded buffers by Winograd F(2x2, 3x3).
+
+    xbuf: (C, H+3, W+2) padded input (zero border); H and W even. u: (16, O, C) from
+    :func:`winograd_weights` -- or, with ``transposed=True``, the forward's (16, C, O) transform, to run
+    the input-gradient convolution (flipped, transposed weights) of that layer. outbuf: (O, H+3, W+2)
+    with a zero border (``padded.empty_padded``); its interior is overwritten. epilogue(r_lo, r_hi):
+    called when buffer rows [r_lo, r_hi) are final. No bias: the caller adds it.
+    """
+    if not supported(h, w):
+        raise ValueError(f"Winograd F(2x2,3x3) needs an even-sized map; got {h}x{w}")
+    c = xbuf.shape[0]
+    o = u.shape[2] if transposed else u.shape[1]
+    th, tw = h // 2, w // 2
+    rows = band_rows or band_tile_rows(c, o, tw)
+    rows = min(rows, th)
+    dtype = xbuf.dtype
+    vbuf = np.empty((16, c, rows * tw), dtype=dtype)
+    mbuf = np.empty((16, o, rows * tw), dtype=dtype)
+    rscratch = np.empty((4, c, rows, w + 2), dtype=dtype)
+    sscratch = np.empty((8, o, rows, tw), dtype=dtype)
+    index = transposed_index() if transposed else None
+    for i0 in range(0, th, rows):
+        i1 = min(th, i0 + rows)
+        n = (i1 - i0) * tw
+        vband = vbuf if i1 - i0 == rows else np.empty((16, c, n), dtype=dtype)
+        mband = mbuf if i1 - i0 == rows else np.empty((16, o, n), dtype=dtype)
+        _input_transform(xbuf, i0, i1, tw, vband, rscratch[:, :, :i1 - i0])
+        if transposed:
+            for k in range(16):
+                np.matmul(u[index[k]].T, vband[k], out=mband[k])
+        else:
+            np.matmul(u, vband, out=mband)
+        _output_transform(mband, outbuf, i0, i1, tw, sscratch[:, :, :i1 - i0])
+        if epilogue is not None:
+            epilogue(1 + 2 * i0, 1 + 2 * i1)
+    return outbuf

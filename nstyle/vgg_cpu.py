@@ -1,0 +1,331 @@
+"""The CPU hot path of :meth:`VGG19.forward` and :meth:`VGG19.backward` (NumPy, one image at a time).
+
+Same mathematics as the generic path in ``vgg.py`` (which CuPy arrays and batches of several images
+take); what differs is how the work is laid out for a CPU with a multi-threaded BLAS:
+
+- every activation and every gradient lives in the zero-bordered layout of ``layers/padded.py``, so
+  no layer copies its input to pad it;
+- convolutions run through ``layers/conv3x3.py`` (direct GEMM) or ``layers/winograd.py``
+  (F(2x2, 3x3), 2.25x fewer multiplications) depending on the layer's shape (:func:`choose_kernel`), and
+  the input gradient is the convolution with flipped, transposed weights -- the same kernels again;
+- bias, ReLU and the ReLU mask are applied band by band while the convolution's output is still in
+  cache (the kernels' epilogue), and so are the backward's tap gradients and mask products;
+- ReLU masks are kept bit-packed (1 bit per element; ``np.packbits`` row by row), max-pool winners as
+  bytes, and nothing else: the backward needs no activations.
+
+The element-wise steps run on the thread pool of ``layers/threads.py``.
+"""
+import numpy as np
+
+from .layers import padded
+from .layers.conv3x3 import (conv3x3_direct, conv3x3_shift, flip_transpose, shift_matrix,
+                             tap_matrix)
+from .layers.threads import parallel_ranges
+from .layers.winograd import conv3x3_winograd, supported, winograd_weights
+
+# Winograd F(2x2,3x3) pays once both channel counts reach this (measured: bench/NOTES.md).
+WINOGRAD_MIN_CHANNELS = 128
+# Below this many output channels, multiply-then-shift beats the column matrix (conv1_1's dx: 3).
+SHIFT_MAX_CHANNELS = 16
+
+
+def choose_kernel(c, o, h, w):
+    """Which kernel runs a 3x3 convolution from c to o channels on an h x w map."""
+    if o <= SHIFT_MAX_CHANNELS and c > o:
+        return "shift"
+    if min(c, o) >= WINOGRAD_MIN_CHANNELS and supported(h, w):
+        return "winograd"
+    return "direct"
+
+
+class PreparedConv:
+    """One layer's weights in the forms the kernels want, made on first use and kept."""
+
+    def __init__(self, w, b):
+        self.w, self.b = w, b
+        self.o, self.c = w.shape[:2]
+        self._forms = {}
+
+    def form(self, kind):
+        if kind not in self._forms:
+            if kind == "direct":
+                value = tap_matrix(self.w)
+            elif kind == "direct_t":
+                value = tap_matrix(flip_transpose(self.w))
+            elif kind == "shift":
+                value = shift_matrix(self.w)
+            elif kind == "shift_t":
+                value = shift_matrix(flip_transpose(self.w))
+            elif kind in ("winograd", "winograd_t"):
+                value = self.form("winograd") if kind == "winograd_t" else winograd_weights(self.w)
+            else:
+                raise ValueError(f"unknown weight form {kind!r}")
+            self._forms[kind] = value
+        return self._forms[kind]
+
+    def run(self, xbuf, outbuf, h, w, transposed=False, epilogue=None):
+        """Convolve (or, transposed, run the input-gradient convolution) between padded buffers."""
+        c_out = self.c if transposed else self.o
+        kind = choose_kernel(xbuf.shape[0], c_out, h, w)
+        suffix = "_t" if transposed else ""
+        if kind == "winograd":
+            conv3x3_winograd(xbuf, self.form("winograd"), outbuf, h, w, epilogue, transposed=transposed)
+        elif kind == "shift":
+            conv3x3_shift(xbuf, self.form("shift" + suffix), outbuf, h, w, epilogue)
+        else:
+            conv3x3_direct(xbuf, self.form("direct" + suffix), outbuf, h, w, epilogue)
+        return outbuf
+
+
+# --- masks ------------------------------------------------------------------------------------------
+
+def mask_shape(c, h, w):
+    """Bit-packed ReLU mask of a padded buffer: one bit per element, each buffer row packed alone."""
+    return (c, h + 3, (w + 2 + 7) // 8)
+
+
+def unpack_rows(mask, lo, hi, r_lo, r_hi, wp):
+    return np.unpackbits(mask[lo:hi, r_lo:r_hi], axis=-1, count=wp).view(bool)
+
+
+# --- epilogues (see layers/conv3x3.py) ----------------------------------------------------------------
+
+def _bias_relu_epilogue(out, b, mask, w):
+    """Add the bias to the interior, rectify in place, record the packed mask of rows [r_lo, r_hi)."""
+    wp = w + 2
+
+    def epilogue(r_lo, r_hi):
+        def work(lo, hi):
+            rows = out[lo:hi, r_lo:r_hi]
+            rows[:, :, 1:w + 1] += b[lo:hi, None, None]
+            if mask is not None:
+                np.maximum(rows, 0, out=rows)
+                mask[lo:hi, r_lo:r_hi] = np.packbits(rows > 0, axis=-1)
+
+        parallel_ranges(work, out.shape[0], work=out.shape[0] * (r_hi - r_lo) * wp)
+
+    return epilogue
+
+
+def _grad_mask_epilogue(dx, tap_grad, mask, w):
+    """Add the tap gradient (if any) to the interior of rows [r_lo, r_hi), then apply the ReLU mask."""
+    wp = w + 2
+
+    def epilogue(r_lo, r_hi):
+        def work(lo, hi):
+            rows = dx[lo:hi, r_lo:r_hi]
+            if tap_grad is not None:
+                rows[:, :, 1:w + 1] += tap_grad[lo:hi, r_lo - 1:r_hi - 1]
+            np.multiply(rows, unpack_rows(mask, lo, hi, r_lo, r_hi, wp), out=rows)
+
+        parallel_ranges(work, dx.shape[0], work=dx.shape[0] * (r_hi - r_lo) * wp)
+
+    return epilogue
+
+
+def _relu_with_mask(buf, h, w):
+    mask = np.zeros(mask_shape(buf.shape[0], h, w), dtype=np.uint8)
+
+    def work(lo, hi):
+        rows = buf[lo:hi, 1:h + 1]
+        np.maximum(rows, 0, out=rows)
+        mask[lo:hi, 1:h + 1] = np.packbits(rows > 0, axis=-1)
+
+    parallel_ranges(work, buf.shape[0], work=buf.size)
+    return mask
+
+
+def _apply_mask(buf, mask, h, w):
+    def work(lo, hi):
+        rows = buf[lo:hi]
+        np.multiply(rows, unpack_rows(mask, lo, hi, 0, h + 3, w + 2), out=rows)
+
+    parallel_ranges(work, buf.shape[0], work=buf.size)
+
+
+def _add_interior(buf, g, h, w):
+    def work(lo, hi):
+        buf[lo:hi, 1:h + 1, 1:w + 1] += g[lo:hi]
+
+    parallel_ranges(work, buf.shape[0], work=buf.size)
+
+
+def _padded_from(g, h, w, dtype):
+    buf = padded.empty_padded(g.shape[0], h, w, dtype)
+
+    def work(lo, hi):
+        buf[lo:hi, 1:h + 1, 1:w + 1] = g[lo:hi]
+
+    parallel_ranges(work, buf.shape[0], work=buf.size)
+    return buf
+
+
+# --- pooling ------------------------------------------------------------------------------------------
+
+def _windows(buf, ho, wo):
+    """The four 2x2-window corners of the interior: strided (C, Ho, Wo) views."""
+    return [buf[:, 1 + di:1 + di + 2 * ho:2, 1 + dj:1 + dj + 2 * wo:2] for di in (0, 1) for dj in (0, 1)]
+
+
+def _avg_pool(buf, h, w):
+    c = buf.shape[0]
+    ho, wo = h // 2, w // 2
+    out = padded.empty_padded(c, ho, wo, buf.dtype)
+
+    def work(lo, hi):
+        a, b_, c_, d = _windows(buf[lo:hi], ho, wo)
+        dst = out[lo:hi, 1:ho + 1, 1:wo + 1]
+        np.add(a, b_, out=dst)
+        dst += c_
+        dst += d
+        dst *= buf.dtype.type(0.25)
+
+    parallel_ranges(work, c, work=buf.size)
+    return out, None
+
+
+def _max_pool(buf, h, w):
+    c = buf.shape[0]
+    ho, wo = h // 2, w // 2
+    out = padded.empty_padded(c, ho, wo, buf.dtype)
+    winner = np.zeros((c, ho, wo), dtype=np.uint8)
+
+    def work(lo, hi):
+        views = _windows(buf[lo:hi], ho, wo)
+        dst = out[lo:hi, 1:ho + 1, 1:wo + 1]
+        np.copyto(dst, views[0])
+        for idx in range(1, 4):
+            better = views[idx] > dst  # strict: the first offset keeps a tie, as in layers/pool.py
+            np.copyto(winner[lo:hi], idx, where=better)
+            np.copyto(dst, views[idx], where=better)
+
+    parallel_ranges(work, c, work=buf.size)
+    return out, winner
+
+
+def _pool_backward(dout, h, w, winner):
+    """Gradient on the (C, h, w) map before a 2x2/2 pool, from the padded gradient after it."""
+    c = dout.shape[0]
+    ho, wo = h // 2, w // 2
+    dx = padded.empty_padded(c, h, w, dout.dtype)
+
+    def work(lo, hi):
+        g = dout[lo:hi, 1:ho + 1, 1:wo + 1]
+        if h % 2:
+            dx[lo:hi, h, :] = 0  # rows and columns that no window covers get no gradient
+        if w % 2:
+            dx[lo:hi, :, w] = 0
+        for idx, view in enumerate(_windows(dx[lo:hi], ho, wo)):
+            if winner is None:
+                np.multiply(g, dout.dtype.type(0.25), out=view)
+            else:
+                np.multiply(g, winner[lo:hi] == idx, out=view)
+
+    parallel_ranges(work, c, work=dx.size)
+    return dx
+
+
+# --- forward and backward -------------------------------------------------------------------------
+
+class CpuTrace:
+    """What :func:`backward` needs: one record (kind, name, data) per layer run, in forward order."""
+
+    def __init__(self, records, input_shape, dtype):
+        self.records, self.input_shape, self.dtype = records, input_shape, dtype
+
+    def names(self):
+        return [name for _, name, _ in self.records]
+
+
+def forward(vgg, x, names, want):
+    """Run layers ``names`` (in order, from conv1_1) on x (1, 3, H, W); returns (features, CpuTrace)."""
+    _, _, h, w = x.shape
+    dtype = x.dtype
+    buf = padded.to_padded(x[0])
+    features, records = {}, []
+    i = 0
+    while i < len(names):
+        name = names[i]
+        kind = name[:4]
+        if kind == "conv":
+            prep = vgg.prepared(name)
+            relu_name = names[i + 1] if i + 1 < len(names) else None
+            fuse = relu_name is not None and name not in want
+            out = padded.empty_padded(prep.o, h, w, dtype)
+            mask = np.zeros(mask_shape(prep.o, h, w), dtype=np.uint8) if fuse else None
+            prep.run(buf, out, h, w, epilogue=_bias_relu_epilogue(out, prep.b, mask, w))
+            records.append(("conv", name, (prep, h, w)))
+            if name in want:
+                features[name] = np.ascontiguousarray(padded.interior(out, h, w))[None]
+            if relu_name is not None:
+                if mask is None:
+                    mask = _relu_with_mask(out, h, w)
+                records.append(("relu", relu_name, (mask, h, w)))
+                if relu_name in want:
+                    features[relu_name] = padded.interior(out, h, w)[None]
+                i += 1
+            buf = out
+        elif kind == "pool":
+            pool = _avg_pool if vgg.pooling == "avg" else _max_pool
+            buf, winner = pool(buf, h, w)
+            records.append(("pool", name, (h, w, winner)))
+            h, w = h // 2, w // 2
+            if name in want:
+                features[name] = padded.interior(buf, h, w)[None]
+        else:  # a relu not preceded by its convolution cannot happen in VGG's layer order
+            raise AssertionError(f"unexpected layer order at {name}")
+        i += 1
+    return features, CpuTrace(records, x.shape, dtype)
+
+
+def _accumulate(dh, g, h, w, dtype):
+    """dh + g on the interior (dh may be None: then a new buffer holding g)."""
+    if g is None:
+        return dh
+    if dh is None:
+        return _padded_from(g, h, w, dtype)
+    _add_interior(dh, g, h, w)
+    return dh
+
+
+def backward(trace, grads):
+    """dL/dx (1, 3, H, W) from gradients at any of the forward's taps (see VGG19.backward)."""
+    records, dtype = trace.records, trace.dtype
+
+    def tap_grad(name):
+        g = grads.get(name)
+        return None if g is None else np.asarray(g, dtype=dtype)[0]
+
+    dh = None        # gradient at the output of the current record, padded
+    masked = False   # the relu about to be visited was already applied by a fused epilogue
+    for idx in range(len(records) - 1, -1, -1):
+        kind, name, data = records[idx]
+        if kind == "relu":
+            mask, h, w = data
+            if masked:
+                masked = False
+                continue
+            dh = _accumulate(dh, tap_grad(name), h, w, dtype)
+            if dh is not None:
+                _apply_mask(dh, mask, h, w)
+        elif kind == "conv":
+            prep, h, w = data
+            dh = _accumulate(dh, tap_grad(name), h, w, dtype)
+            if dh is None:
+                continue
+            dx = padded.empty_padded(prep.c, h, w, dtype)
+            epilogue = None
+            if idx > 0 and records[idx - 1][0] == "relu":
+                below_name, (below_mask, _, _) = records[idx - 1][1], records[idx - 1][2]
+                epilogue = _grad_mask_epilogue(dx, tap_grad(below_name), below_mask, w)
+                masked = True
+            dh = prep.run(dh, dx, h, w, transposed=True, epilogue=epilogue)
+        else:
+            h, w, winner = data
+            dh = _accumulate(dh, tap_grad(name), h // 2, w // 2, dtype)
+            if dh is not None:
+                dh = _pool_backward(dh, h, w, winner)
+    if dh is None:
+        raise ValueError("backward needs a gradient at one tap at least")
+    _, _, h, w = trace.input_shape
+    return np.ascontiguousarray(padded.interior(dh, h, w))[None]
