@@ -11,6 +11,7 @@ transfer never needs weight gradients, convolution inputs are not kept.
 import numpy as np
 
 from . import vgg_cpu
+from .layers.fastconv import PreparedConv3x3
 from .backend import get_xp, to_device, to_host
 from .errors import InputError, WeightsError
 from .layers import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,
@@ -99,7 +100,7 @@ class VGG19:
     def prepared(self, name):
         """The CPU fast path's transformed weights of conv layer ``name`` (made once, then kept)."""
         if name not in self._prepared:
-            self._prepared[name] = vgg_cpu.PreparedConv(*self.params[name])
+            self._prepared[name] = PreparedConv3x3(*self.params[name])
         return self._prepared[name]
 
     @classmethod
@@ -173,7 +174,7 @@ class VGG19:
         The gradient entering a layer is the one flowing back from above plus that layer's own tap
         gradient, if it has one (the loss depends on a tap both directly and through deeper layers).
         """
-        ran = trace.names() if isinstance(trace, vgg_cpu.CpuTrace) else [name for name, _ in trace]
+        ran = [name for name, _ in trace]
         unknown = set(grads) - set(ran)
         if unknown:
             raise ValueError(f"gradients given for layers the forward did not run: {sorted(unknown)}")

@@ -6,7 +6,7 @@ take); what differs is how the work is laid out for a CPU with a multi-threaded 
 - every activation and every gradient lives in the zero-bordered layout of ``layers/padded.py``, so
   no layer copies its input to pad it;
 - convolutions run through ``layers/conv3x3.py`` (direct GEMM) or ``layers/winograd.py``
-  (F(2x2, 3x3), 2.25x fewer multiplications) depending on the layer's shape (:func:`choose_kernel`), and
+  (F(2x2, 3x3), 2.25x fewer multiplications) depending on the layer's shape (``layers/fastconv.py``), and
   the input gradient is the convolution with flipped, transposed weights -- the same kernels again;
 - bias, ReLU and the ReLU mask are applied band by band while the convolution's output is still in
   cache (the kernels' epilogue), and so are the backward's tap gradients and mask products;
@@ -18,64 +18,8 @@ The element-wise steps run on the thread pool of ``layers/threads.py``.
 import numpy as np
 
 from .layers import padded
-from .layers.conv3x3 import (conv3x3_direct, conv3x3_shift, flip_transpose, shift_matrix,
-                             tap_matrix)
+from .layers.fastconv import PreparedConv3x3
 from .layers.threads import parallel_ranges
-from .layers.winograd import conv3x3_winograd, supported, winograd_weights
-
-# Winograd F(2x2,3x3) pays once both channel counts reach this (measured: bench/NOTES.md).
-WINOGRAD_MIN_CHANNELS = 128
-# Below this many output channels, multiply-then-shift beats the column matrix (conv1_1's dx: 3).
-SHIFT_MAX_CHANNELS = 16
-
-
-def choose_kernel(c, o, h, w):
-    """Which kernel runs a 3x3 convolution from c to o channels on an h x w map."""
-    if o <= SHIFT_MAX_CHANNELS and c > o:
-        return "shift"
-    if min(c, o) >= WINOGRAD_MIN_CHANNELS and supported(h, w):
-        return "winograd"
-    return "direct"
-
-
-class PreparedConv:
-    """One layer's weights in the forms the kernels want, made on first use and kept."""
-
-    def __init__(self, w, b):
-        self.w, self.b = w, b
-        self.o, self.c = w.shape[:2]
-        self._forms = {}
-
-    def form(self, kind):
-        if kind not in self._forms:
-            if kind == "direct":
-                value = tap_matrix(self.w)
-            elif kind == "direct_t":
-                value = tap_matrix(flip_transpose(self.w))
-            elif kind == "shift":
-                value = shift_matrix(self.w)
-            elif kind == "shift_t":
-                value = shift_matrix(flip_transpose(self.w))
-            elif kind in ("winograd", "winograd_t"):
-                value = self.form("winograd") if kind == "winograd_t" else winograd_weights(self.w)
-            else:
-                raise ValueError(f"unknown weight form {kind!r}")
-            self._forms[kind] = value
-        return self._forms[kind]
-
-    def run(self, xbuf, outbuf, h, w, transposed=False, epilogue=None):
-        """Convolve (or, transposed, run the input-gradient convolution) between padded buffers."""
-        c_out = self.c if transposed else self.o
-        kind = choose_kernel(xbuf.shape[0], c_out, h, w)
-        suffix = "_t" if transposed else ""
-        if kind == "winograd":
-            conv3x3_winograd(xbuf, self.form("winograd"), outbuf, h, w, epilogue, transposed=transposed)
-        elif kind == "shift":
-            conv3x3_shift(xbuf, self.form("shift" + suffix), outbuf, h, w, epilogue)
-        else:
-            conv3x3_direct(xbuf, self.form("direct" + suffix), outbuf, h, w, epilogue)
-        return outbuf
-
 
 # --- masks ------------------------------------------------------------------------------------------
 
@@ -228,13 +172,22 @@ def _pool_backward(dout, h, w, winner):
 # --- forward and backward -------------------------------------------------------------------------
 
 class CpuTrace:
-    """What :func:`backward` needs: one record (kind, name, data) per layer run, in forward order."""
+    """What :func:`backward` needs: one record (kind, name, data) per layer run, in forward order.
+
+    Iterating gives (name, data) pairs, like the generic path's trace of (name, cache).
+    """
 
     def __init__(self, records, input_shape, dtype):
         self.records, self.input_shape, self.dtype = records, input_shape, dtype
 
     def names(self):
         return [name for _, name, _ in self.records]
+
+    def __iter__(self):
+        return iter([(name, data) for _, name, data in self.records])
+
+    def __len__(self):
+        return len(self.records)
 
 
 def forward(vgg, x, names, want):

@@ -3,10 +3,18 @@
 Shapes: x (N, C, H, W), w (O, C, KH, KW), b (O,), out (N, O, Ho, Wo) with
 ``Ho = (H + 2*padding - KH) // stride + 1`` (likewise Wo). Zero padding, any kernel size and stride.
 
-The fast versions lower the convolution to one matrix product per band of output rows (see
-``im2col.py``); ``*_naive`` are the obvious loops, kept as the reference the tests compare against.
+``conv2d_forward`` / ``conv2d_backward`` take the CPU fast path of ``fastconv.py`` (padded layout, direct
+or Winograd kernels, input gradient as a convolution with flipped weights) for NumPy arrays with a 3x3
+kernel, stride 1 and padding 1 -- every convolution of VGG -- and the im2col path otherwise.
+``*_im2col`` lower the convolution to one matrix product per band of output rows (see ``im2col.py``):
+the general path, and the GEMM reference for the fast kernels. ``*_naive`` are the obvious loops, the
+reference the tests compare everything against.
 """
+import numpy as np
+
 from ..backend import get_xp
+from . import padded
+from .fastconv import PreparedConv3x3
 from .im2col import band_rows, col2im_band, im2col_band
 
 
@@ -40,6 +48,11 @@ def _pad(x, padding):
     return out
 
 
+def _fast_case(x, w, stride, padding):
+    return (get_xp(x) is np and w.shape[2:] == (3, 3) and stride == 1 and padding == 1
+            and x.dtype == w.dtype and x.dtype in (np.float32, np.float64))
+
+
 def conv2d_forward(x, w, b=None, stride=1, padding=0, keep_input=True):
     """Convolve x with w and add b.
 
@@ -48,6 +61,25 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, keep_input=True):
     so its hot path passes False and the input can be freed as soon as the next layer has it).
     Returns: out (N, O, Ho, Wo) and a cache for :func:`conv2d_backward`.
     """
+    _check(x, w, b, stride, padding)
+    if not _fast_case(x, w, stride, padding):
+        return conv2d_forward_im2col(x, w, b, stride, padding, keep_input)
+    n, _, h, wd = x.shape
+    prep = PreparedConv3x3(w, b)
+    out = np.empty((n, w.shape[0], h, wd), dtype=x.dtype)
+    outbuf = np.empty(padded.padded_shape(w.shape[0], h, wd), dtype=x.dtype)
+    for i in range(n):
+        prep.run(padded.to_padded(x[i]), outbuf, h, wd)
+        out[i] = padded.interior(outbuf, h, wd)
+    if b is not None:
+        out += b.reshape(1, -1, 1, 1)
+    cache = {"x": x if keep_input else None, "w": w, "has_bias": b is not None, "stride": stride,
+             "padding": padding, "x_shape": x.shape, "prepared": prep}
+    return out, cache
+
+
+def conv2d_forward_im2col(x, w, b=None, stride=1, padding=0, keep_input=True):
+    """:func:`conv2d_forward` by im2col bands and GEMM, for any kernel, stride and padding, on any device."""
     xp = get_xp(x)
     ho, wo = _check(x, w, b, stride, padding)
     n, c, _, _ = x.shape
@@ -76,6 +108,27 @@ def conv2d_backward(dout, cache, weight_grads=False):
 
     Inputs: dout (N, O, Ho, Wo), the loss gradient at the output; cache from the forward.
     Returns: dx (N, C, H, W); with ``weight_grads=True`` returns (dx, dw, db) instead.
+
+    On the fast path dx is the padding-1 convolution of dout with the weights flipped and transposed
+    (derivation: ``conv3x3.flip_transpose``); dw and db, when asked for, come from the im2col path.
+    """
+    prep = cache.get("prepared")
+    if prep is None or get_xp(dout) is not np or dout.dtype != prep.w.dtype:
+        return conv2d_backward_im2col(dout, cache, weight_grads)
+    n, c, h, wd = cache["x_shape"]
+    dx = np.empty((n, c, h, wd), dtype=dout.dtype)
+    dxbuf = np.empty(padded.padded_shape(c, h, wd), dtype=dout.dtype)
+    for i in range(n):
+        prep.run(padded.to_padded(dout[i]), dxbuf, h, wd, transposed=True)
+        dx[i] = padded.interior(dxbuf, h, wd)
+    if not weight_grads:
+        return dx
+    _, dw, db = conv2d_backward_im2col(dout, cache, weight_grads=True)
+    return dx, dw, db
+
+
+def conv2d_backward_im2col(dout, cache, weight_grads=False):
+    """Backward of :func:`conv2d_forward_im2col` (same contract as :func:`conv2d_backward`).
 
     Derivation: the forward is ``out[n,o,p] = b[o] + sum_k W[o,k] cols[n,k,p]`` with k running over
     (c, ki, kj) and p over output positions, and cols a fixed linear gather of x (im2col). So

@@ -19,11 +19,10 @@ result straight into the output buffer.
 import numpy as np
 
 from . import padded
-from .threads import parallel_ranges
+from .threads import for_each_task, num_threads, parallel_ranges
 
-# Elements of the (9*C, band) column matrix per band: about 2 MB of float32, so that it and the band
-# of output stay in the 32 MB last-level cache while the GEMM reads them (measured in bench/NOTES.md).
-DIRECT_BAND_ELEMS = 1 << 19
+# Elements of the (9*C, band) column matrix per band (8 MB of float32; bench/NOTES.md has the sweep).
+DIRECT_BAND_ELEMS = 1 << 21
 
 
 def flip_transpose(w):
@@ -43,16 +42,21 @@ def tap_matrix(w):
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(o, 9 * c))
 
 
-def direct_band_rows(c, w, budget=DIRECT_BAND_ELEMS):
-    return max(1, budget // (9 * c * (w + 2)))
+def band_rows(h, row_elems, budget, threads=None):
+    """Rows per band: about ``budget`` elements of work buffer, and at least one band per thread."""
+    threads = threads or num_threads()
+    by_budget = max(1, budget // max(1, row_elems))
+    by_threads = max(1, -(-h // threads))
+    return min(by_budget, by_threads)
 
 
-def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, band_rows=None):
+def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, rows=None):
     """3x3 / stride 1 / padding 1 convolution between padded buffers, by GEMM over bands of rows.
 
     xbuf: (C, H+3, W+2) padded input (zero border); wtaps: (O, 9*C) from :func:`tap_matrix`;
     outbuf: (O, H+3, W+2) buffer to fill (any contents; on return it holds the output with a zero
     border). epilogue(r_lo, r_hi): see the module docstring. No bias: the caller adds it.
+    rows: output rows per band (default: :func:`band_rows`). Bands run on the thread pool.
     """
     c = xbuf.shape[0]
     o = wtaps.shape[0]
@@ -61,26 +65,32 @@ def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, band_rows=None):
     of = outbuf.reshape(o, -1)
     base = padded.out_flat_offset(w)
     offsets = padded.tap_offsets(w)
-    rows = band_rows or direct_band_rows(c, w)
-    cols = np.empty((9 * c, min(rows, h) * wp), dtype=xbuf.dtype)
-    for r0 in range(0, h, rows):
+    rows = rows or band_rows(h, 9 * c * wp, DIRECT_BAND_ELEMS)
+    starts = list(range(0, h, rows))
+    outbuf[:, 0] = 0
+    outbuf[:, h + 1:] = 0
+
+    def band(i, scratch):
+        r0 = starts[i]
         r1 = min(h, r0 + rows)
         q0, n = r0 * wp, (r1 - r0) * wp
-        band = cols[:, :n]
+        if "cols" not in scratch:
+            scratch["cols"] = np.empty((9 * c, rows * wp), dtype=xbuf.dtype)
+        cols = scratch["cols"][:, :n]
 
-        def gather(lo, hi, band=band, q0=q0, n=n):
+        def gather(lo, hi):
             for t in range(lo, hi):
-                band[t * c:(t + 1) * c] = xf[:, q0 + offsets[t]:q0 + offsets[t] + n]
+                cols[t * c:(t + 1) * c] = xf[:, q0 + offsets[t]:q0 + offsets[t] + n]
 
         parallel_ranges(gather, 9, work=9 * c * n)
-        np.matmul(wtaps, band, out=of[:, base + q0:base + q0 + n])
-        # The band wrote garbage into the border columns of rows r0+1..r1 (and column 0 of row r1+1,
-        # which the next band, or the final clean-up, zeroes).
+        # Output (r, s) lands at flat q + base (see padded.py). The last output of the band, (r1-1, W+1),
+        # is garbage that would land on column 0 of row r1+1 -- the next band's row -- so it is left out.
+        np.matmul(wtaps, cols[:, :n - 1], out=of[:, base + q0:base + q0 + n - 1])
         padded.zero_border_columns(outbuf, r0 + 1, r1 + 1, w)
         if epilogue is not None:
             epilogue(r0 + 1, r1 + 1)
-    outbuf[:, 0] = 0
-    outbuf[:, h + 1:] = 0
+
+    for_each_task(band, len(starts))
     return outbuf
 
 
@@ -90,7 +100,7 @@ def shift_matrix(w):
     return np.ascontiguousarray(w.transpose(2, 3, 0, 1).reshape(9 * o, c))
 
 
-def conv3x3_shift(xbuf, wshift, outbuf, h, w, epilogue=None, band_rows=None):
+def conv3x3_shift(xbuf, wshift, outbuf, h, w, epilogue=None, rows=None):
     """The same convolution as :func:`conv3x3_direct`, multiplying first and shifting after.
 
     For few output channels (the input-gradient convolution of conv1_1: 64 -> 3) the column matrix of
@@ -107,18 +117,23 @@ def conv3x3_shift(xbuf, wshift, outbuf, h, w, epilogue=None, band_rows=None):
     base = padded.out_flat_offset(w)
     offsets = padded.tap_offsets(w)
     halo = offsets[-1]
-    rows = band_rows or max(1, DIRECT_BAND_ELEMS // (c * wp))
-    for r0 in range(0, h, rows):
+    rows = rows or band_rows(h, (c + 9 * o) * wp, DIRECT_BAND_ELEMS)
+    starts = list(range(0, h, rows))
+    outbuf[:, 0] = 0
+    outbuf[:, h + 1:] = 0
+
+    def band(i, scratch):
+        r0 = starts[i]
         r1 = min(h, r0 + rows)
         q0, n = r0 * wp, (r1 - r0) * wp
         z = wshift @ xf[:, q0:q0 + n + halo]
-        target = of[:, base + q0:base + q0 + n]
-        np.copyto(target, z[0:o, offsets[0]:offsets[0] + n])
+        target = of[:, base + q0:base + q0 + n - 1]  # n - 1: see conv3x3_direct
+        np.copyto(target, z[0:o, offsets[0]:offsets[0] + n - 1])
         for t in range(1, 9):
-            target += z[t * o:(t + 1) * o, offsets[t]:offsets[t] + n]
+            target += z[t * o:(t + 1) * o, offsets[t]:offsets[t] + n - 1]
         padded.zero_border_columns(outbuf, r0 + 1, r1 + 1, w)
         if epilogue is not None:
             epilogue(r0 + 1, r1 + 1)
-    outbuf[:, 0] = 0
-    outbuf[:, h + 1:] = 0
+
+    for_each_task(band, len(starts))
     return outbuf

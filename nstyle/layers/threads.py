@@ -1,15 +1,27 @@
-"""How many CPU threads nstyle's own kernels use, and a small pool that splits element-wise work.
+"""How many CPU threads nstyle's own kernels use, and the small pool that runs them.
 
-NumPy's element-wise operations (add, maximum, comparisons, strided copies) run on one core; only the
-matrix products go through the multi-threaded BLAS. The CPU fast paths (``conv3x3.py``, ``winograd.py``,
-``vgg.py``) therefore cut their large element-wise steps into channel ranges and run the ranges on a pool
-of Python threads: NumPy releases the GIL inside those loops, so the ranges really run side by side.
+NumPy's element-wise operations run on one core and only the matrix products go through the
+multi-threaded BLAS. The CPU fast paths (``conv3x3.py``, ``winograd.py``, ``vgg_cpu.py``) therefore do
+their own threading, coarsely, with NumPy releasing the GIL inside each call:
 
-The thread count is the first of these that is set: ``nstyle.layers.threads.set_num_threads(n)``, the
-environment variables ``NSTYLE_NUM_THREADS``, ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
-``MKL_NUM_THREADS``; otherwise every core this process may run on. (OpenBLAS reads the same variables
-for the matrix products, so one setting governs both.) The environment is read once, at first use.
+- :func:`for_each_task` hands whole bands of a convolution -- gather or transform, matrix product,
+  inverse transform, epilogue -- to the threads, which take the next band as soon as they are free.
+  Inside those bands the BLAS runs single-threaded (OpenBLAS's per-thread setting, see
+  :func:`blas_thread_control`), so there is one synchronisation per layer instead of one per NumPy
+  call: that keeps the cores busy, and keeps a loaded machine (other processes competing for the
+  cores) from stalling every step on the slowest thread.
+- :func:`parallel_ranges` splits a plain element-wise step (pooling, a mask product) by channels.
+
+Where the BLAS's thread count cannot be set per thread (not OpenBLAS >= 0.3.27, or not found),
+bands run one after another on the calling thread with the BLAS's own threading.
+
+The thread count is the first of these that is set: :func:`set_num_threads`, the environment variables
+``NSTYLE_NUM_THREADS``, ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``; otherwise
+every core this process may run on. (OpenBLAS reads the same variables for its own threads, so one
+setting governs both.) The environment is read once, at first use.
 """
+import ctypes
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +37,8 @@ _pool = None
 _pool_size = 0
 _override = None
 _default = None  # the environment's (or the cores') count, read once: os.environ lookups are slow
+_in_task = threading.local()
+_blas_control = "unknown"
 
 
 def available_cores():
@@ -60,12 +74,46 @@ def num_threads():
 
 
 def set_num_threads(n):
-    """Fix the thread count for nstyle's element-wise kernels (None: read the environment/cores again)."""
+    """Fix the thread count for nstyle's kernels (None: read the environment/cores again)."""
     global _override, _default
-    _default = None
     if n is not None and int(n) < 1:
         raise ValueError(f"thread count must be >= 1 (got {n})")
+    _default = None
     _override = None if n is None else int(n)
+
+
+def blas_thread_control():
+    """OpenBLAS's ``openblas_set_num_threads_local`` for the library NumPy uses, or None.
+
+    It sets the BLAS thread count of the calling thread only (OpenBLAS >= 0.3.27) and returns the
+    previous one. Found by looking through the shared objects this process has loaded (Linux).
+    """
+    global _blas_control
+    if _blas_control != "unknown":
+        return _blas_control
+    _blas_control = None
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
+    except OSError:
+        paths = set()
+    # NumPy's own copy first: that is the one np.matmul calls.
+    for path in sorted(paths, key=lambda p: ("numpy" not in p, p)):
+        try:
+            lib = ctypes.CDLL(path)
+            fn = lib.openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+        _blas_control = fn
+        break
+    return _blas_control
+
+
+def _worker_init():
+    control = blas_thread_control()
+    if control is not None:
+        control(1)
 
 
 def _get_pool(workers):
@@ -74,7 +122,8 @@ def _get_pool(workers):
         if _pool is None or _pool_size < workers:
             if _pool is not None:
                 _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nstyle")
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nstyle",
+                                       initializer=_worker_init)
             _pool_size = workers
         return _pool
 
@@ -91,21 +140,70 @@ def split(n, parts):
     return bounds
 
 
+def _join(futures):
+    error = None
+    for f in futures:
+        try:
+            f.result()
+        except BaseException as exc:  # keep waiting for the others, then re-raise the first
+            error = error or exc
+    if error is not None:
+        raise error
+
+
 def parallel_ranges(fn, n, work=None):
     """Call ``fn(lo, hi)`` over pieces of range(n), on the pool when that pays.
 
-    work: total elements the call touches (decides whether threads are worth starting; default n).
-    The calling thread runs the first piece itself; exceptions from any piece are re-raised.
+    For element-wise work (no BLAS calls inside). work: total elements the call touches (decides
+    whether threads are worth starting; default n). Runs inline when called from inside a task.
     """
     threads = num_threads()
-    if threads <= 1 or n <= 1 or (work if work is not None else n) < MIN_PARALLEL_ELEMENTS:
+    if (threads <= 1 or n <= 1 or getattr(_in_task, "active", False)
+            or (work if work is not None else n) < MIN_PARALLEL_ELEMENTS):
         fn(0, n)
         return
     pieces = split(n, threads)
-    pool = _get_pool(len(pieces) - 1)
+    pool = _get_pool(threads - 1)
     futures = [pool.submit(fn, lo, hi) for lo, hi in pieces[1:]]
     try:
         fn(*pieces[0])
     finally:
-        for f in futures:
-            f.result()
+        _join(futures)
+
+
+def for_each_task(fn, n_tasks, make_scratch=dict):
+    """Run ``fn(i, scratch)`` for i in range(n_tasks), each thread taking the next i when it is free.
+
+    ``scratch`` is private to the thread running the call (made by make_scratch once per thread), so
+    a task may keep its buffers there for the next one. fn may call the BLAS: inside a task it runs
+    single-threaded when :func:`blas_thread_control` is available; otherwise all tasks run here, one
+    after another, and the BLAS keeps its own threads.
+    """
+    threads = min(num_threads(), n_tasks)
+    control = blas_thread_control() if threads > 1 else None
+    if threads <= 1 or control is None or getattr(_in_task, "active", False):
+        scratch = make_scratch()
+        for i in range(n_tasks):
+            fn(i, scratch)
+        return
+    counter = itertools.count()
+
+    def drain():
+        scratch = make_scratch()
+        _in_task.active = True
+        try:
+            for i in iter(lambda: next(counter), None):
+                if i >= n_tasks:
+                    break
+                fn(i, scratch)
+        finally:
+            _in_task.active = False
+
+    pool = _get_pool(threads - 1)
+    futures = [pool.submit(drain) for _ in range(threads - 1)]
+    previous = control(1)
+    try:
+        drain()
+    finally:
+        control(previous)
+        _join(futures)

@@ -28,7 +28,9 @@ as a transposed operand.
 """
 import numpy as np
 
-from .threads import parallel_ranges
+from . import padded
+from .conv3x3 import band_rows
+from .threads import for_each_task, parallel_ranges
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
@@ -107,44 +109,50 @@ def _output_transform(mband, outbuf, i0, i1, tw, s):
     parallel_ranges(work, o, work=16 * o * tb * tw)
 
 
-def band_tile_rows(c, o, tw, budget=BAND_ELEMS):
-    return max(1, budget // (16 * max(c, o) * tw))
-
-
-def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, band_rows=None):
+def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, rows=None):
     """3x3 / stride 1 / padding 1 convolution between padded buffers by Winograd F(2x2, 3x3).
 
     xbuf: (C, H+3, W+2) padded input (zero border); H and W even. u: (16, O, C) from
     :func:`winograd_weights` -- or, with ``transposed=True``, the forward's (16, C, O) transform, to run
-    the input-gradient convolution (flipped, transposed weights) of that layer. outbuf: (O, H+3, W+2)
-    with a zero border (``padded.empty_padded``); its interior is overwritten. epilogue(r_lo, r_hi):
-    called when buffer rows [r_lo, r_hi) are final. No bias: the caller adds it.
+    the input-gradient convolution (flipped, transposed weights) of that layer. outbuf: (O, H+3, W+2),
+    any contents; on return it holds the output with a zero border. epilogue(r_lo, r_hi): called when
+    buffer rows [r_lo, r_hi) are final. No bias: the caller adds it. rows: tile rows (2 output rows
+    each) per band; bands run on the thread pool.
     """
     if not supported(h, w):
         raise ValueError(f"Winograd F(2x2,3x3) needs an even-sized map; got {h}x{w}")
     c = xbuf.shape[0]
     o = u.shape[2] if transposed else u.shape[1]
     th, tw = h // 2, w // 2
-    rows = band_rows or band_tile_rows(c, o, tw)
-    rows = min(rows, th)
+    rows = rows or band_rows(th, 16 * max(c, o) * tw, BAND_ELEMS)
+    starts = list(range(0, th, rows))
     dtype = xbuf.dtype
-    vbuf = np.empty((16, c, rows * tw), dtype=dtype)
-    mbuf = np.empty((16, o, rows * tw), dtype=dtype)
-    rscratch = np.empty((4, c, rows, w + 2), dtype=dtype)
-    sscratch = np.empty((8, o, rows, tw), dtype=dtype)
     index = transposed_index() if transposed else None
-    for i0 in range(0, th, rows):
+    outbuf[:, 0] = 0
+    outbuf[:, h + 1:] = 0
+
+    def band(i, scratch):
+        i0 = starts[i]
         i1 = min(th, i0 + rows)
-        n = (i1 - i0) * tw
-        vband = vbuf if i1 - i0 == rows else np.empty((16, c, n), dtype=dtype)
-        mband = mbuf if i1 - i0 == rows else np.empty((16, o, n), dtype=dtype)
-        _input_transform(xbuf, i0, i1, tw, vband, rscratch[:, :, :i1 - i0])
+        tb, n = i1 - i0, (i1 - i0) * tw
+        if "v" not in scratch:
+            scratch["v"] = np.empty((16, c, rows * tw), dtype=dtype)
+            scratch["m"] = np.empty((16, o, rows * tw), dtype=dtype)
+            scratch["r"] = np.empty((4, c, rows, w + 2), dtype=dtype)
+            scratch["s"] = np.empty((8, o, rows, tw), dtype=dtype)
+        # Whole (16, C, n) arrays, contiguous, so the transforms can view them as (4, 4, C, tb, tw).
+        vband = scratch["v"].reshape(-1)[:16 * c * n].reshape(16, c, n)
+        mband = scratch["m"].reshape(-1)[:16 * o * n].reshape(16, o, n)
+        _input_transform(xbuf, i0, i1, tw, vband, scratch["r"][:, :, :tb])
         if transposed:
             for k in range(16):
                 np.matmul(u[index[k]].T, vband[k], out=mband[k])
         else:
             np.matmul(u, vband, out=mband)
-        _output_transform(mband, outbuf, i0, i1, tw, sscratch[:, :, :i1 - i0])
+        _output_transform(mband, outbuf, i0, i1, tw, scratch["s"][:, :, :tb])
+        padded.zero_border_columns(outbuf, 1 + 2 * i0, 1 + 2 * i1, w)
         if epilogue is not None:
             epilogue(1 + 2 * i0, 1 + 2 * i1)
+
+    for_each_task(band, len(starts))
     return outbuf

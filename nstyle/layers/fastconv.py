@@ -1,0 +1,58 @@
+"""Which CPU kernel runs a 3x3 / stride-1 / padding-1 convolution, and its weights in that kernel's form.
+
+The kernels (``conv3x3.py``: direct GEMM and multiply-then-shift; ``winograd.py``: F(2x2, 3x3)) all read
+and write the padded layout of ``padded.py``. :class:`PreparedConv3x3` picks one per call from the
+channel counts and the map size (:func:`choose_kernel`), and keeps each weight form it has made, so a
+network transforms its weights once.
+"""
+from .conv3x3 import conv3x3_direct, conv3x3_shift, flip_transpose, shift_matrix, tap_matrix
+from .winograd import conv3x3_winograd, supported, winograd_weights
+
+# Winograd F(2x2,3x3) pays once both channel counts reach this (measured: bench/NOTES.md).
+WINOGRAD_MIN_CHANNELS = 128
+# Below this many output channels, multiply-then-shift beats the column matrix (conv1_1's dx: 3).
+SHIFT_MAX_CHANNELS = 16
+
+
+def choose_kernel(c, o, h, w):
+    """Which kernel runs a 3x3 convolution from c to o channels on an h x w map."""
+    if o <= SHIFT_MAX_CHANNELS and c > o:
+        return "shift"
+    if min(c, o) >= WINOGRAD_MIN_CHANNELS and supported(h, w):
+        return "winograd"
+    return "direct"
+
+
+class PreparedConv3x3:
+    """One layer's weights in the forms the kernels want, made on first use and kept."""
+
+    def __init__(self, w, b):
+        self.w, self.b = w, b
+        self.o, self.c = w.shape[:2]
+        self._forms = {}
+
+    def form(self, kind):
+        """Weights for one kernel: direct / shift (``_t``: of the input-gradient convolution), winograd.
+
+        The Winograd transform serves both directions (see winograd.py), so it has no ``_t`` form.
+        """
+        if kind not in self._forms:
+            makers = {"direct": tap_matrix, "shift": shift_matrix, "winograd": winograd_weights}
+            base, transposed = (kind[:-2], True) if kind.endswith("_t") else (kind, False)
+            if base not in makers or (transposed and base == "winograd"):
+                raise ValueError(f"unknown weight form {kind!r}")
+            self._forms[kind] = makers[base](flip_transpose(self.w) if transposed else self.w)
+        return self._forms[kind]
+
+    def run(self, xbuf, outbuf, h, w, transposed=False, epilogue=None):
+        """Convolve (or, transposed, run the input-gradient convolution) between padded buffers."""
+        c_out = self.c if transposed else self.o
+        kind = choose_kernel(xbuf.shape[0], c_out, h, w)
+        suffix = "_t" if transposed else ""
+        if kind == "winograd":
+            conv3x3_winograd(xbuf, self.form("winograd"), outbuf, h, w, epilogue, transposed=transposed)
+        elif kind == "shift":
+            conv3x3_shift(xbuf, self.form("shift" + suffix), outbuf, h, w, epilogue)
+        else:
+            conv3x3_direct(xbuf, self.form("direct" + suffix), outbuf, h, w, epilogue)
+        return outbuf
