@@ -1,0 +1,186 @@
+"""The CPU fast kernels (padded layout, direct, multiply-then-shift, Winograd) against the references.
+
+Every kernel is compared in float64 with the naive convolution (exact up to rounding), and in float32
+with the float64 result (the accuracy the fast path keeps). Bands are forced small so band edges,
+odd sizes and the garbage columns of the padded layout are all exercised.
+"""
+import numpy as np
+import pytest
+
+from nstyle.gradcheck import rel_error
+from nstyle.layers import conv2d_backward_im2col, conv2d_forward_im2col, conv2d_forward_naive, padded, threads
+from nstyle.layers.conv3x3 import (conv3x3_direct, conv3x3_shift, flip_transpose, shift_matrix,
+                                   tap_matrix)
+from nstyle.layers.fastconv import PreparedConv3x3, choose_kernel
+from nstyle.layers.winograd import conv3x3_winograd, winograd_weights
+
+# (C, O, H, W): 1 and 3 channels, odd and even, wide and tall, and more outputs than inputs
+SHAPES = [(1, 2, 5, 7), (3, 4, 8, 6), (5, 3, 9, 9), (4, 6, 6, 10), (2, 1, 4, 3)]
+EVEN_SHAPES = [s for s in SHAPES if s[2] % 2 == 0 and s[3] % 2 == 0] + [(7, 5, 12, 2)]
+
+
+def reference(x, w):
+    """(C, H, W), (O, C, 3, 3) float64 -> (O, H, W) by the naive loops."""
+    return conv2d_forward_naive(x[None], w, None, 1, 1)[0][0]
+
+
+def assert_border_zero(buf, h, w, what):
+    inner = np.zeros(buf.shape, dtype=bool)
+    inner[:, 1:h + 1, 1:w + 1] = True
+    assert not buf[~inner].any(), f"{what}: the padded border must be zero"
+
+
+def run_kernel(kind, x, w, rows):
+    c, h, wd = x.shape
+    o = w.shape[0]
+    out = np.full(padded.padded_shape(o, h, wd), np.nan, dtype=x.dtype)  # the kernel must clear it
+    seen = []
+    epilogue = lambda lo, hi: seen.extend(range(lo, hi))  # noqa: E731
+    xbuf = padded.to_padded(x)
+    if kind == "direct":
+        conv3x3_direct(xbuf, tap_matrix(w), out, h, wd, epilogue, rows=rows)
+    elif kind == "shift":
+        conv3x3_shift(xbuf, shift_matrix(w), out, h, wd, epilogue, rows=rows)
+    else:
+        conv3x3_winograd(xbuf, winograd_weights(w), out, h, wd, epilogue, rows=rows)
+    return out, sorted(seen)
+
+
+def check_kernel(rng, kind, shape, rows):
+    c, o, h, w = shape
+    x = rng.standard_normal((c, h, w))
+    wt = rng.standard_normal((o, c, 3, 3))
+    want = reference(x, wt)
+    out, seen = run_kernel(kind, x, wt, rows)
+    label = f"{kind} {shape} rows={rows}"
+    assert rel_error(padded.interior(out, h, w), want) < 1e-12, label
+    assert_border_zero(out, h, w, label)
+    assert seen == list(range(1, h + 1)), f"{label}: the epilogue must see every row once, in bands"
+    out32, _ = run_kernel(kind, x.astype(np.float32), wt.astype(np.float32), rows)
+    assert out32.dtype == np.float32
+    assert rel_error(padded.interior(out32, h, w), want) < 2e-6, f"{label} float32"
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("rows", [1, 2, None])
+@pytest.mark.parametrize("kind", ["direct", "shift"])
+def test_gemm_kernels_match_naive(rng, kind, shape, rows):
+    check_kernel(rng, kind, shape, rows)
+
+
+@pytest.mark.parametrize("shape", EVEN_SHAPES, ids=str)
+@pytest.mark.parametrize("rows", [1, 2, None])  # tile rows: 2 and 4 output rows per band
+def test_winograd_matches_naive(rng, shape, rows):
+    check_kernel(rng, "winograd", shape, rows)
+
+
+def test_winograd_refuses_odd_maps(rng):
+    x = padded.to_padded(rng.standard_normal((2, 5, 6)))
+    with pytest.raises(ValueError, match="even"):
+        conv3x3_winograd(x, winograd_weights(rng.standard_normal((3, 2, 3, 3))), np.empty((3, 8, 8)), 5, 6)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 8, 6), (6, 5, 4, 10)], ids=str)
+def test_transposed_winograd_is_the_input_gradient(rng, shape):
+    """transposed=True with the forward's transform gives dx of that convolution (the im2col backward)."""
+    c, o, h, w = shape
+    x = rng.standard_normal((1, c, h, w))
+    wt = rng.standard_normal((o, c, 3, 3))
+    out, cache = conv2d_forward_im2col(x, wt, None, 1, 1)
+    dout = rng.standard_normal(out.shape)
+    dx_ref = conv2d_backward_im2col(dout, cache)[0]
+    dx = np.empty(padded.padded_shape(c, h, w))
+    conv3x3_winograd(padded.to_padded(dout[0]), winograd_weights(wt), dx, h, w, transposed=True, rows=1)
+    assert rel_error(padded.interior(dx, h, w), dx_ref) < 1e-12, shape
+    assert_border_zero(dx, h, w, f"transposed winograd {shape}")
+
+
+def test_flip_transpose_gives_the_input_gradient(rng):
+    x = rng.standard_normal((1, 3, 7, 6))
+    wt = rng.standard_normal((4, 3, 3, 3))
+    out, cache = conv2d_forward_im2col(x, wt, None, 1, 1)
+    dout = rng.standard_normal(out.shape)
+    dx_ref = conv2d_backward_im2col(dout, cache)
+    dx = conv2d_forward_naive(dout, flip_transpose(wt), None, 1, 1)[0]
+    assert rel_error(dx, dx_ref) < 1e-12
+
+
+def test_winograd_float32_accuracy_on_wide_layers(rng):
+    """Deep-layer widths and magnitudes: the float32 Winograd output stays close to float64."""
+    c, o, h, w = 256, 64, 8, 8
+    x = np.abs(rng.standard_normal((c, h, w))) * 50  # post-ReLU activations: non-negative, large
+    wt = rng.standard_normal((o, c, 3, 3)) * np.sqrt(2 / (9 * c))
+    want = reference(x, wt)
+    got, _ = run_kernel("winograd", x.astype(np.float32), wt.astype(np.float32), None)
+    direct, _ = run_kernel("direct", x.astype(np.float32), wt.astype(np.float32), None)
+    err_w = rel_error(padded.interior(got, h, w), want)
+    err_d = rel_error(padded.interior(direct, h, w), want)
+    assert err_w < 5e-6, f"winograd float32 error {err_w:.1e} (direct: {err_d:.1e})"
+
+
+def test_choose_kernel():
+    assert choose_kernel(64, 3, 32, 32) == "shift"          # conv1_1's input gradient
+    assert choose_kernel(3, 64, 32, 32) == "direct"         # conv1_1
+    assert choose_kernel(512, 512, 32, 32) == "winograd"
+    assert choose_kernel(512, 512, 31, 32) == "direct"      # Winograd F(2x2) wants even maps
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_prepared_conv_runs_every_kernel(rng, monkeypatch, transposed):
+    import nstyle.layers.fastconv as fastconv
+    monkeypatch.setattr(fastconv, "WINOGRAD_MIN_CHANNELS", 4)
+    for c, o in [(5, 6), (6, 2), (4, 4)]:
+        wt = rng.standard_normal((o, c, 3, 3))
+        prep = PreparedConv3x3(wt, None)
+        cin = o if transposed else c
+        x = rng.standard_normal((cin, 6, 8))
+        out = np.empty(padded.padded_shape(c if transposed else o, 6, 8))
+        prep.run(padded.to_padded(x), out, 6, 8, transposed=transposed)
+        want = reference(x, flip_transpose(wt) if transposed else wt)
+        assert rel_error(padded.interior(out, 6, 8), want) < 1e-12, (c, o, transposed)
+
+
+# --- threads -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_for_each_task_runs_every_task_once(n_threads):
+    threads.set_num_threads(n_threads)
+    try:
+        done = []
+        threads.for_each_task(lambda i, scratch: done.append(i), 17)
+        assert sorted(done) == list(range(17)), n_threads
+        pieces = []
+        threads.parallel_ranges(lambda lo, hi: pieces.append((lo, hi)), 10, work=1 << 20)
+        assert sorted(i for lo, hi in pieces for i in range(lo, hi)) == list(range(10)), n_threads
+    finally:
+        threads.set_num_threads(None)
+
+
+def test_task_errors_reach_the_caller():
+    threads.set_num_threads(2)
+    try:
+        def fail(i, scratch):
+            if i == 3:
+                raise RuntimeError("task 3")
+        with pytest.raises(RuntimeError, match="task 3"):
+            threads.for_each_task(fail, 8)
+    finally:
+        threads.set_num_threads(None)
+
+
+def test_thread_count_follows_the_environment(monkeypatch):
+    for var in threads.ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3,1")
+    threads.set_num_threads(None)
+    assert threads.num_threads() == 3
+    monkeypatch.setenv("NSTYLE_NUM_THREADS", "5")
+    threads.set_num_threads(None)
+    assert threads.num_threads() == 5
+    monkeypatch.delenv("NSTYLE_NUM_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    threads.set_num_threads(None)
+    assert threads.num_threads() == threads.available_cores()
+    with pytest.raises(ValueError):
+        threads.set_num_threads(0)
+    threads.set_num_threads(None)
