@@ -10,7 +10,7 @@ from .backend import get_xp
 def _as_matrix(F):
     if F.ndim != 4 or F.shape[0] != 1:
         raise ValueError(f"expected features of shape (1, N, H, W); got {F.shape}")
-    return F.reshape(F.shape[1], F.shape[2] * F.shape[3])
+    return F.reshape(F.shape[1], F.shape[2] * F.shape[3])  # a copy only when F is a strided view
 
 
 def _sum_squares(a):
@@ -32,19 +32,26 @@ def gram_matrix(F):
     return Fm @ Fm.T
 
 
-def style_layer_loss(F, A):
+def style_layer_loss(F, A, positions=None):
     """E_l = 1/(4 N^2 M^2) * sum((G - A)^2) with G = gram_matrix(F); A is the target Gram matrix.
 
     Gradient (paper, eq. 6, before the ReLU's mask): with D = G - A (symmetric, since G and A are),
     dE = 1/(4N^2M^2) * 2 <D, dG> and dG = dF F^T + F dF^T, so <D, dG> = 2 <D F, dF>; hence
     dE/dF = (D F) / (N^2 M^2).
+
+    positions: M, when F holds more than M positions per channel and all the others are zero -- the
+    zero-bordered layout of the CPU fast path (``vgg_cpu.py``), passed whole to avoid copying the
+    interior out. Zeros add nothing to G, and D times a zero column is a zero column, so the value is
+    unchanged and the gradient is exactly zero on the border.
     """
     Fm = _as_matrix(F)
     n, m = Fm.shape
+    if positions is not None:
+        m = int(positions)
     D = Fm @ Fm.T - A
     scale = 1.0 / (float(n) ** 2 * float(m) ** 2)
     value = 0.25 * scale * _sum_squares(D)
-    grad = (D @ Fm) * F.dtype.type(scale)
+    grad = (D * D.dtype.type(scale)) @ Fm  # scaling the small N x N factor saves a pass over N x M
     return value, grad.reshape(F.shape)
 
 

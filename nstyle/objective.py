@@ -112,6 +112,8 @@ class StyleObjective:
         grad = None
         if self.taps:
             feats, trace = self.vgg.forward(x, self.taps)
+            # CPU fast path: the style taps also whole, zero border included (no copy; see losses.py)
+            padded = getattr(trace, "padded_taps", {})
             tap_grads = {}
             for name in self.content_layers:
                 value, g = content_loss(feats[name], self.content_targets[name])
@@ -121,13 +123,16 @@ class StyleObjective:
                 tap_grads[name] = g * g.dtype.type(self.content_weight)
             for name in self.style_layers:
                 w = self.style_weight * self.style_layer_weights[name]
-                value, g = style_layer_loss(feats[name], self.style_targets[name])
+                if name in padded and name not in tap_grads:
+                    value, g = style_layer_loss(padded[name][0], self.style_targets[name], padded[name][1])
+                else:
+                    value, g = style_layer_loss(feats[name], self.style_targets[name])
                 value *= w
                 breakdown[f"style/{name}"] = value
                 breakdown["style"] += value
                 g *= g.dtype.type(w)
                 tap_grads[name] = tap_grads[name] + g if name in tap_grads else g
-            del feats
+            del feats, padded
             grad = self.vgg.backward(trace, tap_grads)
         if self.tv_weight > 0:
             value, g = tv_loss(x)

@@ -11,6 +11,7 @@ transfer never needs weight gradients, convolution inputs are not kept.
 import numpy as np
 
 from . import vgg_cpu
+from .layers.buffers import BufferPool
 from .layers.fastconv import PreparedConv3x3
 from .backend import get_xp, to_device, to_host
 from .errors import InputError, WeightsError
@@ -94,6 +95,7 @@ class VGG19:
         missing = [n for n in CONV_LAYERS if n not in self.params]
         self.depth = LAYER_INDEX[missing[0]] - 1 if missing else len(LAYER_NAMES) - 1
         self._prepared = {}
+        self.buffers = BufferPool()  # the CPU fast path's activation buffers, kept between evaluations
         # False sends CPU arrays through the generic layer-by-layer path too (the reference in tests).
         self.fast_cpu = True
 
@@ -139,7 +141,7 @@ class VGG19:
         want = set(taps)
         if self.fast_cpu and get_xp(x) is np and x.shape[0] == 1 and x.dtype == self.dtype:
             # CPU, one image: padded buffers, fused epilogues, Winograd where it pays (vgg_cpu.py)
-            return vgg_cpu.forward(self, x, LAYER_NAMES[:last + 1], want)
+            return vgg_cpu.forward(self, x, LAYER_NAMES[:last + 1], want, self.buffers)
         features, trace = {}, []
         h = x
         for name in LAYER_NAMES[:last + 1]:
@@ -174,7 +176,7 @@ class VGG19:
         The gradient entering a layer is the one flowing back from above plus that layer's own tap
         gradient, if it has one (the loss depends on a tap both directly and through deeper layers).
         """
-        ran = [name for name, _ in trace]
+        ran = trace.names() if isinstance(trace, vgg_cpu.CpuTrace) else [name for name, _ in trace]
         unknown = set(grads) - set(ran)
         if unknown:
             raise ValueError(f"gradients given for layers the forward did not run: {sorted(unknown)}")

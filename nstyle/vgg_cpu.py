@@ -52,13 +52,19 @@ def _bias_relu_epilogue(out, b, mask, w):
 
 
 def _grad_mask_epilogue(dx, tap_grad, mask, w):
-    """Add the tap gradient (if any) to the interior of rows [r_lo, r_hi), then apply the ReLU mask."""
+    """Add the tap gradient (if any) to rows [r_lo, r_hi), then apply the ReLU mask.
+
+    tap_grad: (C, H, W), added to the interior, or padded (zero border), added whole.
+    """
     wp = w + 2
+    whole = tap_grad is not None and tap_grad.shape[2] == wp
 
     def epilogue(r_lo, r_hi):
         def work(lo, hi):
             rows = dx[lo:hi, r_lo:r_hi]
-            if tap_grad is not None:
+            if whole:
+                rows += tap_grad[lo:hi, r_lo:r_hi]
+            elif tap_grad is not None:
                 rows[:, :, 1:w + 1] += tap_grad[lo:hi, r_lo - 1:r_hi - 1]
             np.multiply(rows, unpack_rows(mask, lo, hi, r_lo, r_hi, wp), out=rows)
 
@@ -67,9 +73,7 @@ def _grad_mask_epilogue(dx, tap_grad, mask, w):
     return epilogue
 
 
-def _relu_with_mask(buf, h, w):
-    mask = np.zeros(mask_shape(buf.shape[0], h, w), dtype=np.uint8)
-
+def _relu_with_mask(buf, h, w, mask):
     def work(lo, hi):
         rows = buf[lo:hi, 1:h + 1]
         np.maximum(rows, 0, out=rows)
@@ -94,11 +98,24 @@ def _add_interior(buf, g, h, w):
     parallel_ranges(work, buf.shape[0], work=buf.size)
 
 
-def _padded_from(g, h, w, dtype):
-    buf = padded.empty_padded(g.shape[0], h, w, dtype)
+def _add_flat(buf, g):
+    def work(lo, hi):
+        buf[lo:hi] += g[lo:hi]
+
+    parallel_ranges(work, buf.shape[0], work=buf.size)
+
+
+def _copy_in(buf, g, h, w):
+    """Fill a padded buffer from g: (C, H, W) into the interior (border zeroed), or padded as a whole."""
+    whole = g.shape[1:] == buf.shape[1:]
+    if not whole:
+        padded.zero_border(buf, h, w)
 
     def work(lo, hi):
-        buf[lo:hi, 1:h + 1, 1:w + 1] = g[lo:hi]
+        if whole:
+            buf[lo:hi] = g[lo:hi]
+        else:
+            buf[lo:hi, 1:h + 1, 1:w + 1] = g[lo:hi]
 
     parallel_ranges(work, buf.shape[0], work=buf.size)
     return buf
@@ -111,10 +128,8 @@ def _windows(buf, ho, wo):
     return [buf[:, 1 + di:1 + di + 2 * ho:2, 1 + dj:1 + dj + 2 * wo:2] for di in (0, 1) for dj in (0, 1)]
 
 
-def _avg_pool(buf, h, w):
-    c = buf.shape[0]
+def _avg_pool(buf, h, w, out, winner):
     ho, wo = h // 2, w // 2
-    out = padded.empty_padded(c, ho, wo, buf.dtype)
 
     def work(lo, hi):
         a, b_, c_, d = _windows(buf[lo:hi], ho, wo)
@@ -124,34 +139,29 @@ def _avg_pool(buf, h, w):
         dst += d
         dst *= buf.dtype.type(0.25)
 
-    parallel_ranges(work, c, work=buf.size)
-    return out, None
+    parallel_ranges(work, buf.shape[0], work=buf.size)
 
 
-def _max_pool(buf, h, w):
-    c = buf.shape[0]
+def _max_pool(buf, h, w, out, winner):
     ho, wo = h // 2, w // 2
-    out = padded.empty_padded(c, ho, wo, buf.dtype)
-    winner = np.zeros((c, ho, wo), dtype=np.uint8)
 
     def work(lo, hi):
         views = _windows(buf[lo:hi], ho, wo)
         dst = out[lo:hi, 1:ho + 1, 1:wo + 1]
         np.copyto(dst, views[0])
+        winner[lo:hi] = 0
         for idx in range(1, 4):
             better = views[idx] > dst  # strict: the first offset keeps a tie, as in layers/pool.py
             np.copyto(winner[lo:hi], idx, where=better)
             np.copyto(dst, views[idx], where=better)
 
-    parallel_ranges(work, c, work=buf.size)
-    return out, winner
+    parallel_ranges(work, buf.shape[0], work=buf.size)
 
 
-def _pool_backward(dout, h, w, winner):
+def _pool_backward(dout, h, w, winner, dx):
     """Gradient on the (C, h, w) map before a 2x2/2 pool, from the padded gradient after it."""
-    c = dout.shape[0]
     ho, wo = h // 2, w // 2
-    dx = padded.empty_padded(c, h, w, dout.dtype)
+    padded.zero_border(dx, h, w)
 
     def work(lo, hi):
         g = dout[lo:hi, 1:ho + 1, 1:wo + 1]
@@ -165,7 +175,7 @@ def _pool_backward(dout, h, w, winner):
             else:
                 np.multiply(g, winner[lo:hi] == idx, out=view)
 
-    parallel_ranges(work, c, work=dx.size)
+    parallel_ranges(work, dx.shape[0], work=dx.size)
     return dx
 
 
@@ -175,13 +185,20 @@ class CpuTrace:
     """What :func:`backward` needs: one record (kind, name, data) per layer run, in forward order.
 
     Iterating gives (name, data) pairs, like the generic path's trace of (name, cache).
+    ``padded_taps[name] = (buffer (1, C, H+3, W+2), H*W)``: the relu and pool taps whole, zero border
+    included, for losses that can use them without copying (``losses.style_layer_loss(positions=)``);
+    gradients in that shape may be handed to :func:`backward` (their border must be zero).
+    A trace serves one backward: that backward recycles its masks and buffers.
     """
 
-    def __init__(self, records, input_shape, dtype):
+    def __init__(self, records, input_shape, dtype, pool, padded_taps, tap_buffers):
         self.records, self.input_shape, self.dtype = records, input_shape, dtype
+        self.pool, self.padded_taps, self.tap_buffers = pool, padded_taps, tap_buffers
+        self.used = False
+        self._names = [name for _, name, _ in records]
 
     def names(self):
-        return [name for _, name, _ in self.records]
+        return list(self._names)
 
     def __iter__(self):
         return iter([(name, data) for _, name, data in self.records])
@@ -190,12 +207,20 @@ class CpuTrace:
         return len(self.records)
 
 
-def forward(vgg, x, names, want):
-    """Run layers ``names`` (in order, from conv1_1) on x (1, 3, H, W); returns (features, CpuTrace)."""
+def forward(vgg, x, names, want, pool):
+    """Run layers ``names`` (in order, from conv1_1) on x (1, 3, H, W); returns (features, CpuTrace).
+
+    pool: a ``layers.buffers.BufferPool`` the buffers come from (and go back to in :func:`backward`).
+    """
     _, _, h, w = x.shape
     dtype = x.dtype
-    buf = padded.to_padded(x[0])
-    features, records = {}, []
+    buf = _copy_in(pool.take(padded.padded_shape(3, h, w), dtype), x[0], h, w)
+    features, records, whole, taps = {}, [], {}, []
+
+    def done_with(b):
+        if not any(b is t for t in taps):
+            pool.give(b)
+
     i = 0
     while i < len(names):
         name = names[i]
@@ -204,46 +229,69 @@ def forward(vgg, x, names, want):
             prep = vgg.prepared(name)
             relu_name = names[i + 1] if i + 1 < len(names) else None
             fuse = relu_name is not None and name not in want
-            out = padded.empty_padded(prep.o, h, w, dtype)
-            mask = np.zeros(mask_shape(prep.o, h, w), dtype=np.uint8) if fuse else None
-            prep.run(buf, out, h, w, epilogue=_bias_relu_epilogue(out, prep.b, mask, w))
+            out = pool.take(padded.padded_shape(prep.o, h, w), dtype)
+            mask = None
+            if relu_name is not None:
+                mask = pool.take(mask_shape(prep.o, h, w), np.uint8)
+                mask[:, 0] = 0  # the epilogue fills rows 1..h
+                mask[:, h + 1:] = 0
+            prep.run(buf, out, h, w, epilogue=_bias_relu_epilogue(out, prep.b, mask if fuse else None, w))
+            done_with(buf)
             records.append(("conv", name, (prep, h, w)))
             if name in want:
                 features[name] = np.ascontiguousarray(padded.interior(out, h, w))[None]
             if relu_name is not None:
-                if mask is None:
-                    mask = _relu_with_mask(out, h, w)
+                if not fuse:
+                    _relu_with_mask(out, h, w, mask)
                 records.append(("relu", relu_name, (mask, h, w)))
                 if relu_name in want:
                     features[relu_name] = padded.interior(out, h, w)[None]
+                    whole[relu_name] = (out[None], h * w)
+                    taps.append(out)
                 i += 1
             buf = out
         elif kind == "pool":
-            pool = _avg_pool if vgg.pooling == "avg" else _max_pool
-            buf, winner = pool(buf, h, w)
+            ho, wo = h // 2, w // 2
+            out = pool.take(padded.padded_shape(buf.shape[0], ho, wo), dtype)
+            padded.zero_border(out, ho, wo)
+            winner = None
+            if vgg.pooling == "avg":
+                _avg_pool(buf, h, w, out, None)
+            else:
+                winner = pool.take((buf.shape[0], ho, wo), np.uint8)
+                _max_pool(buf, h, w, out, winner)
+            done_with(buf)
             records.append(("pool", name, (h, w, winner)))
-            h, w = h // 2, w // 2
+            buf, h, w = out, ho, wo
             if name in want:
                 features[name] = padded.interior(buf, h, w)[None]
+                whole[name] = (buf[None], h * w)
+                taps.append(buf)
         else:  # a relu not preceded by its convolution cannot happen in VGG's layer order
             raise AssertionError(f"unexpected layer order at {name}")
         i += 1
-    return features, CpuTrace(records, x.shape, dtype)
+    return features, CpuTrace(records, x.shape, dtype, pool, whole, taps)
 
 
-def _accumulate(dh, g, h, w, dtype):
-    """dh + g on the interior (dh may be None: then a new buffer holding g)."""
+def _accumulate(dh, g, h, w, dtype, pool):
+    """dh + g (dh may be None: then a new buffer holding g). g: (C, H, W), or padded with zero border."""
     if g is None:
         return dh
     if dh is None:
-        return _padded_from(g, h, w, dtype)
-    _add_interior(dh, g, h, w)
+        return _copy_in(pool.take(padded.padded_shape(g.shape[0], h, w), dtype), g, h, w)
+    if g.shape[1:] == dh.shape[1:]:
+        _add_flat(dh, g)
+    else:
+        _add_interior(dh, g, h, w)
     return dh
 
 
 def backward(trace, grads):
     """dL/dx (1, 3, H, W) from gradients at any of the forward's taps (see VGG19.backward)."""
-    records, dtype = trace.records, trace.dtype
+    if trace.used:
+        raise ValueError("this trace was already used by a backward; run the forward again")
+    trace.used = True
+    records, dtype, pool = trace.records, trace.dtype, trace.pool
 
     def tap_grad(name):
         g = grads.get(name)
@@ -255,30 +303,44 @@ def backward(trace, grads):
         kind, name, data = records[idx]
         if kind == "relu":
             mask, h, w = data
-            if masked:
-                masked = False
-                continue
-            dh = _accumulate(dh, tap_grad(name), h, w, dtype)
-            if dh is not None:
-                _apply_mask(dh, mask, h, w)
+            if not masked:
+                dh = _accumulate(dh, tap_grad(name), h, w, dtype, pool)
+                if dh is not None:
+                    _apply_mask(dh, mask, h, w)
+            masked = False
+            pool.give(mask)
         elif kind == "conv":
             prep, h, w = data
-            dh = _accumulate(dh, tap_grad(name), h, w, dtype)
+            dh = _accumulate(dh, tap_grad(name), h, w, dtype, pool)
             if dh is None:
                 continue
-            dx = padded.empty_padded(prep.c, h, w, dtype)
+            dx = pool.take(padded.padded_shape(prep.c, h, w), dtype)
             epilogue = None
             if idx > 0 and records[idx - 1][0] == "relu":
                 below_name, (below_mask, _, _) = records[idx - 1][1], records[idx - 1][2]
                 epilogue = _grad_mask_epilogue(dx, tap_grad(below_name), below_mask, w)
                 masked = True
-            dh = prep.run(dh, dx, h, w, transposed=True, epilogue=epilogue)
+            prep.run(dh, dx, h, w, transposed=True, epilogue=epilogue)
+            pool.give(dh)
+            dh = dx
         else:
             h, w, winner = data
-            dh = _accumulate(dh, tap_grad(name), h // 2, w // 2, dtype)
+            dh = _accumulate(dh, tap_grad(name), h // 2, w // 2, dtype, pool)
             if dh is not None:
-                dh = _pool_backward(dh, h, w, winner)
+                dx = _pool_backward(dh, h, w, winner, pool.take(padded.padded_shape(dh.shape[0], h, w), dtype))
+                pool.give(dh)
+                dh = dx
+            pool.give(winner)
     if dh is None:
         raise ValueError("backward needs a gradient at one tap at least")
     _, _, h, w = trace.input_shape
-    return np.ascontiguousarray(padded.interior(dh, h, w))[None]
+    dx = np.ascontiguousarray(padded.interior(dh, h, w))[None]
+    pool.give(dh)
+    # The tap buffers return to the pool unless something (features kept by the caller) still views them.
+    trace.padded_taps.clear()
+    trace.records = []
+    while trace.tap_buffers:
+        buf = trace.tap_buffers.pop()
+        pool.give_if_unused(buf, known_refs=1)
+        del buf
+    return dx

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import nstyle.layers.conv as conv
 import nstyle.layers.fastconv as fastconv
 from nstyle.gradcheck import random_image, random_vgg_params, rel_error
 from nstyle.layers import threads
@@ -19,12 +20,16 @@ def winograd_everywhere(monkeypatch):
 
 
 def both_paths(vgg, x, taps, grads):
+    """Fast path, then the reference: the generic layer-by-layer path with im2col convolutions."""
     vgg.fast_cpu = True
     feats_fast, trace_fast = vgg.forward(x, taps)
+    feats_fast = {k: v.copy() for k, v in feats_fast.items()}
     dx_fast = vgg.backward(trace_fast, grads)
     vgg.fast_cpu = False
-    feats_ref, trace_ref = vgg.forward(x, taps)
-    dx_ref = vgg.backward(trace_ref, grads)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv, "_fast_case", lambda *args: False)
+        feats_ref, trace_ref = vgg.forward(x, taps)
+        dx_ref = vgg.backward(trace_ref, grads)
     vgg.fast_cpu = True
     return feats_fast, dx_fast, feats_ref, dx_ref
 
@@ -61,6 +66,21 @@ def test_fast_path_leaves_inputs_alone(rng):
     np.testing.assert_array_equal(x, x0)
     for n in g:
         np.testing.assert_array_equal(g[n], g0[n])
+
+
+def test_trace_serves_one_backward_and_buffers_are_recycled(rng):
+    vgg = VGG19(random_vgg_params(rng), dtype=np.float32)
+    x = random_image(rng, 16, 20).astype(np.float32)
+    feats, trace = vgg.forward(x, ["relu1_1", "relu2_1"])
+    kept = feats["relu1_1"].copy()
+    g = {"relu2_1": np.ones(feats["relu2_1"].shape, np.float32)}
+    vgg.backward(trace, g)
+    with pytest.raises(ValueError, match="already used"):
+        vgg.backward(trace, g)
+    assert vgg.buffers.nbytes() > 0, "the backward gives its buffers back to the pool"
+    # relu1_1's buffer is still viewed by feats: it must not be reused by the next forward
+    vgg.forward(x + 1, ["relu1_1", "relu2_1"])
+    np.testing.assert_array_equal(feats["relu1_1"], kept)
 
 
 def test_gradient_taps_only_on_some_layers(rng):
