@@ -32,7 +32,39 @@ def gram_matrix(F):
     return Fm @ Fm.T
 
 
-def style_layer_loss(F, A, positions=None):
+class GramGradient:
+    """The style gradient dE/dF = S F (S = (G - A) / (N^2 M^2), N x N), kept as its two factors.
+
+    On the CPU fast path the backward multiplies it out a band of rows at a time (:meth:`add_rows`),
+    inside the convolution epilogue that consumes it, so the (N, M) gradient -- as large as the layer's
+    activations -- never exists whole. Anything else gets the plain array from ``np.asarray``.
+    """
+
+    def __init__(self, S, F):
+        self.S, self.F = S, F
+        self.shape, self.dtype = F.shape, F.dtype
+
+    def __imul__(self, factor):
+        self.S = self.S * self.S.dtype.type(factor)
+        return self
+
+    def __array__(self, dtype=None, copy=None):
+        if self.F is None:
+            raise ValueError("this factored gradient was released after use")
+        out = (self.S @ _as_matrix(self.F)).reshape(self.F.shape)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def add_rows(self, target, lo, hi, r_lo, r_hi):
+        """target (channels lo..hi-1, rows r_lo..r_hi-1 of F's (1, N, H', W') layout) += those of S F."""
+        rows = self.F[0, :, r_lo:r_hi].reshape(self.F.shape[1], -1)
+        target += (self.S[lo:hi] @ rows).reshape(target.shape)
+
+    def release(self):
+        """Drop the reference to F once the gradient has been used (it may then be freed or reused)."""
+        self.F = None
+
+
+def style_layer_loss(F, A, positions=None, factored=False):
     """E_l = 1/(4 N^2 M^2) * sum((G - A)^2) with G = gram_matrix(F); A is the target Gram matrix.
 
     Gradient (paper, eq. 6, before the ReLU's mask): with D = G - A (symmetric, since G and A are),
@@ -43,6 +75,7 @@ def style_layer_loss(F, A, positions=None):
     zero-bordered layout of the CPU fast path (``vgg_cpu.py``), passed whole to avoid copying the
     interior out. Zeros add nothing to G, and D times a zero column is a zero column, so the value is
     unchanged and the gradient is exactly zero on the border.
+    factored: return the gradient as a :class:`GramGradient` (F must then stay unmodified until used).
     """
     Fm = _as_matrix(F)
     n, m = Fm.shape
@@ -51,8 +84,10 @@ def style_layer_loss(F, A, positions=None):
     D = Fm @ Fm.T - A
     scale = 1.0 / (float(n) ** 2 * float(m) ** 2)
     value = 0.25 * scale * _sum_squares(D)
-    grad = (D * D.dtype.type(scale)) @ Fm  # scaling the small N x N factor saves a pass over N x M
-    return value, grad.reshape(F.shape)
+    S = D * D.dtype.type(scale)  # scaling the small N x N factor saves a pass over N x M
+    if factored:
+        return value, GramGradient(S, F)
+    return value, (S @ Fm).reshape(F.shape)
 
 
 def blended_gram(grams, blend):

@@ -86,9 +86,12 @@ class StyleObjective:
             self.style_blend = normalise_blend(style_blend, len(styles))
             per_style = []
             for s in styles:
-                feats, _ = vgg.forward(self._to_net(s), self.style_layers)
-                per_style.append({name: gram_matrix(feats[name]) for name in self.style_layers})
-                del feats
+                feats, trace = vgg.forward(self._to_net(s), self.style_layers)
+                # the CPU fast path's zero-bordered taps give the same Gram matrices without a copy
+                whole = getattr(trace, "padded_taps", {})
+                per_style.append({name: gram_matrix(whole[name][0] if name in whole else feats[name])
+                                  for name in self.style_layers})
+                del feats, trace, whole
             self.style_targets = {name: blended_gram([g[name] for g in per_style], self.style_blend)
                                   for name in self.style_layers}
         self.last_breakdown = None
@@ -124,7 +127,8 @@ class StyleObjective:
             for name in self.style_layers:
                 w = self.style_weight * self.style_layer_weights[name]
                 if name in padded and name not in tap_grads:
-                    value, g = style_layer_loss(padded[name][0], self.style_targets[name], padded[name][1])
+                    value, g = style_layer_loss(padded[name][0], self.style_targets[name], padded[name][1],
+                                                factored=True)
                 else:
                     value, g = style_layer_loss(feats[name], self.style_targets[name])
                 value *= w
@@ -134,6 +138,8 @@ class StyleObjective:
                 tap_grads[name] = tap_grads[name] + g if name in tap_grads else g
             del feats, padded
             grad = self.vgg.backward(trace, tap_grads)
+            del tap_grads
+            self.vgg.recycle(trace)
         if self.tv_weight > 0:
             value, g = tv_loss(x)
             breakdown["tv"] = self.tv_weight * value

@@ -201,5 +201,10 @@ class VGG19:
             raise ValueError("backward needs a gradient at one tap at least")
         return dh
 
+    def recycle(self, trace):
+        """After the backward: let the CPU fast path reuse the tap buffers nothing else still views."""
+        if isinstance(trace, vgg_cpu.CpuTrace):
+            vgg_cpu.recycle(trace)
+
     def xp(self):
         return get_xp(self.params["conv1_1"][0])

@@ -54,15 +54,19 @@ def _bias_relu_epilogue(out, b, mask, w):
 def _grad_mask_epilogue(dx, tap_grad, mask, w):
     """Add the tap gradient (if any) to rows [r_lo, r_hi), then apply the ReLU mask.
 
-    tap_grad: (C, H, W), added to the interior, or padded (zero border), added whole.
+    tap_grad: (C, H, W), added to the interior; padded (zero border), added whole; or factored
+    (``losses.GramGradient`` on the padded tap), multiplied out for these rows only.
     """
     wp = w + 2
-    whole = tap_grad is not None and tap_grad.shape[2] == wp
+    factored = hasattr(tap_grad, "add_rows")
+    whole = not factored and tap_grad is not None and tap_grad.shape[2] == wp
 
     def epilogue(r_lo, r_hi):
         def work(lo, hi):
             rows = dx[lo:hi, r_lo:r_hi]
-            if whole:
+            if factored:
+                tap_grad.add_rows(rows, lo, hi, r_lo, r_hi)
+            elif whole:
                 rows += tap_grad[lo:hi, r_lo:r_hi]
             elif tap_grad is not None:
                 rows[:, :, 1:w + 1] += tap_grad[lo:hi, r_lo - 1:r_hi - 1]
@@ -188,7 +192,7 @@ class CpuTrace:
     ``padded_taps[name] = (buffer (1, C, H+3, W+2), H*W)``: the relu and pool taps whole, zero border
     included, for losses that can use them without copying (``losses.style_layer_loss(positions=)``);
     gradients in that shape may be handed to :func:`backward` (their border must be zero).
-    A trace serves one backward: that backward recycles its masks and buffers.
+    A trace serves one backward: that backward clears ``padded_taps`` and recycles masks and buffers.
     """
 
     def __init__(self, records, input_shape, dtype, pool, padded_taps, tap_buffers):
@@ -291,11 +295,14 @@ def backward(trace, grads):
     if trace.used:
         raise ValueError("this trace was already used by a backward; run the forward again")
     trace.used = True
+    trace.padded_taps.clear()  # the losses are done with them; their buffers may be recycled as we go
     records, dtype, pool = trace.records, trace.dtype, trace.pool
 
-    def tap_grad(name):
+    def tap_grad(name, factored=False):
         g = grads.get(name)
-        return None if g is None else np.asarray(g, dtype=dtype)[0]
+        if g is None or (factored and hasattr(g, "add_rows")):
+            return g  # a losses.GramGradient, multiplied out band by band in the epilogue
+        return np.asarray(g, dtype=dtype)[0]
 
     dh = None        # gradient at the output of the current record, padded
     masked = False   # the relu about to be visited was already applied by a fused epilogue
@@ -315,14 +322,20 @@ def backward(trace, grads):
             if dh is None:
                 continue
             dx = pool.take(padded.padded_shape(prep.c, h, w), dtype)
-            epilogue = None
+            epilogue, below_grad = None, None
             if idx > 0 and records[idx - 1][0] == "relu":
                 below_name, (below_mask, _, _) = records[idx - 1][1], records[idx - 1][2]
-                epilogue = _grad_mask_epilogue(dx, tap_grad(below_name), below_mask, w)
+                below_grad = tap_grad(below_name, factored=True)
+                epilogue = _grad_mask_epilogue(dx, below_grad, below_mask, w)
                 masked = True
             prep.run(dh, dx, h, w, transposed=True, epilogue=epilogue)
             pool.give(dh)
             dh = dx
+            if hasattr(below_grad, "release"):
+                # that tap's activations are needed no more: its buffer can go back to the pool now
+                below_grad.release()
+                del below_grad, epilogue
+                _recycle_taps(trace)
         else:
             h, w, winner = data
             dh = _accumulate(dh, tap_grad(name), h // 2, w // 2, dtype, pool)
@@ -336,11 +349,24 @@ def backward(trace, grads):
     _, _, h, w = trace.input_shape
     dx = np.ascontiguousarray(padded.interior(dh, h, w))[None]
     pool.give(dh)
-    # The tap buffers return to the pool unless something (features kept by the caller) still views them.
     trace.padded_taps.clear()
     trace.records = []
+    recycle(trace)
+    return dx
+
+
+def recycle(trace):
+    """Give the tap buffers back to the pool unless something (features kept by the caller, gradients
+    that view them) still holds them; the others are left to the garbage collector."""
+    if trace.used:
+        _recycle_taps(trace)
+
+
+def _recycle_taps(trace):
+    kept = []
     while trace.tap_buffers:
         buf = trace.tap_buffers.pop()
-        pool.give_if_unused(buf, known_refs=1)
+        if trace.pool.give_if_unused(buf, known_refs=1) is False:
+            kept.append(buf)
         del buf
-    return dx
+    trace.tap_buffers = kept

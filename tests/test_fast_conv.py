@@ -147,7 +147,7 @@ def test_for_each_task_runs_every_task_once(n_threads):
     threads.set_num_threads(n_threads)
     try:
         done = []
-        threads.for_each_task(lambda i, scratch: done.append(i), 17)
+        threads.for_each_task(done.append, 17)
         assert sorted(done) == list(range(17)), n_threads
         pieces = []
         threads.parallel_ranges(lambda lo, hi: pieces.append((lo, hi)), 10, work=1 << 20)
@@ -159,7 +159,7 @@ def test_for_each_task_runs_every_task_once(n_threads):
 def test_task_errors_reach_the_caller():
     threads.set_num_threads(2)
     try:
-        def fail(i, scratch):
+        def fail(i):
             if i == 3:
                 raise RuntimeError("task 3")
         with pytest.raises(RuntimeError, match="task 3"):

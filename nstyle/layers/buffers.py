@@ -16,7 +16,7 @@ import numpy as np
 class BufferPool:
     """Free buffers by (shape, dtype); at most ``per_shape`` kept of each."""
 
-    def __init__(self, per_shape=2):
+    def __init__(self, per_shape=1):
         self.per_shape = per_shape
         self._free = {}
 
@@ -43,6 +43,8 @@ class BufferPool:
         """
         if array is not None and sys.getrefcount(array) - 2 <= known_refs:
             self.give(array)
+            return True
+        return False
 
     def clear(self):
         self._free.clear()

@@ -19,7 +19,7 @@ result straight into the output buffer.
 import numpy as np
 
 from . import padded
-from .threads import for_each_task, num_threads, parallel_ranges
+from .threads import for_each_task, num_threads, parallel_ranges, scratch
 
 # Elements of the (9*C, band) column matrix per band (8 MB of float32; bench/NOTES.md has the sweep).
 DIRECT_BAND_ELEMS = 1 << 21
@@ -70,13 +70,11 @@ def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, rows=None):
     outbuf[:, 0] = 0
     outbuf[:, h + 1:] = 0
 
-    def band(i, scratch):
+    def band(i):
         r0 = starts[i]
         r1 = min(h, r0 + rows)
         q0, n = r0 * wp, (r1 - r0) * wp
-        if "cols" not in scratch:
-            scratch["cols"] = np.empty((9 * c, rows * wp), dtype=xbuf.dtype)
-        cols = scratch["cols"][:, :n]
+        cols = scratch("direct.cols", (9 * c, n), xbuf.dtype)
 
         def gather(lo, hi):
             for t in range(lo, hi):
@@ -122,11 +120,12 @@ def conv3x3_shift(xbuf, wshift, outbuf, h, w, epilogue=None, rows=None):
     outbuf[:, 0] = 0
     outbuf[:, h + 1:] = 0
 
-    def band(i, scratch):
+    def band(i):
         r0 = starts[i]
         r1 = min(h, r0 + rows)
         q0, n = r0 * wp, (r1 - r0) * wp
-        z = wshift @ xf[:, q0:q0 + n + halo]
+        z = scratch("shift.z", (9 * o, n + halo), xbuf.dtype)
+        np.matmul(wshift, xf[:, q0:q0 + n + halo], out=z)
         target = of[:, base + q0:base + q0 + n - 1]  # n - 1: see conv3x3_direct
         np.copyto(target, z[0:o, offsets[0]:offsets[0] + n - 1])
         for t in range(1, 9):

@@ -26,6 +26,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 ENV_VARS = ("NSTYLE_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 # Below this many elements a step runs on the calling thread: handing work to the pool costs tens of
@@ -38,6 +40,7 @@ _pool_size = 0
 _override = None
 _default = None  # the environment's (or the cores') count, read once: os.environ lookups are slow
 _in_task = threading.local()
+_scratch = threading.local()
 _blas_control = "unknown"
 
 
@@ -171,31 +174,46 @@ def parallel_ranges(fn, n, work=None):
         _join(futures)
 
 
-def for_each_task(fn, n_tasks, make_scratch=dict):
-    """Run ``fn(i, scratch)`` for i in range(n_tasks), each thread taking the next i when it is free.
+def scratch(key, shape, dtype):
+    """A work array private to the calling thread and kept for its next call (contents undefined).
 
-    ``scratch`` is private to the thread running the call (made by make_scratch once per thread), so
-    a task may keep its buffers there for the next one. fn may call the BLAS: inside a task it runs
-    single-threaded when :func:`blas_thread_control` is available; otherwise all tasks run here, one
-    after another, and the BLAS keeps its own threads.
+    Kernels take their band buffers here: a fresh large array would cost page faults every time.
+    What each thread keeps is bounded by the kernels' band budgets (a few tens of MB).
+    """
+    store = getattr(_scratch, "arrays", None)
+    if store is None:
+        store = _scratch.arrays = {}
+    n = 1
+    for d in shape:
+        n *= int(d)
+    buf = store.get(key)
+    if buf is None or buf.size < n or buf.dtype != np.dtype(dtype):
+        buf = store[key] = np.empty(max(n, 1), dtype=dtype)
+    return buf[:n].reshape(shape)
+
+
+def for_each_task(fn, n_tasks):
+    """Run ``fn(i)`` for i in range(n_tasks), each thread taking the next i when it is free.
+
+    fn may call the BLAS: inside a task it runs single-threaded when :func:`blas_thread_control` is
+    available; otherwise all tasks run here, one after another, and the BLAS keeps its own threads.
+    Tasks take their work arrays from :func:`scratch`.
     """
     threads = min(num_threads(), n_tasks)
     control = blas_thread_control() if threads > 1 else None
     if threads <= 1 or control is None or getattr(_in_task, "active", False):
-        scratch = make_scratch()
         for i in range(n_tasks):
-            fn(i, scratch)
+            fn(i)
         return
     counter = itertools.count()
 
     def drain():
-        scratch = make_scratch()
         _in_task.active = True
         try:
             for i in iter(lambda: next(counter), None):
                 if i >= n_tasks:
                     break
-                fn(i, scratch)
+                fn(i)
         finally:
             _in_task.active = False
 

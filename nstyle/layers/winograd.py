@@ -30,7 +30,7 @@ import numpy as np
 
 from . import padded
 from .conv3x3 import band_rows
-from .threads import for_each_task, parallel_ranges
+from .threads import for_each_task, parallel_ranges, scratch
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
@@ -131,25 +131,19 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
     outbuf[:, 0] = 0
     outbuf[:, h + 1:] = 0
 
-    def band(i, scratch):
+    def band(i):
         i0 = starts[i]
         i1 = min(th, i0 + rows)
         tb, n = i1 - i0, (i1 - i0) * tw
-        if "v" not in scratch:
-            scratch["v"] = np.empty((16, c, rows * tw), dtype=dtype)
-            scratch["m"] = np.empty((16, o, rows * tw), dtype=dtype)
-            scratch["r"] = np.empty((4, c, rows, w + 2), dtype=dtype)
-            scratch["s"] = np.empty((8, o, rows, tw), dtype=dtype)
-        # Whole (16, C, n) arrays, contiguous, so the transforms can view them as (4, 4, C, tb, tw).
-        vband = scratch["v"].reshape(-1)[:16 * c * n].reshape(16, c, n)
-        mband = scratch["m"].reshape(-1)[:16 * o * n].reshape(16, o, n)
-        _input_transform(xbuf, i0, i1, tw, vband, scratch["r"][:, :, :tb])
+        vband = scratch("winograd.v", (16, c, n), dtype)
+        mband = scratch("winograd.m", (16, o, n), dtype)
+        _input_transform(xbuf, i0, i1, tw, vband, scratch("winograd.r", (4, c, tb, w + 2), dtype))
         if transposed:
             for k in range(16):
                 np.matmul(u[index[k]].T, vband[k], out=mband[k])
         else:
             np.matmul(u, vband, out=mband)
-        _output_transform(mband, outbuf, i0, i1, tw, scratch["s"][:, :, :tb])
+        _output_transform(mband, outbuf, i0, i1, tw, scratch("winograd.s", (8, o, tb, tw), dtype))
         padded.zero_border_columns(outbuf, 1 + 2 * i0, 1 + 2 * i1, w)
         if epilogue is not None:
             epilogue(1 + 2 * i0, 1 + 2 * i1)
