@@ -58,22 +58,29 @@ def supported(h, w):
     return h % 2 == 0 and w % 2 == 0 and h >= 2 and w >= 2
 
 
-def _input_transform(xbuf, i0, i1, tw, vband, r):
-    """V[4u+v] (C, tiles) of tile rows [i0, i1) from the padded buffer; r: scratch (4, C, rows, W+2)."""
+def _input_transform(xbuf, i0, i1, tw, vband, scratch_rows):
+    """V[4u+v] (C, tiles) of tile rows [i0, i1) from the padded buffer.
+
+    Tile (i, j) is buffer rows 2i..2i+3, columns 2j..2j+3. First B^T d: four combinations of rows, kept
+    split into even and odd columns (scratch_rows: (2, 4, C, rows, tw+1)), so that then (B^T d) B --
+    combinations of columns 2j..2j+3, i.e. even/odd columns j and j+1 -- reads contiguous memory.
+    """
     c = xbuf.shape[0]
     tb = i1 - i0
     v4 = vband.reshape(4, 4, c, tb, tw)
 
     def work(lo, hi):
         rows = [xbuf[lo:hi, 2 * i0 + a:2 * i1 + a:2] for a in range(4)]  # (C', tb, W+2) each
-        r0, r1, r2, r3 = (r[u, lo:hi] for u in range(4))
-        np.subtract(rows[0], rows[2], out=r0)  # rows of B^T d
-        np.add(rows[1], rows[2], out=r1)
-        np.subtract(rows[2], rows[1], out=r2)
-        np.subtract(rows[1], rows[3], out=r3)
-        for u, ru in enumerate((r0, r1, r2, r3)):  # then (B^T d) B, column by column
-            c0, c1 = ru[..., 0:2 * tw:2], ru[..., 1:2 * tw + 1:2]
-            c2, c3 = ru[..., 2:2 * tw + 2:2], ru[..., 3:2 * tw + 3:2]
+        for parity in (0, 1):
+            r = [row[..., parity::2] for row in rows]
+            out = scratch_rows[parity, :, lo:hi]
+            np.subtract(r[0], r[2], out=out[0])  # the rows of B^T d
+            np.add(r[1], r[2], out=out[1])
+            np.subtract(r[2], r[1], out=out[2])
+            np.subtract(r[1], r[3], out=out[3])
+        for u in range(4):
+            even, odd = scratch_rows[0, u, lo:hi], scratch_rows[1, u, lo:hi]
+            c0, c1, c2, c3 = even[..., :tw], odd[..., :tw], even[..., 1:], odd[..., 1:]  # columns 2j..2j+3
             np.subtract(c0, c2, out=v4[u, 0, lo:hi])
             np.add(c1, c2, out=v4[u, 1, lo:hi])
             np.subtract(c2, c1, out=v4[u, 2, lo:hi])
@@ -137,7 +144,7 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
         tb, n = i1 - i0, (i1 - i0) * tw
         vband = scratch("winograd.v", (16, c, n), dtype)
         mband = scratch("winograd.m", (16, o, n), dtype)
-        _input_transform(xbuf, i0, i1, tw, vband, scratch("winograd.r", (4, c, tb, w + 2), dtype))
+        _input_transform(xbuf, i0, i1, tw, vband, scratch("winograd.r", (2, 4, c, tb, tw + 1), dtype))
         if transposed:
             for k in range(16):
                 np.matmul(u[index[k]].T, vband[k], out=mband[k])
