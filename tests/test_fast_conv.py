@@ -122,6 +122,8 @@ def test_choose_kernel():
     assert choose_kernel(64, 3, 32, 32) == "shift"          # conv1_1's input gradient
     assert choose_kernel(3, 64, 32, 32) == "direct"         # conv1_1
     assert choose_kernel(512, 512, 32, 32) == "winograd"
+    assert choose_kernel(64, 64, 32, 32) == "direct"         # conv1_2: a tie, and direct is more accurate
+    assert choose_kernel(64, 128, 32, 32) == "winograd"
     assert choose_kernel(512, 512, 31, 32) == "direct"      # Winograd F(2x2) wants even maps
 
 
@@ -129,6 +131,7 @@ def test_choose_kernel():
 def test_prepared_conv_runs_every_kernel(rng, monkeypatch, transposed):
     import nstyle.layers.fastconv as fastconv
     monkeypatch.setattr(fastconv, "WINOGRAD_MIN_CHANNELS", 4)
+    monkeypatch.setattr(fastconv, "WINOGRAD_MIN_PRODUCT", 16)
     for c, o in [(5, 6), (6, 2), (4, 4)]:
         wt = rng.standard_normal((o, c, 3, 3))
         prep = PreparedConv3x3(wt, None)

@@ -17,6 +17,7 @@ TAPS = ("conv1_1", "relu1_1", "relu1_2", "pool1", "relu2_1", "conv3_1", "relu3_1
 def winograd_everywhere(monkeypatch):
     """Small test networks: let Winograd run on every layer with an even map (not just wide ones)."""
     monkeypatch.setattr(fastconv, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(fastconv, "WINOGRAD_MIN_PRODUCT", 1)
 
 
 def both_paths(vgg, x, taps, grads):

@@ -8,8 +8,11 @@ network transforms its weights once.
 from .conv3x3 import conv3x3_direct, conv3x3_shift, flip_transpose, shift_matrix, tap_matrix
 from .winograd import conv3x3_winograd, supported, winograd_weights
 
-# Winograd F(2x2,3x3) pays once both channel counts reach this (measured: bench/NOTES.md).
-WINOGRAD_MIN_CHANNELS = 128
+# Winograd F(2x2,3x3) pays once both channel counts reach WINOGRAD_MIN_CHANNELS and their product
+# WINOGRAD_MIN_PRODUCT: 64 -> 128 and 128 -> 64 gain, 64 -> 64 breaks even (bench/NOTES.md) and stays
+# direct, which is the more accurate of the two.
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_MIN_PRODUCT = 64 * 128
 # Below this many output channels, multiply-then-shift beats the column matrix (conv1_1's dx: 3).
 SHIFT_MAX_CHANNELS = 16
 
@@ -18,7 +21,7 @@ def choose_kernel(c, o, h, w):
     """Which kernel runs a 3x3 convolution from c to o channels on an h x w map."""
     if o <= SHIFT_MAX_CHANNELS and c > o:
         return "shift"
-    if min(c, o) >= WINOGRAD_MIN_CHANNELS and supported(h, w):
+    if min(c, o) >= WINOGRAD_MIN_CHANNELS and c * o >= WINOGRAD_MIN_PRODUCT and supported(h, w):
         return "winograd"
     return "direct"
 
