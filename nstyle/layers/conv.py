@@ -6,7 +6,7 @@ Shapes: x (N, C, H, W), w (O, C, KH, KW), b (O,), out (N, O, Ho, Wo) with
 The fast versions lower the convolution to one matrix product per band of output rows (see
 ``im2col.py``); ``*_naive`` are the obvious loops, kept as the reference the tests compare against.
 """
-from ..backend import get_xp
+from ..backend import get_xp, uses_device_kernels
 from .im2col import band_rows, col2im_band, im2col_band
 
 
@@ -48,6 +48,9 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, keep_input=True):
     so its hot path passes False and the input can be freed as soon as the next layer has it).
     Returns: out (N, O, Ho, Wo) and a cache for :func:`conv2d_backward`.
     """
+    if uses_device_kernels(x):  # GPU: same lowering, bands and launches sized for the device
+        from .conv_gpu import conv2d_forward_gpu  # noqa: PLC0415
+        return conv2d_forward_gpu(x, w, b, stride, padding, keep_input)
     xp = get_xp(x)
     ho, wo = _check(x, w, b, stride, padding)
     n, c, _, _ = x.shape
@@ -83,6 +86,9 @@ def conv2d_backward(dout, cache, weight_grads=False):
       dW    = sum_n dout cols^T           (needs x, hence keep_input),
       db[o] = sum_{n,p} dout[n,o,p].
     """
+    if uses_device_kernels(dout):
+        from .conv_gpu import conv2d_backward_gpu  # noqa: PLC0415
+        return conv2d_backward_gpu(dout, cache, weight_grads)
     xp = get_xp(dout)
     w = cache["w"]
     stride, padding = cache["stride"], cache["padding"]
