@@ -17,7 +17,8 @@ from .errors import DeviceError
 _cupy = None
 _cupy_problem = None
 
-GPU_INSTALL_HINT = "install the GPU extra: pip install 'nstyle[gpu]' (CuPy for CUDA 12/13), on a machine with an NVIDIA GPU"
+GPU_INSTALL_HINT = ("install the GPU extra on a machine with an NVIDIA GPU: pip install 'nstyle[gpu]' (CUDA 12) "
+                    "or 'nstyle[gpu-cuda13]' (CUDA 13)")
 
 
 def _load_cupy():
