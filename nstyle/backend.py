@@ -133,13 +133,13 @@ def uses_device_kernels(a):
 
 
 @contextlib.contextmanager
-def emulate_device_kernels():
+def emulate_device_kernels(enabled=True):
     """Within this block, NumPy arrays go through the layers' GPU code path (band sizes, buffer handling,
     cuBLAS call arguments), with each CUDA kernel and each cuBLAS call emulated in NumPy. Slow; for tests
-    and ``bench/gpu_check.py --dry-run``."""
+    and ``bench/gpu_check.py --dry-run``. ``enabled=False`` switches it off inside an enclosing block."""
     global _emulating
     before = _emulating
-    _emulating = True
+    _emulating = bool(enabled)
     try:
         yield
     finally:

@@ -38,7 +38,8 @@ def test_conv_gpu_path_in_bands_matches_naive(path, rng, case, tiny_bands):
 
 
 def test_band_rows_follow_the_budget():
-    assert conv_gpu.gpu_band_rows(576, 1024, 1024, 64 * 1024 * 1024) == (1 << 26) // (576 * 1024)
+    assert conv_gpu.gpu_band_rows(576, 1024, 1024, 64 * 1024 * 1024) == (1 << 25) // (576 * 1024)
+    assert conv_gpu.gpu_band_rows(576, 2048, 2048, 64 * 2048 * 2048) == (1 << 26) // (576 * 2048), "the cap"
     assert conv_gpu.gpu_band_rows(27, 8, 8, 64 * 64) == 8, "a small layer is a single band"
     assert conv_gpu.gpu_band_rows(10 ** 9, 5, 5, 1) == 1, "at least one row per band"
 

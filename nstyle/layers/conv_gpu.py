@@ -13,9 +13,11 @@ The band of ``out``/``dout`` is a (O, P) block of the (O, Ho*Wo) map, rows Ho*Wo
 addresses in place through its leading dimension (see ``gpu_blas.py``). Padding is never materialised:
 the kernels read it as zeros and never write it.
 
-Band size: the column buffer holds about as many elements as the layer's output (a GPU needs wide
-products, and the buffer then costs no more than one more activation), clamped to
-[BAND_MIN_ELEMS, BAND_MAX_ELEMS]; the cap keeps peak memory bounded at 4K sizes.
+Band size: the column buffer holds about half as many elements as the layer's output, clamped to
+[BAND_MIN_ELEMS, BAND_MAX_ELEMS] (16 M .. 256 MB in float32). A GPU needs wide products -- even the
+smallest band gives cuBLAS thousands of columns -- while the buffer stays below half an activation, so
+the peak memory of an evaluation (set by the activations of the first block) hardly grows; the cap
+bounds it at 4K sizes.
 
 Derivations are the CPU path's (``conv.py``, ``conv2d_backward``): only the order of work differs.
 """
@@ -30,8 +32,8 @@ BAND_MAX_ELEMS = 1 << 26
 
 
 def gpu_band_rows(k, ho, wo, out_elems):
-    """Output rows per band: the column buffer (k x rows*wo) holds ~out_elems elements, within the bounds."""
-    budget = min(max(out_elems, BAND_MIN_ELEMS), BAND_MAX_ELEMS)
+    """Output rows per band: the column buffer (k x rows*wo) holds ~out_elems/2 elements, within the bounds."""
+    budget = min(max(out_elems // 2, BAND_MIN_ELEMS), BAND_MAX_ELEMS)
     return max(1, min(ho, budget // max(1, k * wo)))
 
 

@@ -20,6 +20,22 @@ from .. import backend
 
 OP_N, OP_T = "N", "T"
 
+# How CuPy arrays are multiplied: "cublas" (cublasGemmEx on the sub-matrices in place) or "matmul" (the
+# same product through strided views and cupy.matmul, which copies the operands it cannot hand to cuBLAS
+# directly: slower, but it relies only on CuPy's public API). bench/gpu_check.py falls back to "matmul"
+# if its smoke test finds the direct call failing on the device.
+MODE = "cublas"
+MODES = ("cublas", "matmul")
+
+
+def set_mode(mode):
+    """Choose how CuPy GEMMs run (see MODE); returns the previous mode."""
+    global MODE
+    if mode not in MODES:
+        raise ValueError(f"unknown gemm mode {mode!r}; choose one of {MODES}")
+    before, MODE = MODE, mode
+    return before
+
 
 def gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta=0.0):
     """C(m x n) = op(A)(m x k) @ op(B)(k x n) + beta * C, column-major with leading dimensions.
@@ -37,10 +53,32 @@ def gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta=0.0):
     _check_ld("B", transb, k, n, ldb)
     if ldc < m:
         raise ValueError(f"gemm: ldc={ldc} < m={m}")
-    if backend.is_gpu_array(c):
+    if not backend.is_gpu_array(c):
+        _emulate_gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta)
+    elif MODE == "cublas":
         _cublas_gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta)
     else:
-        _emulate_gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta)
+        import cupy  # noqa: PLC0415
+        strided_gemm(cupy, transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta)
+
+
+def strided_gemm(xp, transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta):
+    """The same product through strided views and ``xp.matmul`` (NumPy or CuPy): the "matmul" mode.
+
+    A column-major (rows x cols) matrix with leading dimension ld is the view with strides
+    (itemsize, ld*itemsize). No bounds checks here: the emulation's tests cover the same arguments.
+    """
+    def stored(flat, rows, cols, ld):
+        return xp.lib.stride_tricks.as_strided(flat, shape=(rows, cols),
+                                               strides=(flat.itemsize, ld * flat.itemsize))
+
+    op_a = stored(a, m, k, lda) if transa == OP_N else stored(a, k, m, lda).T
+    op_b = stored(b, k, n, ldb) if transb == OP_N else stored(b, n, k, ldb).T
+    c_view = stored(c, m, n, ldc)
+    result = xp.matmul(op_a, op_b)
+    if beta != 0:
+        result += c_view * c.dtype.type(beta)
+    c_view[...] = result
 
 
 def _check_ld(name, trans, rows, cols, ld):

@@ -391,13 +391,21 @@ class _Memory:
     def check_no_race(self):
         if self.written:
             every = np.concatenate(self.written)
-            if np.unique(every).size != every.size:
+            if every.size and np.bincount(every, minlength=self.flat.size).max() > 1:
                 raise AssertionError("emulated kernel: two threads wrote the same address in one launch")
 
 
-def _threads(grid, block):
-    """Every thread's x index (blockIdx.x * blockDim.x + threadIdx.x) and the blockIdx.y values."""
-    return np.arange(grid[0] * block[0], dtype=np.int64), range(grid[1])
+def _threads(grid, block, n_y):
+    """The threads of a launch, as two index arrays that broadcast against each other.
+
+    x: every thread's blockIdx.x * blockDim.x + threadIdx.x, shape (1, X).
+    y: every value the kernels' loop ``for (v = blockIdx.y; v < n_y; v += gridDim.y)`` takes, over all
+       blockIdx.y, shape (Y, 1). Threads are independent (no shared memory, no synchronisation, and no
+       two write one address, which the stores check), so evaluating all of them at once is one valid
+       schedule."""
+    x = np.arange(grid[0] * block[0], dtype=np.int64)[None, :]
+    y = np.concatenate([np.arange(by, n_y, grid[1], dtype=np.int64) for by in range(grid[1])])[:, None]
+    return x, y
 
 
 def _as_int32(v):
@@ -416,76 +424,79 @@ def _cdiv(a, b):
     return a // b
 
 
+def _live(x, limit):
+    """The threads that pass the kernel's ``if (x >= limit) return;``."""
+    return x[:, x[0] < limit]
+
+
 def _emulate_im2col_band(grid, block, x, cols, C, H, W, kh, kw, stride, pad, r0, nrows, wo):
     xm, cm = _Memory(x), _Memory(cols)
     P = _as_int32(nrows * wo)
     K = _as_int32(C * kh * kw)
-    p, blocks_y = _threads(grid, block)
-    p = p[p < P]                                  # if (p >= P) return;
+    p, k = _threads(grid, block, K)
+    p = _live(p, P)
     rr = _cdiv(p, wo)
     s = p - rr * wo
     y_base = _as_int32((r0 + rr) * stride - pad)
     x_base = _as_int32(s * stride - pad)
-    for by in blocks_y:
-        for k in range(by, K, grid[1]):
-            c = k // (kh * kw)
-            t = k - c * (kh * kw)
-            ki = t // kw
-            kj = t - ki * kw
-            y = y_base + ki
-            xc = x_base + kj
-            v = np.zeros(p.shape, dtype=cols.dtype)
-            inside = (y >= 0) & (y < H) & (xc >= 0) & (xc < W)
-            v[inside] = xm.load(((c * H + y[inside]) * W + xc[inside]))
-            cm.store(k * P + p, v)
+    c = _cdiv(k, kh * kw)
+    t = k - c * (kh * kw)
+    ki = _cdiv(t, kw)
+    kj = t - ki * kw
+    y = y_base + ki
+    xc = x_base + kj
+    y, xc = np.broadcast_arrays(y, xc)
+    v = np.zeros(y.shape, dtype=cols.dtype)
+    inside = (y >= 0) & (y < H) & (xc >= 0) & (xc < W)
+    c_full = np.broadcast_to(c, y.shape)
+    v[inside] = xm.load((c_full[inside] * H + y[inside]) * W + xc[inside])
+    cm.store(k * P + p, v)
     cm.check_no_race()
 
 
 def _emulate_col2im_band(grid, block, cols, dx, C, H, W, kh, kw, stride, pad, r0, nrows, wo, y0, ny):
     cm, dm = _Memory(cols), _Memory(dx)
-    q, blocks_y = _threads(grid, block)
-    q = q[q < _as_int32(ny * W)]                  # if (q >= ny * W) return;
+    q, c = _threads(grid, block, C)
+    q = _live(q, _as_int32(ny * W))
     yy = _cdiv(q, W)
     xx = q - yy * W
     y = y0 + yy
     P = _as_int32(nrows * wo)
-    for by in blocks_y:
-        for c in range(by, C, grid[1]):
-            acc = np.zeros(q.shape, dtype=dx.dtype)
-            for ki in range(kh):
-                ty = y + pad - ki
-                live = ty >= 0
-                live[live] = ty[live] % stride == 0   # operands >= 0 here, so % agrees with C
-                r = np.full(q.shape, -1, dtype=np.int64)
-                r[live] = _cdiv(ty[live], stride) - r0
-                live &= (r >= 0) & (r < nrows)
-                for kj in range(kw):
-                    tx = xx + pad - kj
-                    ok = live & (tx >= 0)
-                    ok[ok] = tx[ok] % stride == 0
-                    s = np.full(q.shape, wo, dtype=np.int64)
-                    s[ok] = _cdiv(tx[ok], stride)
-                    ok &= s < wo
-                    k = _as_int32((c * kh + ki) * kw + kj)
-                    acc[ok] += cm.load(k * P + _as_int32(r[ok] * wo + s[ok]))
-            dm.add((c * H + y) * W + xx, acc)
+    acc = np.zeros((c.shape[0], q.shape[1]), dtype=dx.dtype)
+    for ki in range(kh):
+        ty = y + pad - ki
+        live = ty >= 0
+        live[live] = ty[live] % stride == 0       # operands >= 0 here, so % agrees with C
+        r = np.full(ty.shape, -1, dtype=np.int64)
+        r[live] = _cdiv(ty[live], stride) - r0
+        live &= (r >= 0) & (r < nrows)
+        for kj in range(kw):
+            tx = xx + pad - kj
+            ok = live & (tx >= 0)
+            ok[ok] = tx[ok] % stride == 0
+            s = np.full(tx.shape, wo, dtype=np.int64)
+            s[ok] = _cdiv(tx[ok], stride)
+            ok &= s < wo
+            k = _as_int32((c * kh + ki) * kw + kj)          # (C, 1)
+            offset = _as_int32(r * wo + s)                  # (1, Q)
+            at = np.broadcast_to(ok, acc.shape)
+            acc[at] += cm.load(np.broadcast_to(k * P + offset, acc.shape)[at])
+    dm.add((c * H + y) * W + xx, acc)
     dm.check_no_race()
 
 
 def _emulate_avg_pool_fwd(grid, block, x, out, planes, H, W, k, s, ho, wo, inv_area):
     xm, om = _Memory(x), _Memory(out)
-    q, blocks_y = _threads(grid, block)
-    q = q[q < _as_int32(ho * wo)]
+    q, plane = _threads(grid, block, planes)
+    q = _live(q, _as_int32(ho * wo))
     r = _cdiv(q, wo)
     cc = q - r * wo
-    for by in blocks_y:
-        for plane in range(by, planes, grid[1]):
-            src = plane * H * W + _as_int32(r * s) * W + cc * s
-            acc = np.zeros(q.shape, dtype=out.dtype)
-            for di in range(k):
-                for dj in range(k):
-                    acc += xm.load(src + di * W + dj)
-            om.store(plane * ho * wo + q, acc * inv_area)
+    src = plane * H * W + _as_int32(r * s) * W + cc * s
+    acc = np.zeros(src.shape, dtype=out.dtype)
+    for di in range(k):
+        for dj in range(k):
+            acc += xm.load(src + di * W + dj)
+    om.store(plane * ho * wo + q, acc * inv_area)
     om.check_no_race()
 
 
@@ -501,72 +512,67 @@ def _pool_window_range(q, W, k, s, ho, wo):
 
 def _emulate_avg_pool_bwd(grid, block, dout, dx, planes, H, W, k, s, ho, wo, inv_area):
     gm, dm = _Memory(dout), _Memory(dx)
-    q, blocks_y = _threads(grid, block)
-    q = q[q < _as_int32(H * W)]
+    q, plane = _threads(grid, block, planes)
+    q = _live(q, _as_int32(H * W))
     y, xx, r_lo, r_hi, c_lo, c_hi = _pool_window_range(q, W, k, s, ho, wo)
-    # The per-thread loops 'for r in r_lo..r_hi' run as a loop over the offset from r_lo, which is at
-    # most ceil(k/s) long, with the threads whose range is shorter masked off.
+    # Each thread's loops 'for r in r_lo..r_hi, c in c_lo..c_hi' run here as loops over the offsets from
+    # r_lo and c_lo (at most ceil(k/s) each), with the threads whose range is shorter masked off.
     span = -(-k // s)
-    for by in blocks_y:
-        for plane in range(by, planes, grid[1]):
-            acc = np.zeros(q.shape, dtype=dx.dtype)
-            for dr in range(span):
-                for dc in range(span):
-                    r, c = r_lo + dr, c_lo + dc
-                    ok = (r <= r_hi) & (c <= c_hi)
-                    acc[ok] += gm.load(plane * ho * wo + r[ok] * wo + c[ok])
-            dm.store(plane * H * W + q, acc * inv_area)
+    acc = np.zeros((plane.shape[0], q.shape[1]), dtype=dx.dtype)
+    for dr in range(span):
+        for dc in range(span):
+            r, c = r_lo + dr, c_lo + dc
+            ok = np.broadcast_to((r <= r_hi) & (c <= c_hi), acc.shape)
+            acc[ok] += gm.load(np.broadcast_to(plane * ho * wo + r * wo + c, acc.shape)[ok])
+    dm.store(plane * H * W + q, acc * inv_area)
     dm.check_no_race()
 
 
 def _emulate_max_pool_fwd(grid, block, x, out, winner, planes, H, W, k, s, ho, wo):
     xm, om, wm = _Memory(x), _Memory(out), _Memory(winner)
-    q, blocks_y = _threads(grid, block)
-    q = q[q < _as_int32(ho * wo)]
+    q, plane = _threads(grid, block, planes)
+    q = _live(q, _as_int32(ho * wo))
     r = _cdiv(q, wo)
     cc = q - r * wo
-    for by in blocks_y:
-        for plane in range(by, planes, grid[1]):
-            src = plane * H * W + _as_int32(r * s) * W + cc * s
-            best = xm.load(src)
-            arg = np.zeros(q.shape, dtype=np.int64)
-            for idx in range(1, k * k):
-                di = idx // k
-                dj = idx - di * k
-                v = xm.load(src + di * W + dj)
-                better = v > best
-                best = np.where(better, v, best)
-                arg = np.where(better, idx, arg)
-            om.store(plane * ho * wo + q, best)
-            wm.store(plane * ho * wo + q, arg.astype(winner.dtype))
+    src = plane * H * W + _as_int32(r * s) * W + cc * s
+    best = xm.load(src)
+    arg = np.zeros(src.shape, dtype=np.int64)
+    for idx in range(1, k * k):
+        di = idx // k
+        dj = idx - di * k
+        v = xm.load(src + di * W + dj)
+        better = v > best
+        best = np.where(better, v, best)
+        arg = np.where(better, idx, arg)
+    om.store(plane * ho * wo + q, best)
+    wm.store(plane * ho * wo + q, arg.astype(winner.dtype))
     om.check_no_race()
     wm.check_no_race()
 
 
 def _emulate_max_pool_bwd(grid, block, dout, winner, dx, planes, H, W, k, s, ho, wo):
     gm, wm, dm = _Memory(dout), _Memory(winner), _Memory(dx)
-    q, blocks_y = _threads(grid, block)
-    q = q[q < _as_int32(H * W)]
+    q, plane = _threads(grid, block, planes)
+    q = _live(q, _as_int32(H * W))
     y, xx, r_lo, r_hi, c_lo, c_hi = _pool_window_range(q, W, k, s, ho, wo)
     span = -(-k // s)
-    for by in blocks_y:
-        for plane in range(by, planes, grid[1]):
-            base = plane * ho * wo
-            acc = np.zeros(q.shape, dtype=dx.dtype)
-            for dr in range(span):
-                for dc in range(span):
-                    r, c = r_lo + dr, c_lo + dc
-                    ok = (r <= r_hi) & (c <= c_hi)
-                    at = base + r[ok] * wo + c[ok]
-                    chosen = wm.load(at).astype(np.int64) == (y[ok] - r[ok] * s) * k + (xx[ok] - c[ok] * s)
-                    acc[np.flatnonzero(ok)[chosen]] += gm.load(at[chosen])
-            dm.store(plane * H * W + q, acc)
+    shape = (plane.shape[0], q.shape[1])
+    acc = np.zeros(shape, dtype=dx.dtype)
+    for dr in range(span):
+        for dc in range(span):
+            r, c = r_lo + dr, c_lo + dc
+            ok = np.broadcast_to((r <= r_hi) & (c <= c_hi), shape)
+            at = np.broadcast_to(plane * ho * wo + r * wo + c, shape)[ok]
+            offset = np.broadcast_to((y - r * s) * k + (xx - c * s), shape)[ok]
+            chosen = wm.load(at).astype(np.int64) == offset
+            acc[np.nonzero(ok)[0][chosen], np.nonzero(ok)[1][chosen]] += gm.load(at[chosen])
+    dm.store(plane * H * W + q, acc)
     dm.check_no_race()
 
 
 def _emulate_relu_fwd(grid, block, x, y, mask, n):
     xm, ym, mm = _Memory(x), _Memory(y), _Memory(mask)
-    first, _ = _threads(grid, block)
+    first = np.arange(grid[0] * block[0], dtype=np.int64)
     stride = grid[0] * block[0]
     for start in range(0, int(n), stride):        # the grid-stride loop
         i = first + start
