@@ -104,7 +104,12 @@ class Rig:
         return result, hook.peak
 
     def is_oom(self, exc):
+        """Out of device memory, however it surfaced (CuPy's pool, PyTorch's allocator, or a library that
+        failed to allocate its workspace, such as cuBLAS with CUBLAS_STATUS_ALLOC_FAILED)."""
         if isinstance(exc, MemoryError):
+            return True
+        text = str(exc).lower()
+        if "out of memory" in text or "alloc_failed" in text:
             return True
         if not self.dry and isinstance(exc, self.xp.cuda.memory.OutOfMemoryError):
             return True

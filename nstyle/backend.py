@@ -62,6 +62,13 @@ def cupy_module():
     return cp
 
 
+def cublas_module():
+    """CuPy's cuBLAS bindings (``cupy_backends.cuda.libs.cublas``), for the layers' direct GEMM calls."""
+    cupy_module()
+    from cupy_backends.cuda.libs import cublas  # noqa: PLC0415 -- loads libcublas on first use
+    return cublas
+
+
 def is_gpu_array(a):
     # Checking the type's module avoids importing CuPy just to look at a NumPy array.
     return type(a).__module__.split(".")[0] == "cupy"

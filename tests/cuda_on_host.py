@@ -135,8 +135,11 @@ def run(expr, grid, block, args):
                 raise TypeError(f"{expr}: a pointer argument needs a contiguous array, got {type(a).__name__}")
             call.append(a.ctypes.data)
         elif t in ("int", "long long"):
-            if not isinstance(a, (int, np.integer)):
-                raise TypeError(f"{expr}: an {t} argument got {type(a).__name__}")
+            # gpu_kernels._launch passes Python ints as int and np.int64 as long long; hold the wrappers
+            # to that here, where a mix-up would otherwise go unnoticed (ctypes converts either way).
+            wants_long = t == "long long"
+            if not isinstance(a, (int, np.integer)) or isinstance(a, np.int64) != wants_long:
+                raise TypeError(f"{expr}: a {t} argument got {type(a).__name__} {a!r}")
             call.append(int(a))
         else:
             if not isinstance(a, np.floating) or np.dtype(type(a)).name != {"float": "float32", "double": "float64"}[t]:

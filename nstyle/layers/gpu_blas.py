@@ -58,8 +58,7 @@ def gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta=0.0):
     elif MODE == "cublas":
         _cublas_gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta)
     else:
-        import cupy  # noqa: PLC0415
-        strided_gemm(cupy, transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta)
+        strided_gemm(backend.cupy_module(), transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta)
 
 
 def strided_gemm(xp, transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta):
@@ -88,8 +87,8 @@ def _check_ld(name, trans, rows, cols, ld):
 
 
 def _cublas_gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta):
-    import cupy  # noqa: PLC0415 -- only reached with CuPy arrays
-    from cupy_backends.cuda.libs import cublas  # noqa: PLC0415
+    cupy = backend.cupy_module()
+    cublas = backend.cublas_module()
 
     for name, arr in (("A", a), ("B", b), ("C", c)):
         if not isinstance(arr, cupy.ndarray) or not arr.flags.c_contiguous:

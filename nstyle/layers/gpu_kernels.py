@@ -24,7 +24,7 @@ arithmetic is tested on a machine without a GPU.
 """
 import numpy as np
 
-from ..backend import is_gpu_array
+from ..backend import cupy_module, is_gpu_array
 
 BLOCK = 256
 MAX_GRID_Y = 65535
@@ -210,8 +210,8 @@ def _function(name):
     """The compiled kernel ``name`` (a template instantiation), compiling the module on first use."""
     global _module
     if _module is None:
-        import cupy  # noqa: PLC0415 -- only reached with CuPy arrays in hand
-        _module = cupy.RawModule(code=_SOURCE, options=("--std=c++11",), name_expressions=_name_expressions())
+        # No -std option: the source is plain C++11, and NVRTC's default dialect (C++17) accepts it.
+        _module = cupy_module().RawModule(code=_SOURCE, name_expressions=_name_expressions())
     return _module.get_function(name)
 
 
