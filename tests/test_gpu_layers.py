@@ -18,9 +18,21 @@ from .test_objective import check_objective_float32_matches_float64
 
 @pytest.fixture
 def tiny_bands(monkeypatch):
-    """Force one output row per band, so every multi-band branch (first, middle, last band) runs."""
-    monkeypatch.setattr(conv_gpu, "BAND_MIN_ELEMS", 1)
-    monkeypatch.setattr(conv_gpu, "BAND_MAX_ELEMS", 1)
+    """Force one output row (one tile row for Winograd) per band, so every multi-band branch runs."""
+    for name in ("BAND_MIN_ELEMS", "BAND_MAX_ELEMS", "WINOGRAD_BAND_MIN_ELEMS", "WINOGRAD_BAND_MAX_ELEMS"):
+        monkeypatch.setattr(conv_gpu, name, 1)
+
+
+@pytest.fixture(params=conv_gpu.LOWERINGS)
+def lowering(request):
+    before = conv_gpu.set_lowering(request.param)
+    yield request.param
+    conv_gpu.set_lowering(before)
+
+
+# 3x3 stride-1 cases, the ones Winograd takes: partial tiles (odd sizes), padding 0, 1 and 2, tiny maps
+WINOGRAD_CASES = [(1, 3, 7, 9, 4, 3, 1, 1), (2, 2, 8, 5, 3, 3, 1, 0), (1, 3, 6, 6, 2, 3, 1, 2),
+                  (1, 5, 5, 4, 6, 3, 1, 1), (1, 2, 3, 3, 2, 3, 1, 1), (1, 1, 1, 2, 2, 3, 1, 1)]
 
 
 @pytest.mark.parametrize("path", GPU_PATHS)
@@ -35,6 +47,36 @@ def test_conv_gpu_path_matches_naive(path, rng, case):
 def test_conv_gpu_path_in_bands_matches_naive(path, rng, case, tiny_bands):
     with gpu_path(path):
         check_conv_matches_naive(helper_backend(path), rng, case)
+
+
+@pytest.mark.parametrize("path", GPU_PATHS)
+@pytest.mark.parametrize("bands", ["one band", "tiny bands"])
+@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=str)
+def test_conv_winograd_matches_naive(path, rng, case, bands, monkeypatch):
+    monkeypatch.setattr(conv_gpu, "LOWERING", "winograd")
+    if bands == "tiny bands":
+        monkeypatch.setattr(conv_gpu, "WINOGRAD_BAND_MIN_ELEMS", 1)
+        monkeypatch.setattr(conv_gpu, "WINOGRAD_BAND_MAX_ELEMS", 1)
+    calls = []
+    real = conv_gpu.gpu_kernels.winograd_input
+    monkeypatch.setattr(conv_gpu.gpu_kernels, "winograd_input", lambda *a: calls.append(1) or real(*a))
+    with gpu_path(path):
+        check_conv_matches_naive(helper_backend(path), rng, case)
+    assert calls, "the Winograd path was not taken"
+
+
+def test_winograd_weight_transform_is_g_g_gt(rng):
+    w = rng.standard_normal((2, 3, 3, 3))
+    u = conv_gpu.winograd_weights(w)
+    G = conv_gpu._G
+    for o in range(2):
+        for c in range(3):
+            np.testing.assert_allclose(u[:, o, c].reshape(4, 4), G @ w[o, c] @ G.T, rtol=1e-12, atol=1e-12)
+
+
+def test_lowering_switch_refuses_unknown_names():
+    with pytest.raises(ValueError, match="lowering"):
+        conv_gpu.set_lowering("fft")
 
 
 def test_band_rows_follow_the_budget():
@@ -81,7 +123,7 @@ def test_max_pool_gpu_path_ties_go_to_the_first_element(path):
 
 
 @pytest.mark.parametrize("path", GPU_PATHS)
-def test_objective_gpu_path_float32_matches_float64(path, rng):
+def test_objective_gpu_path_float32_matches_float64(path, rng, lowering):
     with gpu_path(path):
         check_objective_float32_matches_float64(helper_backend(path), rng)
 
@@ -100,14 +142,14 @@ def test_gpu_path_is_taken_only_where_asked(path, rng):
 
 # Float64 gradient checks of the GPU path itself (the device run repeats these on the device).
 @pytest.mark.parametrize("path", GPU_PATHS)
-def test_gpu_path_gradients_numerically(path, rng):
+def test_gpu_path_gradients_numerically(path, rng, lowering):
     b_name = helper_backend(path)
 
     def run(fn, *args):
         with gpu_path(path):
             return host(fn(*[on(b_name, a) if isinstance(a, np.ndarray) else a for a in args]))
 
-    n, c, h, w, o, k, s, p = 1, 2, 6, 7, 3, 3, 2, 1
+    n, c, h, w, o, k, s, p = (1, 2, 6, 7, 3, 3, 2, 1) if lowering == "im2col" else (1, 2, 5, 7, 3, 3, 1, 1)
     x = rng.standard_normal((n, c, h, w))
     wt = rng.standard_normal((o, c, k, k))
     b = rng.standard_normal(o)

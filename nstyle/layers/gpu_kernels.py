@@ -7,6 +7,7 @@ device too):
   col2im_band    its adjoint, written as a gather: each input pixel sums the taps that read it
   avg_pool_fwd / avg_pool_bwd, max_pool_fwd / max_pool_bwd   (the backwards are gathers too)
   relu_fwd       rectify and record the mask (1 byte per element) in one pass, in place or not
+  winograd_input_f2 / winograd_output_f2   the tile transforms of Winograd F(2x2, 3x3) (see conv_gpu.py)
 
 Every kernel is a gather -- one thread per output element, reading whatever it needs -- so no kernel
 needs atomics and the results do not depend on thread scheduling.
@@ -187,6 +188,81 @@ __global__ void relu_fwd(const T* x, T* y, bool* __restrict__ mask, long long n)
         y[i] = (v <= T(0)) ? T(0) : v;
     }
 }
+
+// Winograd F(2x2, 3x3) (Lavin & Gray, 2016): a 3x3 stride-1 convolution computed per 2x2 output tile from a
+// 4x4 input tile as Y = A^T [ (G g G^T) . (B^T d B) ] A, summed over input channels by 16 matrix products.
+// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A^T = [1 1 1 0; 0 1 -1 -1]  (G is applied on the host).
+
+template<typename T>
+__global__ void winograd_input_f2(const T* __restrict__ x, T* __restrict__ v,
+                                  int C, int H, int W, int pad, int ty0, int nty, int tw) {
+    // v[e][c][t], e = 4*i + j the entry of B^T d B, t = (ty - ty0)*tw + tx a tile of tile rows ty0..ty0+nty-1;
+    // tile (ty, tx) reads input rows 2*ty - pad .. +3 and columns 2*tx - pad .. +3 (zero outside).
+    const int nt = nty * tw;
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= nt) return;
+    const int r = t / tw;
+    const int tx = t - r * tw;
+    const int y0 = 2 * (ty0 + r) - pad;
+    const int x0 = 2 * tx - pad;
+    const long long step = (long long)C * nt;
+    for (int c = blockIdx.y; c < C; c += gridDim.y) {
+        const T* src = x + (long long)c * H * W;
+        T d[4][4];
+        for (int i = 0; i < 4; ++i) {
+            const int y = y0 + i;
+            for (int j = 0; j < 4; ++j) {
+                const int xc = x0 + j;
+                d[i][j] = (y >= 0 && y < H && xc >= 0 && xc < W) ? src[(long long)y * W + xc] : T(0);
+            }
+        }
+        T b[4][4];
+        for (int j = 0; j < 4; ++j) {          // B^T d
+            b[0][j] = d[0][j] - d[2][j];
+            b[1][j] = d[1][j] + d[2][j];
+            b[2][j] = d[2][j] - d[1][j];
+            b[3][j] = d[1][j] - d[3][j];
+        }
+        T* dst = v + (long long)c * nt + t;
+        for (int i = 0; i < 4; ++i) {          // (B^T d) B
+            dst[(4 * i + 0) * step] = b[i][0] - b[i][2];
+            dst[(4 * i + 1) * step] = b[i][1] + b[i][2];
+            dst[(4 * i + 2) * step] = b[i][2] - b[i][1];
+            dst[(4 * i + 3) * step] = b[i][1] - b[i][3];
+        }
+    }
+}
+
+template<typename T>
+__global__ void winograd_output_f2(const T* __restrict__ m, const T* __restrict__ bias, T* __restrict__ out,
+                                   int O, int Ho, int Wo, int ty0, int nty, int tw, int has_bias) {
+    // out[o][2*ty + a][2*tx + b] = (A^T m A)[a][b] (+ bias[o]) for the tiles of this band, m[e][o][t].
+    const int nt = nty * tw;
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= nt) return;
+    const int r = t / tw;
+    const int tx = t - r * tw;
+    const int oy = 2 * (ty0 + r);
+    const int ox = 2 * tx;
+    const long long step = (long long)O * nt;
+    for (int o = blockIdx.y; o < O; o += gridDim.y) {
+        const T* src = m + (long long)o * nt + t;
+        T q[4][4];
+        for (int e = 0; e < 16; ++e) q[e / 4][e % 4] = src[e * step];
+        T a[2][4];
+        for (int j = 0; j < 4; ++j) {          // A^T q
+            a[0][j] = q[0][j] + q[1][j] + q[2][j];
+            a[1][j] = q[1][j] - q[2][j] - q[3][j];
+        }
+        const T b0 = has_bias ? bias[o] : T(0);
+        T* dst = out + (long long)o * Ho * Wo;
+        for (int i = 0; i < 2; ++i) {          // (A^T q) A
+            const T y[2] = {a[i][0] + a[i][1] + a[i][2], a[i][1] - a[i][2] - a[i][3]};
+            for (int j = 0; j < 2; ++j)
+                if (oy + i < Ho && ox + j < Wo) dst[(long long)(oy + i) * Wo + ox + j] = y[j] + b0;
+        }
+    }
+}
 """
 
 _FLOATS = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -197,7 +273,7 @@ def _name_expressions():
     names = []
     for t in _FLOATS.values():
         names += [f"im2col_band<{t}>", f"col2im_band<{t}>", f"avg_pool_fwd<{t}>", f"avg_pool_bwd<{t}>",
-                  f"relu_fwd<{t}>"]
+                  f"relu_fwd<{t}>", f"winograd_input_f2<{t}>", f"winograd_output_f2<{t}>"]
         for i in _INDICES.values():
             names += [f"max_pool_fwd<{t}, {i}>", f"max_pool_bwd<{t}, {i}>"]
     return tuple(names)
@@ -352,6 +428,36 @@ def relu_forward(x, out, mask):
     blocks = max(1, min(-(-n // BLOCK), 8 * 65535))  # grid-stride loop beyond that
     _launch(f"relu_fwd<{_FLOATS[x.dtype]}>", (blocks, 1), (BLOCK,), (x, out, mask, np.int64(n)),
             _emulate_relu_fwd)
+
+
+def winograd_input(x, v, pad, ty0, nty, tw):
+    """Fill ``v`` (16, C, nty*tw) with B^T d B for the 4x4 input tiles of tile rows [ty0, ty0+nty).
+    x: (C, H, W), one unpadded image; tile (ty, tx) starts at input row 2*ty - pad, column 2*tx - pad."""
+    c, h, w = x.shape
+    _contiguous(x, v)
+    nt = nty * tw
+    if v.size != 16 * c * nt or v.dtype != x.dtype:
+        raise ValueError("winograd_input: tile buffer has the wrong size or dtype")
+    _check_int("tiles per band", nt)
+    grid, block = _grid(nt, c)
+    _launch(f"winograd_input_f2<{_FLOATS[x.dtype]}>", grid, block, (x, v, c, h, w, pad, ty0, nty, tw),
+            _emulate_winograd_input_f2)
+
+
+def winograd_output(m, bias, out, ty0, nty, tw):
+    """Write A^T m A (+ bias) for the band's tiles into ``out`` (O, Ho, Wo); m: (16, O, nty*tw).
+    bias: (O,) or None. Tiles that stick out past Ho or Wo write only their inside part."""
+    o, ho, wo = out.shape
+    _contiguous(m, out)
+    nt = nty * tw
+    if m.size != 16 * o * nt or m.dtype != out.dtype:
+        raise ValueError("winograd_output: tile buffer has the wrong size or dtype")
+    has_bias = bias is not None
+    if has_bias:
+        _contiguous(bias)
+    grid, block = _grid(nt, o)
+    _launch(f"winograd_output_f2<{_FLOATS[out.dtype]}>", grid, block,
+            (m, bias if has_bias else m, out, o, ho, wo, ty0, nty, tw, int(has_bias)), _emulate_winograd_output_f2)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -582,3 +688,62 @@ def _emulate_relu_fwd(grid, block, x, y, mask, n):
         ym.store(i, np.where(v <= 0, np.zeros((), dtype=y.dtype), v))
     ym.check_no_race()
     mm.check_no_race()
+
+
+def _emulate_winograd_input_f2(grid, block, x, v, C, H, W, pad, ty0, nty, tw):
+    xm, vm = _Memory(x), _Memory(v)
+    nt = _as_int32(nty * tw)
+    t, c = _threads(grid, block, C)
+    t = _live(t, nt)
+    r = _cdiv(t, tw)
+    tx = t - r * tw
+    y0 = _as_int32(2 * (ty0 + r) - pad)
+    x0 = _as_int32(2 * tx - pad)
+    step = C * nt
+    shape = (c.shape[0], t.shape[1])
+    d = [[None] * 4 for _ in range(4)]
+    for i in range(4):
+        y = np.broadcast_to(y0 + i, shape)
+        for j in range(4):
+            xc = np.broadcast_to(x0 + j, shape)
+            val = np.zeros(shape, dtype=v.dtype)
+            inside = (y >= 0) & (y < H) & (xc >= 0) & (xc < W)
+            val[inside] = xm.load((np.broadcast_to(c, shape)[inside] * H + y[inside]) * W + xc[inside])
+            d[i][j] = val
+    b = [[None] * 4 for _ in range(4)]
+    for j in range(4):
+        b[0][j] = d[0][j] - d[2][j]
+        b[1][j] = d[1][j] + d[2][j]
+        b[2][j] = d[2][j] - d[1][j]
+        b[3][j] = d[1][j] - d[3][j]
+    dst = c * nt + t
+    for i in range(4):
+        vm.store((4 * i + 0) * step + dst, b[i][0] - b[i][2])
+        vm.store((4 * i + 1) * step + dst, b[i][1] + b[i][2])
+        vm.store((4 * i + 2) * step + dst, b[i][2] - b[i][1])
+        vm.store((4 * i + 3) * step + dst, b[i][1] - b[i][3])
+    vm.check_no_race()
+
+
+def _emulate_winograd_output_f2(grid, block, m, bias, out, O, Ho, Wo, ty0, nty, tw, has_bias):
+    mm, bm, om = _Memory(m), _Memory(bias), _Memory(out)
+    nt = _as_int32(nty * tw)
+    t, o = _threads(grid, block, O)
+    t = _live(t, nt)
+    r = _cdiv(t, tw)
+    tx = t - r * tw
+    oy = _as_int32(2 * (ty0 + r))
+    ox = _as_int32(2 * tx)
+    step = O * nt
+    src = o * nt + t
+    q = [[mm.load(src + (4 * i + j) * step) for j in range(4)] for i in range(4)]
+    a = [[q[0][j] + q[1][j] + q[2][j] for j in range(4)], [q[1][j] - q[2][j] - q[3][j] for j in range(4)]]
+    b0 = bm.load(o) if has_bias else np.zeros((), dtype=out.dtype)
+    shape = src.shape
+    for i in range(2):
+        y = [a[i][0] + a[i][1] + a[i][2], a[i][1] - a[i][2] - a[i][3]]
+        for j in range(2):
+            inside = np.broadcast_to((oy + i < Ho) & (ox + j < Wo), shape)
+            at = np.broadcast_to(o * Ho * Wo + (oy + i) * Wo + ox + j, shape)
+            om.store(at[inside], (y[j] + b0)[inside])
+    om.check_no_race()
