@@ -16,6 +16,9 @@ run goes on); a global time budget (--budget-s, default 420 s) skips what no lon
                 and vs the same objective in PyTorch on the device
   gradcheck64   float64 on the device: central differences of small ops element by element, and a
                 directional check of the whole objective
+  profile       one evaluation at 1024 with each convolution lowering (im2col, Winograd F(2x2,3x3)) and
+                with the cupy.matmul GEMM; the fastest lowering is kept for the rest of the run; then
+                where the time goes, kernel by kernel and layer by layer (each call synchronised)
   timing_fp32   one evaluation (forward to relu5_1 + backward to the pixels, content + 5 Gram losses) at
                 512, 1024, 2048: median of >= 10 after warm-up, synchronised; TF32 off for both; peak memory
   transfer      the host<->device copies one L-BFGS-B evaluation makes, timed
@@ -60,21 +63,22 @@ from gpu_rig import (ALPHA, BETA, CONTENT_LAYERS, STYLE_LAYERS, VGG_WIDTHS, Prob
 from nstyle import backend  # noqa: E402
 from nstyle.gradcheck import directional_check, numerical_vjp, random_image, random_vgg_params, rel_error  # noqa: E402
 from nstyle.layers import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,  # noqa: E402
-                           conv_gpu, gpu_blas, max_pool2d_backward, max_pool2d_forward, relu_backward,
-                           relu_forward)
+                           conv_gpu, gpu_blas, gpu_kernels, max_pool2d_backward, max_pool2d_forward,
+                           relu_backward, relu_forward)
 from nstyle.objective import StyleObjective  # noqa: E402
 from nstyle.optimize import _bounds_vector  # noqa: E402
 from nstyle.vgg import VGG19  # noqa: E402
 
-SECTIONS = ("environment", "smoke", "ops", "objective", "gradcheck64", "timing_fp32", "transfer", "uhd",
-            "lbfgs", "timing_tf32", "max_size")
+SECTIONS = ("environment", "smoke", "ops", "objective", "gradcheck64", "profile", "timing_fp32", "transfer",
+            "uhd", "lbfgs", "timing_tf32", "max_size")
 
 # What each run size means, full (on the GPU) and dry (on the CPU, emulated).
 FULL = dict(sizes=(512, 1024, 2048), repeats=10, warmup=2, lbfgs_size=1024, lbfgs_iters=100,
             max_sizes=(2048, 3072, 4096), uhd=(2160, 3840), widths=VGG_WIDTHS, check_size=(64, 80),
-            gradcheck_size=(40, 52), transfer_repeats=20)
+            gradcheck_size=(40, 52), transfer_repeats=20, profile_size=1024, profile_repeats=5)
 DRY = dict(sizes=(16, 24), repeats=2, warmup=1, lbfgs_size=16, lbfgs_iters=3, max_sizes=(16, 24),
-           uhd=(16, 28), widths=None, check_size=(24, 32), gradcheck_size=(24, 28), transfer_repeats=3)
+           uhd=(16, 28), widths=None, check_size=(24, 32), gradcheck_size=(24, 28), transfer_repeats=3,
+           profile_size=16, profile_repeats=2)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -209,6 +213,23 @@ def section_smoke(ctx):
 
 # --- ops -------------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def conv_setup(lowering, small_bands=False, c=1, o=1, k=3, w=1):
+    """Run the block with this convolution lowering and, if asked, bands of a few rows (restored after)."""
+    names = ("BAND_MIN_ELEMS", "BAND_MAX_ELEMS", "WINOGRAD_BAND_MIN_ELEMS", "WINOGRAD_BAND_MAX_ELEMS")
+    saved = {name: getattr(conv_gpu, name) for name in names}
+    before = conv_gpu.set_lowering(lowering)
+    if small_bands:
+        conv_gpu.BAND_MIN_ELEMS = conv_gpu.BAND_MAX_ELEMS = c * k * k * w * 3
+        conv_gpu.WINOGRAD_BAND_MIN_ELEMS = conv_gpu.WINOGRAD_BAND_MAX_ELEMS = 16 * (c + o) * (w // 2 + 1) * 2
+    try:
+        yield
+    finally:
+        conv_gpu.set_lowering(before)
+        for name, value in saved.items():
+            setattr(conv_gpu, name, value)
+
+
 def _op_cases(dry):
     conv = [("vgg 3x3 p1", (1, 64, 64, 64, 128, 3, 1, 1)), ("rgb input", (1, 3, 96, 80, 64, 3, 1, 1)),
             ("stride 2 p0", (2, 16, 33, 31, 24, 3, 2, 0)), ("5x5 p2", (1, 8, 21, 19, 12, 5, 1, 2))]
@@ -234,29 +255,28 @@ def section_ops(ctx):
         if err >= tol:
             ctx.log(f"ops: FAIL {op} [{case}] {np.dtype(dtype).name}: rel. error {err:.2e} >= {tol:.0e}")
 
-    saved = (conv_gpu.BAND_MIN_ELEMS, conv_gpu.BAND_MAX_ELEMS)
     for dtype, tol in ((np.float32, 1e-4), (np.float64, 1e-10)):
-        for bands in ("default bands", "small bands"):
-            for label, (n, c, h, w, o, k, s, p) in conv_cases:
-                ctx.need(5, "the next op check")
-                x = rng.standard_normal((n, c, h, w))
-                wt = rng.standard_normal((o, c, k, k)) * np.sqrt(2.0 / (c * k * k))
-                b = rng.standard_normal(o)
-                ref, ref_cache = conv2d_forward(x, wt, b, s, p)
-                dout = rng.standard_normal(ref.shape)
-                rdx, rdw, rdb = conv2d_backward(dout, ref_cache, weight_grads=True)
-                if bands == "small bands":  # a few rows per band: exercises the multi-band path on real sizes
-                    conv_gpu.BAND_MIN_ELEMS = conv_gpu.BAND_MAX_ELEMS = max(1, c * k * k * w * 3)
-                try:
-                    with rig.on_device():
-                        out, cache = conv2d_forward(*(rig.to_dev(a.astype(dtype)) for a in (x, wt, b)), s, p)
-                        dx, dw, db = conv2d_backward(rig.to_dev(dout.astype(dtype)), cache, weight_grads=True)
-                finally:
-                    conv_gpu.BAND_MIN_ELEMS, conv_gpu.BAND_MAX_ELEMS = saved
-                case = f"{label}, {bands}, x{n}x{c}x{h}x{w} w{o}x{c}x{k}x{k}"
-                for name, got, want in (("conv fwd", out, ref), ("conv dx", dx, rdx), ("conv dw", dw, rdw),
-                                        ("conv db", db, rdb)):
-                    add(name, case, dtype, rel_error(backend.to_host(got), want), tol)
+        for lowering in conv_gpu.LOWERINGS:
+            for bands in ("default bands", "small bands"):
+                for label, (n, c, h, w, o, k, s, p) in conv_cases:
+                    if lowering == "winograd" and (k != 3 or s != 1):
+                        continue  # im2col either way
+                    ctx.need(5, "the next op check")
+                    x = rng.standard_normal((n, c, h, w))
+                    wt = rng.standard_normal((o, c, k, k)) * np.sqrt(2.0 / (c * k * k))
+                    b = rng.standard_normal(o)
+                    ref, ref_cache = conv2d_forward(x, wt, b, s, p)
+                    dout = rng.standard_normal(ref.shape)
+                    rdx, rdw, rdb = conv2d_backward(dout, ref_cache, weight_grads=True)
+                    # small bands: a few rows per band, the multi-band path on real sizes
+                    with conv_setup(lowering, small_bands=bands == "small bands", c=c, o=o, k=k, w=w):
+                        with rig.on_device():
+                            out, cache = conv2d_forward(*(rig.to_dev(a.astype(dtype)) for a in (x, wt, b)), s, p)
+                            dx, dw, db = conv2d_backward(rig.to_dev(dout.astype(dtype)), cache, weight_grads=True)
+                    case = f"{label}, {lowering}, {bands}, x{n}x{c}x{h}x{w} w{o}x{c}x{k}x{k}"
+                    for name, got, want in (("conv fwd", out, ref), ("conv dx", dx, rdx), ("conv dw", dw, rdw),
+                                            ("conv db", db, rdb)):
+                        add(name, case, dtype, rel_error(backend.to_host(got), want), tol)
         x = rng.standard_normal(act_shape)
         x[0, 0, 0, :2] = 0.0
         ref, ref_mask = relu_forward(x)
@@ -303,14 +323,16 @@ def section_objective(ctx):
                                  styles=[prob.style], content_weight=ALPHA, style_weight=BETA,
                                  content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS)
         f_ref, g_ref = ref_obj.value_and_grad(prob.x.astype(np.float64))
-        for dtype, tol in ((np.float32, 1e-4), (np.float64, 1e-10)):
-            obj = prob.nstyle_objective(dtype)
-            f, g = nstyle_eval(rig, obj, rig.to_dev(prob.x.astype(dtype)))
-            g = backend.to_host(g)
-            for what, err in (("value", abs(f - f_ref) / abs(f_ref)), ("gradient", rel_error(g, g_ref))):
-                rows.append({"check": f"objective {what}: device {np.dtype(dtype).name} vs NumPy float64",
-                             "pooling": pooling, "size": f"{h}x{w}", "rel_error": float(err), "tol": tol,
-                             "ok": bool(err < tol)})
+        for lowering in conv_gpu.LOWERINGS:
+            for dtype, tol in ((np.float32, 1e-4), (np.float64, 1e-10)):
+                with conv_setup(lowering):
+                    obj = prob.nstyle_objective(dtype)
+                    f, g = nstyle_eval(rig, obj, rig.to_dev(prob.x.astype(dtype)))
+                g = backend.to_host(g)
+                for what, err in (("value", abs(f - f_ref) / abs(f_ref)), ("gradient", rel_error(g, g_ref))):
+                    rows.append({"check": f"objective {what}: device {np.dtype(dtype).name} ({lowering}) vs "
+                                          "NumPy float64", "pooling": pooling, "size": f"{h}x{w}",
+                                 "rel_error": float(err), "tol": tol, "ok": bool(err < tol)})
         # and against the PyTorch oracle on the same device (float32, TF32 off)
         rig.set_tf32(False)
         torch = rig.torch
@@ -322,9 +344,9 @@ def section_objective(ctx):
             rows.append({"check": f"PyTorch float32 {what} vs NumPy float64 (oracle sanity)", "pooling": pooling,
                          "size": f"{h}x{w}", "rel_error": float(err), "tol": 1e-4, "ok": bool(err < 1e-4)})
     r["ok"] = all(row["ok"] for row in rows)
-    shown = "; ".join(f"{row['check'][:40]} {row['pooling']} {row['rel_error']:.1e}" for row in rows[:4])
-    ctx.log(f"objective: {shown}"
-            + f" ... {sum(row['ok'] for row in rows)}/{len(rows)} pass")
+    worst = max(rows, key=lambda row: row["rel_error"] / row["tol"])
+    ctx.log(f"objective: {sum(row['ok'] for row in rows)}/{len(rows)} pass; worst {worst['check']} "
+            f"({worst['pooling']}) {worst['rel_error']:.1e}")
     return r
 
 
@@ -346,21 +368,24 @@ def section_gradcheck64(ctx):
         rows.append({"op": op, "shape": "x".join(map(str, shape)), "rel_error": float(err), "tol": tol,
                      "ok": bool(err < tol)})
 
-    for (n, c, h, w, o, k, s, p) in [(1, 3, 7, 9, 4, 3, 1, 1), (2, 2, 6, 5, 3, 3, 2, 2), (1, 2, 6, 7, 3, 5, 1, 2)]:
+    conv_cases = [("im2col", (1, 3, 7, 9, 4, 3, 1, 1)), ("winograd", (1, 3, 7, 9, 4, 3, 1, 1)),
+                  ("im2col", (2, 2, 6, 5, 3, 3, 2, 2)), ("im2col", (1, 2, 6, 7, 3, 5, 1, 2))]
+    for lowering, (n, c, h, w, o, k, s, p) in conv_cases:
         ctx.need(5, "the next gradient check")
         x, wt, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, k, k)), rng.standard_normal(o)
         xd, wd, bd = rig.to_dev(x), rig.to_dev(wt), rig.to_dev(b)
-        with rig.on_device():
-            out, cache = conv2d_forward(xd, wd, bd, s, p)
-            dout = rng.standard_normal(out.shape)
-            dx, dw, db = (backend.to_host(g) for g in conv2d_backward(rig.to_dev(dout), cache, weight_grads=True))
-        tag = f"conv2d k{k} s{s} p{p}"
-        fwd_x = on_dev(lambda z: conv2d_forward(z, wd, bd, s, p)[0])
-        fwd_w = on_dev(lambda z: conv2d_forward(xd, z, bd, s, p)[0])
-        fwd_b = on_dev(lambda z: conv2d_forward(xd, wd, z, s, p)[0])
-        add(tag + " dx", x.shape, rel_error(dx, numerical_vjp(fwd_x, x, dout)))
-        add(tag + " dw", wt.shape, rel_error(dw, numerical_vjp(fwd_w, wt, dout)))
-        add(tag + " db", b.shape, rel_error(db, numerical_vjp(fwd_b, b, dout)))
+        with conv_setup(lowering):  # the lowering also applies inside the finite differences
+            with rig.on_device():
+                out, cache = conv2d_forward(xd, wd, bd, s, p)
+                dout = rng.standard_normal(out.shape)
+                dx, dw, db = (backend.to_host(g) for g in conv2d_backward(rig.to_dev(dout), cache, weight_grads=True))
+            tag = f"conv2d k{k} s{s} p{p} {lowering}"
+            fwd_x = on_dev(lambda z: conv2d_forward(z, wd, bd, s, p)[0])
+            fwd_w = on_dev(lambda z: conv2d_forward(xd, z, bd, s, p)[0])
+            fwd_b = on_dev(lambda z: conv2d_forward(xd, wd, z, s, p)[0])
+            add(tag + " dx", x.shape, rel_error(dx, numerical_vjp(fwd_x, x, dout)))
+            add(tag + " dw", wt.shape, rel_error(dw, numerical_vjp(fwd_w, wt, dout)))
+            add(tag + " db", b.shape, rel_error(db, numerical_vjp(fwd_b, b, dout)))
     x = rng.standard_normal((2, 3, 5, 7))
     x[np.abs(x) < 1e-3] = 0.5
     with rig.on_device():
@@ -379,28 +404,121 @@ def section_gradcheck64(ctx):
             add(f"{name} k{k} s{s}", x.shape,
                 rel_error(got, numerical_vjp(on_dev(lambda z, fwd=fwd, k=k, s=s: fwd(z, k, s)[0]), x, dout)))
     # the whole objective: small random weights, two blended styles, TV, both poolings, directional
-    for pooling in ("avg", "max"):
+    for pooling, lowering in (("avg", "im2col"), ("max", "im2col"), ("avg", "winograd")):
         ctx.need(10, "the objective's directional check")
         orng = np.random.default_rng(5)
         params = random_vgg_params(orng)
         h, w = ctx.cfg["gradcheck_size"]
-        with rig.on_device():
+        styles = [random_image(orng, h - 4, w - 8), random_image(orng, h + 4, max(16, w - 22))]
+        with conv_setup(lowering), rig.on_device():
             vgg = VGG19(params, pooling=pooling, device=rig.device, dtype=np.float64)
-            obj = StyleObjective(vgg, content=random_image(orng, h, w),
-                                 styles=[random_image(orng, h - 4, w - 8), random_image(orng, h + 4, max(16, w - 22))],
-                                 style_blend=[0.3, 0.7], content_weight=1.0, style_weight=1e3, tv_weight=1e-2)
-        x = random_image(orng, h, w)
-        _, g = nstyle_eval(rig, obj, rig.to_dev(x))
+            obj = StyleObjective(vgg, content=random_image(orng, h, w), styles=styles, style_blend=[0.3, 0.7],
+                                 content_weight=1.0, style_weight=1e3, tv_weight=1e-2)
+            x = random_image(orng, h, w)
+            _, g = nstyle_eval(rig, obj, rig.to_dev(x))
 
-        def value(z, obj=obj):
-            with rig.on_device():
-                return obj.value(rig.to_dev(z))
-        err = directional_check(value, backend.to_host(g), x, orng, eps=1e-3)
-        add(f"objective ({pooling} pool, directional, on the device)", x.shape, err, tol=1e-6)
+            def value(z, obj=obj):
+                with rig.on_device():
+                    return obj.value(rig.to_dev(z))
+            err = directional_check(value, backend.to_host(g), x, orng, eps=1e-3)
+        add(f"objective ({pooling} pool, {lowering}, directional, on the device)", x.shape, err, tol=1e-6)
     r["ok"] = all(row["ok"] for row in rows)
     worst = max(rows, key=lambda row: row["rel_error"] / row["tol"])
     ctx.log(f"gradcheck64: {sum(row['ok'] for row in rows)}/{len(rows)} pass; "
             f"worst {worst['op']} {worst['rel_error']:.1e}")
+    return r
+
+
+# --- profile ---------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def timed_calls(rig, module, names, table):
+    """Replace module.<name> by a wrapper that synchronises before and after each call and adds the time
+    to table[name] = [calls, seconds] (restored on exit). Synchronising makes each share honest and the
+    evaluation as a whole slower: the shares are the point, not the total."""
+    saved = {name: getattr(module, name) for name in names}
+
+    def wrap(name, fn):
+        def timed(*args, **kwargs):
+            rig.sync()
+            t0 = time.perf_counter()
+            result = fn(*args, **kwargs)
+            rig.sync()
+            entry = table.setdefault(name, [0, 0.0])
+            entry[0] += 1
+            entry[1] += time.perf_counter() - t0
+            return result
+        return timed
+
+    for name, fn in saved.items():
+        setattr(module, name, wrap(name, fn))
+    try:
+        yield table
+    finally:
+        for name, fn in saved.items():
+            setattr(module, name, fn)
+
+
+def section_profile(ctx):
+    """Which convolution lowering is fastest here (kept for the rest of the run), what writing GEMM bands
+    in place saves over cupy.matmul, and where one evaluation spends its time."""
+    import nstyle.vgg as vgg_module  # noqa: PLC0415
+    rig, r, cfg = ctx.rig, ctx.result, ctx.cfg
+    n = cfg["profile_size"]
+    rig.set_tf32(False)
+    prob = Problem(rig, n, n, cfg["widths"], seed=10)
+    x_dev = rig.to_dev(prob.x)
+    mode = gpu_blas.MODE
+    variants = [("im2col", mode), ("winograd", mode)] + ([("im2col", "matmul")] if mode != "matmul" else [])
+    rows = r.setdefault("variants", [])
+    for lowering, gemm_mode in variants:
+        ctx.need(10 + 4 * (n / 1024) ** 2, f"timing the {lowering} lowering")
+        before = gpu_blas.set_mode(gemm_mode)
+        try:
+            with conv_setup(lowering):
+                obj = prob.nstyle_objective()
+                med, best, _ = median_time(lambda: nstyle_eval(rig, obj, x_dev), cfg["profile_repeats"], 1)
+                _, peak = rig.nstyle_peak(lambda: nstyle_eval(rig, obj, x_dev))
+        finally:
+            gpu_blas.set_mode(before)
+        rows.append({"lowering": lowering, "gemm_mode": gemm_mode, "size": n, "median_s": med, "min_s": best,
+                     "peak_mb": mb(peak)})
+        ctx.log(f"profile at {n}: {lowering} + {gemm_mode} GEMM: {med * 1e3:.1f} ms (min {best * 1e3:.1f}), "
+                f"peak {mb(peak)} MB")
+        obj = None
+        rig.free()
+    candidates = [row for row in rows if row["gemm_mode"] == mode]
+    chosen = min(candidates, key=lambda row: row["median_s"])["lowering"]
+    conv_gpu.set_lowering(chosen)
+    r["chosen_lowering"], r["library_default_lowering"] = chosen, "im2col"
+    ctx.log(f"profile: the rest of the run uses the {chosen} lowering (library default: im2col)")
+    # where the time goes: every kernel and GEMM timed alone, then every layer
+    obj = prob.nstyle_objective()
+    nstyle_eval(rig, obj, x_dev)
+    for what, module, names in (
+            ("op", gpu_kernels, ("im2col_band", "col2im_band", "winograd_input", "winograd_output", "relu_forward",
+                                 "avg_pool_forward", "avg_pool_backward", "max_pool_forward", "max_pool_backward")),
+            ("layer", vgg_module, ("conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward",
+                                   "avg_pool2d_forward", "avg_pool2d_backward", "max_pool2d_forward",
+                                   "max_pool2d_backward"))):
+        ctx.need(10, f"the {what} breakdown")
+        table = {}
+        extra = ((gpu_blas, ("gemm",)), (conv_gpu, ("batched_gemm",))) if what == "op" else ()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(timed_calls(rig, module, names, table))
+            for mod, more in extra:
+                stack.enter_context(timed_calls(rig, mod, more, table))
+            t0 = time.perf_counter()
+            nstyle_eval(rig, obj, x_dev)
+            total = time.perf_counter() - t0
+        breakdown = [{"what": name, "calls": calls, "seconds": sec, "share": sec / total}
+                     for name, (calls, sec) in sorted(table.items(), key=lambda kv: -kv[1][1])]
+        rest = total - sum(row["seconds"] for row in breakdown)
+        breakdown.append({"what": "everything else (losses, bias, copies, Python)", "calls": None, "seconds": rest,
+                          "share": rest / total})
+        r[f"{what}_breakdown"] = breakdown
+        ctx.log(f"profile ({what}s, synchronised, {total * 1e3:.0f} ms): " + ", ".join(
+            f"{row['what']} {100 * row['share']:.0f}%" for row in breakdown[:6]))
     return r
 
 
@@ -409,7 +527,8 @@ def section_gradcheck64(ctx):
 def _time_size(ctx, size, tf32, rows):
     rig, cfg = ctx.rig, ctx.cfg
     h, w = size if isinstance(size, tuple) else (size, size)
-    row = {"size": f"{w}x{h}" if h != w else str(h), "tf32": tf32}
+    row = {"size": f"{w}x{h}" if h != w else str(h), "tf32": tf32, "lowering": conv_gpu.LOWERING,
+           "gemm_mode": gpu_blas.MODE}
     rows.append(row)
     rig.free()
     prob = Problem(rig, h, w, cfg["widths"], seed=6)
@@ -515,7 +634,7 @@ def _one_eval(ctx, which, h, w):
     """One evaluation (after one warm-up) of nstyle or torch at h x w: seconds and peak memory, or OOM."""
     rig = ctx.rig
     rig.free()
-    rec = {"impl": which, "size": f"{w}x{h}"}
+    rec = {"impl": which, "size": f"{w}x{h}", "lowering": conv_gpu.LOWERING if which == "nstyle" else "cuDNN"}
     prob = Problem(rig, h, w, ctx.cfg["widths"], seed=8)
     try:
         if which == "nstyle":
@@ -587,7 +706,7 @@ def section_lbfgs(ctx):
     t0 = time.perf_counter()
     res = nstyle.lbfgs(obj, x0, iters=iters)
     wall = time.perf_counter() - t0
-    rows.append({"impl": "nstyle", "wall_s": wall, "iterations": res.iterations, "evaluations": res.evaluations,
+    rows.append({"impl": f"nstyle ({conv_gpu.LOWERING})", "wall_s": wall, "iterations": res.iterations, "evaluations": res.evaluations,
                  "final_loss": res.loss, "stop": res.stop, "eval_total_s": sum(obj.seconds),
                  "overhead_s": wall - sum(obj.seconds), "per_iteration_s": wall / max(1, res.iterations)})
     ctx.log(f"lbfgs nstyle at {n}: {wall:.1f} s, {res.iterations} iterations, {res.evaluations} evaluations "

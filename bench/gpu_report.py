@@ -72,17 +72,30 @@ def render_markdown(report):
         rows = res.get(name, {}).get("rows")
         if rows:
             lines.append(f"## {name} (one evaluation: forward to relu5_1 + backward to the pixels)\n")
-            lines.append(_md_table(rows, [("size", "size"), ("nstyle median s", "nstyle_median_s"),
+            lines.append(_md_table(rows, [("size", "size"), ("lowering", "lowering"),
+                                          ("nstyle median s", "nstyle_median_s"),
                                           ("torch median s", "torch_median_s"), ("time ratio", "time_ratio"),
                                           ("nstyle peak MB", "nstyle_peak_mb"), ("torch peak MB", "torch_peak_mb"),
                                           ("torch reserved MB", "torch_reserved_mb"), ("memory ratio", "memory_ratio"),
                                           ("loss rel. diff", "loss_rel_diff"), ("grad rel. diff", "grad_rel_error")]))
+    prof = res.get("profile", {})
+    if prof.get("variants"):
+        lines.append(f"## Convolution lowering and GEMM mode (one evaluation; the run used "
+                     f"{prof.get('chosen_lowering')})\n")
+        lines.append(_md_table(prof["variants"], [("lowering", "lowering"), ("GEMM", "gemm_mode"), ("size", "size"),
+                                                  ("median s", "median_s"), ("min s", "min_s"),
+                                                  ("peak MB", "peak_mb")]))
+        for what in ("op", "layer"):
+            if prof.get(f"{what}_breakdown"):
+                lines.append(f"### Where the time goes, by {what} (each call synchronised)\n")
+                lines.append(_md_table(prof[f"{what}_breakdown"], [("what", "what"), ("calls", "calls"),
+                                                                   ("seconds", "seconds"), ("share", "share")]))
     for name, title in (("uhd", "3840x2160"), ("max_size", "largest square size")):
         rows = res.get(name, {}).get("rows")
         if rows:
             lines.append(f"## {title}\n")
-            lines.append(_md_table(rows, [("impl", "impl"), ("size", "size"), ("ok", "ok"), ("seconds", "seconds"),
-                                          ("peak MB", "peak_mb"), ("error", "error")]))
+            lines.append(_md_table(rows, [("impl", "impl"), ("lowering", "lowering"), ("size", "size"), ("ok", "ok"),
+                                          ("seconds", "seconds"), ("peak MB", "peak_mb"), ("error", "error")]))
     if res.get("lbfgs", {}).get("rows"):
         lines.append(f"## L-BFGS-B, {res['lbfgs'].get('iters')} iterations at {res['lbfgs'].get('size')}\n")
         lines.append(_md_table(res["lbfgs"]["rows"], [
@@ -142,7 +155,7 @@ class Reporter:
         lines = ["", "=" * 78, f"nstyle GPU check {'(DRY RUN) ' if self.dry else ''}-- "
                  f"{self.report['sections'].get('environment', {}).get('gpu', '?')}", "-" * 78]
         for name, st in self.report["status"].items():
-            lines.append(f"{name:<13} {st['status']:<8} {st.get('seconds', 0):6.1f} s  {st.get('note', '')[:48]}")
+            lines.append(f"{name:<13} {st['status']:<8} {st.get('seconds', 0):6.1f} s  {st.get('note', '')[:60]}")
         for t in self.report.get("targets") or targets(self.report["sections"]):
             lines.append(f"{'MET ' if t['met'] else 'MISS'} {t['target']}: {t['measured']}")
         for row in self.report["sections"].get("timing_fp32", {}).get("rows", []):
@@ -172,6 +185,9 @@ def note(name, result):
         return f"{sum(bool(r['ok']) for r in rows)}/{len(rows)} ok"
     if name == "smoke":
         return f"gemm mode {result.get('gemm_mode_chosen')}"
+    if name == "profile" and result.get("chosen_lowering"):
+        return "; ".join(f"{r['lowering']}+{r['gemm_mode']} {r['median_s'] * 1e3:.0f} ms"
+                         for r in result.get("variants", [])) + f" -> {result['chosen_lowering']}"
     if name == "lbfgs" and result.get("time_ratio") is not None:
         return f"wall time x{result['time_ratio']:.2f}"
     if name == "transfer" and "per_evaluation_s" in result:

@@ -192,6 +192,11 @@ def winograd_band_tile_rows(c, o, th, tw, out_elems):
     return max(1, min(th, budget // (16 * (c + o) * tw)))
 
 
+def batched_gemm(u, v, out):
+    """out[e] = u[e] @ v[e] for the 16 Winograd entries: one strided-batched cuBLAS call through matmul."""
+    return get_xp(u).matmul(u, v, out=out)
+
+
 def winograd_conv(x, w, b, padding, out):
     """out (N, O, Ho, Wo) = conv(x, w) + b for 3x3 stride-1 filters by Winograd F(2x2, 3x3), band by band.
 
@@ -215,6 +220,6 @@ def winograd_conv(x, w, b, padding, out):
             v = v_buf[:16 * c * nt].reshape(16, c, nt)
             m = m_buf[:16 * o * nt].reshape(16, o, nt)
             gpu_kernels.winograd_input(x[i], v, padding, ty0, nty, tw)
-            xp.matmul(u, v, out=m)
+            batched_gemm(u, v, m)
             gpu_kernels.winograd_output(m, b, out[i], ty0, nty, tw)
     return out
