@@ -706,7 +706,8 @@ def section_lbfgs(ctx):
     t0 = time.perf_counter()
     res = nstyle.lbfgs(obj, x0, iters=iters)
     wall = time.perf_counter() - t0
-    rows.append({"impl": f"nstyle ({conv_gpu.LOWERING})", "wall_s": wall, "iterations": res.iterations, "evaluations": res.evaluations,
+    rows.append({"impl": f"nstyle ({conv_gpu.LOWERING})", "wall_s": wall, "iterations": res.iterations,
+                 "evaluations": res.evaluations,
                  "final_loss": res.loss, "stop": res.stop, "eval_total_s": sum(obj.seconds),
                  "overhead_s": wall - sum(obj.seconds), "per_iteration_s": wall / max(1, res.iterations)})
     ctx.log(f"lbfgs nstyle at {n}: {wall:.1f} s, {res.iterations} iterations, {res.evaluations} evaluations "
