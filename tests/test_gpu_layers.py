@@ -176,3 +176,24 @@ def test_gpu_path_gradients_numerically(path, rng, lowering):
         checks[name] = (got, want)
     for name, (got, want) in checks.items():
         assert rel_error(got, want) < 1e-7, f"{name} on the {path} path: rel. error {rel_error(got, want):.2e}"
+
+
+@pytest.mark.parametrize("path", [p for p in GPU_PATHS if p.values[0] != "gpu"])
+def test_network_takes_the_gpu_path_when_emulating(path, rng, monkeypatch):
+    """Under emulation, VGG19's forward and backward must reach the layers' GPU path (a CPU-only fast path
+    in vgg.py must leave arrays alone while backend.uses_device_kernels says they belong to the device)."""
+    from nstyle.objective import StyleObjective
+    from nstyle.gradcheck import random_image, random_vgg_params
+    from nstyle.vgg import VGG19
+
+    calls = []
+    for name in ("conv2d_forward_gpu", "conv2d_backward_gpu"):
+        real = getattr(conv_gpu, name)
+        monkeypatch.setattr(conv_gpu, name,
+                            lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    with gpu_path(path):
+        obj = StyleObjective(VGG19(random_vgg_params(rng)), content=random_image(rng, 16, 16),
+                             styles=[random_image(rng, 16, 16)])
+        calls.clear()
+        obj.value_and_grad(random_image(rng, 16, 16).astype(np.float32))
+    assert calls.count("conv2d_forward_gpu") == 13 and calls.count("conv2d_backward_gpu") == 13, calls
