@@ -201,6 +201,8 @@ def section_smoke(ctx):
     matmul_ok = steps.get("conv_matmul", {}).get("ok")
     mode = "cublas" if cublas_ok or not matmul_ok else "matmul"
     gpu_blas.set_mode(mode)
+    if "conv_winograd" in steps and not steps["conv_winograd"].get("ok"):
+        ctx.rig.broken.add("winograd")  # the profile will not pick it
     r["gemm_mode_chosen"] = mode
     r["ok"] = bool(cublas_ok and all(s.get("ok") for s in steps.values()) and "done" in steps)
     verdicts = ", ".join(f"{k}={'ok' if v.get('ok') else 'FAIL'}" for k, v in steps.items())
@@ -487,7 +489,7 @@ def section_profile(ctx):
                 f"peak {mb(peak)} MB")
         obj = None
         rig.free()
-    candidates = [row for row in rows if row["gemm_mode"] == mode]
+    candidates = [row for row in rows if row["gemm_mode"] == mode and row["lowering"] not in rig.broken]
     chosen = min(candidates, key=lambda row: row["median_s"])["lowering"]
     conv_gpu.set_lowering(chosen)
     r["chosen_lowering"], r["library_default_lowering"] = chosen, "im2col"

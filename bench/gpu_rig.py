@@ -54,6 +54,7 @@ class Rig:
         self.xp = np if dry else backend.cupy_module()
         self._torch = None
         self._tref = None
+        self.broken = set()  # code paths the smoke test found failing on this device ("winograd")
 
     # nstyle side -------------------------------------------------------------------------------------
     def on_device(self):
