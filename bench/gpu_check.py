@@ -7,9 +7,10 @@
 Sections, run in this order, each in its own try/except (an error is recorded with its traceback and the
 run goes on); a global time budget (--budget-s, default 420 s) skips what no longer fits:
 
+  smoke         a child process runs every kernel, the Winograd path and every cuBLAS call shape once
+                against NumPy; if the direct cuBLAS call fails there, the rest of the run uses the
+                cupy.matmul fallback (first, before this process holds a CUDA context of its own)
   environment   GPU, driver, CUDA, CuPy, PyTorch/cuDNN versions
-  smoke         a child process runs every kernel and every cuBLAS call shape once against NumPy; if the
-                direct cuBLAS call fails there, the rest of the run uses the cupy.matmul fallback
   ops           every op (conv fwd / dx / dw / db, relu, avg/max pool fwd/bwd) on the device vs the NumPy
                 path: float32 relative error < 1e-4, float64 < 1e-10
   objective     the whole objective on the device vs the NumPy path (float32 < 1e-4, float64 < 1e-10),
@@ -69,7 +70,7 @@ from nstyle.objective import StyleObjective  # noqa: E402
 from nstyle.optimize import _bounds_vector  # noqa: E402
 from nstyle.vgg import VGG19  # noqa: E402
 
-SECTIONS = ("environment", "smoke", "ops", "objective", "gradcheck64", "profile", "timing_fp32", "transfer",
+SECTIONS = ("smoke", "environment", "ops", "objective", "gradcheck64", "profile", "timing_fp32", "transfer",
             "uhd", "lbfgs", "timing_tf32", "max_size")
 
 # What each run size means, full (on the GPU) and dry (on the CPU, emulated).
