@@ -14,8 +14,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _command_modules():
-    from .commands import gradcheck, stylize, weights  # noqa: PLC0415
-    return [stylize, gradcheck, weights]
+    from .commands import gradcheck, grid, reconstruct, stylize, weights  # noqa: PLC0415
+    return [stylize, reconstruct, grid, gradcheck, weights]
 
 
 def build_parser():
