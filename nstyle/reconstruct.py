@@ -91,6 +91,9 @@ def style_subset_label(layers):
 def reconstruction_cells(content_layers=PAPER_CONTENT_LAYERS, style_layers=PAPER_STYLE_LAYERS):
     """The cells of a reconstruction sheet: one row with a cell per content layer, and one row with
     a cell per growing prefix of ``style_layers`` (the paper's figure 1); an empty tuple drops a row."""
+    for what, layers in (("content", content_layers), ("style", style_layers)):
+        if len(set(layers)) != len(layers):
+            raise InputError(f"a {what} layer is listed twice: {', '.join(layers)}")
     cells, row = [], 0
     if content_layers:
         for col, layer in enumerate(content_layers):
@@ -99,7 +102,8 @@ def reconstruction_cells(content_layers=PAPER_CONTENT_LAYERS, style_layers=PAPER
     if style_layers:
         for k in range(1, len(style_layers) + 1):
             subset = tuple(style_layers[:k])
-            cells.append(Cell(row, k - 1, f"style{k}-{subset[-1]}", f"style {style_subset_label(subset)}",
+            # the file name lists every layer, so a changed list never picks up a cell of another set
+            cells.append(Cell(row, k - 1, "style-" + "+".join(subset), f"style {style_subset_label(subset)}",
                               {"style_layers": subset}))
     return cells
 
@@ -146,7 +150,7 @@ def reconstruct_sheet(image, *, content_layers=PAPER_CONTENT_LAYERS, style_layer
         vgg = opts["vgg"]
         settings = {"job": "reconstruct", "image": image_fingerprint(target), "size": list(target.size),
                     "iters": int(opts["iters"]), "seed": int(opts["seed"]), "bounds": bool(opts["bounds"]),
-                    "style_layers": list(style_layers or ()), "weights": weights_fingerprint(vgg)}
+                    "weights": weights_fingerprint(vgg)}
         store = CellStore(cells_folder(out), settings, restart=restart)
 
     def make(cell):

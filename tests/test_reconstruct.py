@@ -92,6 +92,7 @@ def test_sheet_has_a_labelled_cell_per_layer_and_resumes(vgg, tmp_path, monkeypa
     assert len(runs) == 5
     assert [(c.row, c.col) for c in cells] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
     assert [c.label for c in cells][-1] == "style relu1_1..relu2_1"
+    assert [c.name for c in cells][-2:] == ["style-relu1_1", "style-relu1_1+relu2_1"]
     assert Image.open(out).size == sheet.size
     folder = tmp_path / "layers_cells"
     assert sorted(p.name for p in folder.glob("*.png")) == sorted(f"{c.name}.png" for c in cells)
@@ -109,6 +110,12 @@ def test_sheet_has_a_labelled_cell_per_layer_and_resumes(vgg, tmp_path, monkeypa
     (folder / f"{cells[4].name}.png").unlink()
     rec.reconstruct_sheet(synthetic_image(), **kwargs)
     assert len(runs) == 7
+    # other rows with the same settings: only the cells not made before are optimised
+    _, cells3 = rec.reconstruct_sheet(synthetic_image(), **{**kwargs, "content_layers": ("relu1_1", "relu1_2"),
+                                                            "style_layers": ("relu1_1", "relu1_2")})
+    assert len(runs) == 9 and [c.reused for c in cells3] == [True, False, True, False]
+    with pytest.raises(InputError, match="twice"):
+        rec.reconstruct_sheet(synthetic_image(), **{**kwargs, "content_layers": ("relu1_1", "relu1_1")})
 
 
 def test_other_settings_are_refused_unless_restarting(vgg, tmp_path, monkeypatch):
@@ -214,3 +221,20 @@ def test_reconstruct_command_refuses_bad_usage(small_weights, tmp_path, capsys, 
     code = cli.main(["reconstruct", str(src), "-o", out, "--size", "16", "--iters", "1"] + argv)
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err, (argv, code, err)
+
+
+def test_a_failing_cell_is_named_and_not_stored(tmp_path):
+    from nstyle.cells import Cell, fill_cells
+    from nstyle.errors import RunError
+
+    store = CellStore(tmp_path / "f_cells", {"job": "test"})
+    cells = [Cell(0, 0, "ok", "first", {}), Cell(0, 1, "bad", "second", {})]
+
+    def make(cell):
+        if cell.name == "bad":
+            raise RunError("the loss became nan")
+        return Image.new("RGB", (4, 3))
+
+    with pytest.raises(RunError, match="^cell second: the loss became nan$"):
+        fill_cells(cells, make, (4, 3), store=store)
+    assert store.load("ok", (4, 3)) is not None and not store.path("bad").exists()
