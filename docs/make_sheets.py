@@ -52,6 +52,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=None)
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "nstyle-sheets"))
+    parser.add_argument("--docs", default=DOCS, help="where the finished sheets go (default: this folder)")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--grid-size", type=int, default=96)
@@ -66,7 +67,7 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     cat = Image.fromarray(skimage.data.chelsea())
     strokes = brush_strokes()
-    save_image(strokes.resize((128, 128), Image.Resampling.LANCZOS), os.path.join(DOCS, "strokes.png"))
+    save_image(strokes.resize((128, 128), Image.Resampling.LANCZOS), os.path.join(args.docs, "strokes.png"))
     vgg = VGG19.load(args.weights)
 
     def log(message):
@@ -88,7 +89,7 @@ def main():
         print(f"{name}: {time.perf_counter() - start:.0f} s wall, {made} of {len(cells)} cells optimised "
               f"({sum(c.seconds for c in cells):.0f} s in the optimiser)", flush=True)
         with Image.open(out) as sheet:
-            save_image(sheet.convert("RGB"), os.path.join(DOCS, name))
+            save_image(sheet.convert("RGB"), os.path.join(args.docs, name))
 
 
 if __name__ == "__main__":

@@ -94,9 +94,9 @@ class CellStore:
                     stored = None
                 if stored != self.settings:
                     if not restart:
-                        raise InputError(
-                            f"{self.folder} holds cells made with other settings ({_differences(stored, self.settings)})",
-                            hint="pass --restart to discard them, or write the sheet somewhere else")
+                        changes = _differences(stored, self.settings)
+                        raise InputError(f"{self.folder} holds cells made with other settings ({changes})",
+                                         hint="pass --restart to discard them, or write the sheet somewhere else")
                     self._remove_cells()
             elif any(self.folder.iterdir()):
                 raise InputError(f"{self.folder} exists, is not empty and has no {SETTINGS_FILE}: "

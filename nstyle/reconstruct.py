@@ -15,6 +15,8 @@ The paper names its layers conv1_1 ... conv5_1, but its Caffe network ran each R
 responses it read from those blobs were the rectified ones: relu1_1 ... relu5_1 here. Any layer name
 is accepted (conv3_1 gives the pre-ReLU responses).
 """
+from PIL import Image
+
 from .backend import resolve_device
 from .cells import (Cell, CellStore, cells_folder, cells_sheet, check_output, fill_cells, image_fingerprint,
                     weights_fingerprint)
@@ -50,6 +52,16 @@ def reconstruction_objective(vgg, x, content_layer=None, style_layers=None):
                           style_layers=style_layers)
 
 
+def open_image(item, what):
+    """``stylize.as_image``, with a missing or unreadable file reported as an InputError."""
+    try:
+        return as_image(item, what)
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {item}") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputError(f"{what} {item} cannot be read as an image ({type(exc).__name__})") from None
+
+
 def _network(vgg, weights, pooling, device, log):
     if vgg is not None:
         return vgg
@@ -69,7 +81,7 @@ def reconstruct(image, *, content_layer=None, style_layers=None, size=256, iters
     """
     if int(size) < 1 or int(iters) < 0:
         raise InputError("size must be >= 1 and iters >= 0")
-    target = resize_longest(as_image(image, "image"), int(size))
+    target = resize_longest(open_image(image, "image"), int(size))
     vgg = _network(vgg, weights, pooling, device, log)
     x = preprocess(target)
     objective = reconstruction_objective(vgg, x, content_layer=content_layer, style_layers=style_layers)
@@ -133,7 +145,7 @@ def reconstruct_sheet(image, *, content_layers=PAPER_CONTENT_LAYERS, style_layer
         raise InputError("size must be >= 1 and iters >= 0")
     if out is not None:
         check_output(out, [image])
-    target = resize_longest(as_image(image, "image"), int(opts["size"]))
+    target = resize_longest(open_image(image, "image"), int(opts["size"]))
     opts["vgg"] = _network(opts["vgg"], opts["weights"], opts["pooling"], opts["device"], log)
     has_content = bool(content_layers)
     row_labels = (["content"] if has_content else []) + (["style"] if style_layers else [])

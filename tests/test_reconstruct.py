@@ -238,3 +238,15 @@ def test_a_failing_cell_is_named_and_not_stored(tmp_path):
     with pytest.raises(RunError, match="^cell second: the loss became nan$"):
         fill_cells(cells, make, (4, 3), store=store)
     assert store.load("ok", (4, 3)) is not None and not store.path("bad").exists()
+
+
+def test_missing_or_broken_input_is_a_usage_error(small_weights, tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    for name in ("missing.png", "broken.png"):
+        code = cli.main(["reconstruct", str(tmp_path / name), "--content-layer", "relu1_1", "-o",
+                         str(tmp_path / "o.png")])
+        err = capsys.readouterr().err
+        assert code == 2 and name in err and "internal error" not in err, (name, err)
+    code = cli.main(["grid", str(tmp_path / "missing.png"), str(broken), "-o", str(tmp_path / "g.png")])
+    assert code == 2 and "content image not found" in capsys.readouterr().err
