@@ -46,3 +46,10 @@ def test_header_counts_must_match(kwargs):
 def test_long_labels_are_shortened_to_the_cell():
     sheet = contact_sheet([(solid((0, 0, 0)), "a very long label " * 10)], cell_size=48, pad=4)
     assert sheet.width == 4 + 48 + 4
+
+
+def test_rectangular_cells_fit_wide_images_without_margins():
+    sheet = contact_sheet([solid((255, 0, 0), (60, 30)), solid((0, 0, 255), (60, 30))], cell_size=(60, 30), pad=2)
+    assert sheet.size == (2 + 2 * 62, 2 + 32)
+    arr = np.asarray(sheet)
+    assert (arr[2:32, 2:62] == (255, 0, 0)).all() and (arr[2:32, 64:124] == (0, 0, 255)).all()
