@@ -122,7 +122,7 @@ class Progress:
         frac = min(1.0, step / max(1, self.total))
         stage = f" {rec['stage']}/{rec['stages']}" if rec.get("stages", 1) > 1 else ""
         eta_text = _clock(eta) if eta is not None else "?"
-        tail = (f" {step}/{self.total}  loss {rec['loss']:.3e}  {_clock(rec['seconds'])}<{eta_text}"
+        tail = (f" {step}/{self.total}  loss {rec['loss']:.3e}  {_clock(rec['seconds'])} elapsed  ETA {eta_text}"
                 f"{'  stage' + stage if stage else ''}")
         width = shutil.get_terminal_size((80, 20)).columns
         bar_w = max(5, min(30, width - len(tail) - 8))

@@ -1,5 +1,6 @@
 """Helpers for the command-line tests: run `nstyle` in a real subprocess, make test images and weights."""
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -58,19 +59,27 @@ def env_for(tmp_path, **extra):
 
 
 class Result:
-    def __init__(self, proc, seconds):
-        self.code, self.out, self.err, self.seconds = proc.returncode, proc.stdout, proc.stderr, seconds
+    def __init__(self, proc, seconds, cpu_seconds):
+        self.code, self.out, self.err = proc.returncode, proc.stdout, proc.stderr
+        self.seconds, self.cpu_seconds = seconds, cpu_seconds
 
     def __repr__(self):
-        return f"exit {self.code} after {self.seconds:.1f}s\nstdout: {self.out}\nstderr: {self.err}"
+        return (f"exit {self.code} after {self.seconds:.1f}s ({self.cpu_seconds:.1f}s of CPU)\n"
+                f"stdout: {self.out}\nstderr: {self.err}")
+
+
+def _children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def nstyle(tmp_path, *args, timeout=120, **env):
-    """Run `python -m nstyle ARGS` in tmp_path; returns a Result (exit code, stdout, stderr, seconds)."""
-    start = time.perf_counter()
+    """Run `python -m nstyle ARGS` in tmp_path; returns a Result (exit code, stdout, stderr, wall-clock and
+    CPU seconds -- CPU time says how much work the run did even when other jobs slow the machine down)."""
+    start, cpu = time.perf_counter(), _children_cpu()
     proc = subprocess.run([sys.executable, "-m", "nstyle", *map(str, args)], cwd=tmp_path,
                           env=env_for(tmp_path, **env), capture_output=True, text=True, timeout=timeout)
-    return Result(proc, time.perf_counter() - start)
+    return Result(proc, time.perf_counter() - start, _children_cpu() - cpu)
 
 
 def assert_one_line_error(result, code, *needles):

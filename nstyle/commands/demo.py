@@ -15,7 +15,8 @@ from ..progress import Progress
 from ..samples import BUNDLED_PHOTOS, bundled_photo, swirl_painting
 from ..sheet import contact_sheet
 from ..stylize import prepare
-from .stylize import add_run_options, check_writable, execute, iters_list, positive_int
+from .stylize import (add_run_options, check_weights_file, check_writable, execute, iters_list,
+                      positive_int)
 
 DEMO_CONTENT = "chelsea"
 DEMO_SCALES = (128, 256)
@@ -50,6 +51,7 @@ def _content_image(spec):
 
 
 def run(args):
+    check_weights_file(args.weights)
     out = args.out_dir
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError(f"--out-dir {out}: exists and is not a folder")

@@ -229,6 +229,13 @@ def check_outputs(args, inputs):
         require_matplotlib()
 
 
+def check_weights_file(path):
+    """A --weights file that is not there fails now, not after the images have been read."""
+    if path and not os.path.isfile(path):
+        raise WeightsError(f"weights file not found: {path}" + (" (it is a folder)" if os.path.isdir(path) else ""),
+                           hint="run `nstyle weights fetch` for the default weights, or give another --weights")
+
+
 def input_paths(args):
     paths = [args.content, *args.styles]
     if args.init not in INITS:
@@ -333,10 +340,7 @@ def execute(plan, output, *, progress, save_every=0, log_json=None, plot=None, v
 def run(args):
     options = options_from_args(args)
     inputs = input_paths(args)
-    if args.weights and not os.path.isfile(args.weights):
-        raise WeightsError(f"weights file not found: {args.weights}"
-                           + (" (it is a folder)" if os.path.isdir(args.weights) else ""),
-                           hint="run `nstyle weights fetch` for the default weights, or give another --weights")
+    check_weights_file(args.weights)
     if not args.dry_run:
         check_outputs(args, inputs)
     plan = prepare(args.content, args.styles, **options)
