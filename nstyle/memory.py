@@ -2,9 +2,9 @@
 
 ``estimate`` walks VGG-19's layers at the run's image size and adds up what the hot path keeps alive at
 its peak: the ReLU masks and pooling winners the backward needs, the tapped feature maps and their
-gradients, the largest single layer's working buffers (input, zero-padded copy, im2col band, output),
-the Gram targets, the optimiser's state (L-BFGS-B keeps its history in float64 on the host) and the
-weights. It is deliberately one function with its constants in one place, so that a change to the
+gradients, the largest single layer's working buffers (zero-padded copy, im2col band, output, and their
+backward twins), the Gram targets, the optimiser's state (L-BFGS-B keeps its history in float64 on the
+host) and the weights. It is deliberately one function with its constants in one place, so that a change to the
 engine's buffers (see ``nstyle/vgg.py``, ``nstyle/layers/``) updates the estimate in one edit.
 
 ``available_bytes`` reads what the operating system says is free (``/proc/meminfo``'s MemAvailable,
@@ -23,9 +23,13 @@ from .vgg import CONV_SHAPES, LAYER_INDEX, LAYER_NAMES
 BASE_BYTES = 90 * 2**20
 # im2col keeps a band of about this many float32 entries per convolution (``layers/im2col.band_rows``).
 IM2COL_BAND_ELEMS = 1 << 21
-# Float64 vectors of the pixel count that SciPy's L-BFGS-B and our driver keep besides the 2*m history
-# (x, gradient, bounds, the driver's copies of recent points, SciPy's work arrays).
-LBFGS_EXTRA_VECTORS = 16
+# SciPy's L-BFGS-B keeps float64 vectors of the pixel count: per history pair (s, y) it holds two in its
+# work array and two more in its own copies; besides those, x, the gradient, the bounds, its line-search
+# work and our driver's copies of recent points (measured: 4*m + 13 vectors with m = 10, at 256 and 512).
+LBFGS_VECTORS_PER_PAIR = 4
+LBFGS_EXTRA_VECTORS = 13
+# Short-lived temporaries and allocator slack, as a fraction of everything else.
+OTHER_FRACTION = 0.05
 # Float32 pixel-sized arrays Adam keeps (x, m, v, the step, the gradient, the best x).
 ADAM_VECTORS = 7
 
@@ -62,28 +66,37 @@ def _walk(height, width, deepest, pooling):
 
 
 def network_bytes(height, width, taps, pooling="avg", itemsize=4):
-    """Peak bytes of one objective evaluation at (height, width): forward to the deepest tap, backward."""
+    """Peak bytes of one objective evaluation at (height, width): forward to the deepest tap, the losses,
+    and the backward sweep (see ``vgg.py`` and ``objective.py`` for what each phase keeps).
+
+    forward, at each layer: the masks so far, the tapped maps so far, and the layer's own buffers;
+    losses: every mask, every tapped map and every tap's gradient at once;
+    backward, at each convolution: the masks and the taps' gradients (all held until the sweep ends),
+    plus the gradient in, the zero-padded gradient out, its im2col band and its contiguous copy.
+    """
     if not taps:
         return 0
     deepest = max(taps, key=LAYER_INDEX.__getitem__)
-    kept = 0       # alive from the forward until the backward has passed: masks, winners, taps + grads
-    transient = 0  # the largest layer's working buffers, alive only while that layer runs
+    masks = features = 0
+    forward_peak = backward_transient = 0
     for name, c_in, c_out, h, w in _walk(height, width, deepest, pooling):
         elems = c_out * h * w
-        if name.startswith("relu"):
-            kept += elems  # boolean mask, 1 byte per element
-        elif name.startswith("pool") and pooling == "max":
-            kept += elems  # uint8 index of the winner in each window
-        if name in taps:
-            kept += 2 * elems * itemsize  # the feature map and, later, its gradient
         if name.startswith("conv"):
-            in_elems = c_in * h * w
-            padded = c_in * (h + 2) * (w + 2)
+            in_elems, padded = c_in * h * w, c_in * (h + 2) * (w + 2)
             band = min(IM2COL_BAND_ELEMS, 9 * c_in * h * w)
-            # forward: input, padded copy, band, output; backward: gradient in and out, padded gradient,
-            # band, and the contiguous copy of dx -- the backward is the larger of the two
-            transient = max(transient, itemsize * (elems + 2 * in_elems + padded + band))
-    return kept + transient
+            # forward: the input (already counted if it is a tapped map), padded copy, band, output
+            layer = itemsize * (padded + band + elems) + (0 if features else itemsize * in_elems)
+            forward_peak = max(forward_peak, masks + features + layer)
+            backward_transient = max(backward_transient, itemsize * (elems + padded + band + in_elems))
+        elif name.startswith("relu"):
+            masks += elems  # boolean mask, 1 byte per element
+        elif pooling == "max":
+            masks += elems  # uint8 index of the winner in each window
+        if name in taps:
+            features += elems * itemsize
+    losses_peak = masks + 2 * features
+    backward_peak = masks + features + backward_transient  # the gradients at the taps: as big as the maps
+    return max(forward_peak, losses_peak, backward_peak)
 
 
 def estimate(height, width, content_layers, style_layers, style_shapes=(), pooling="avg",
@@ -119,10 +132,12 @@ def estimate(height, width, content_layers, style_layers, style_shapes=(), pooli
         targets += 3 * c * c * itemsize  # target Gram, the evaluation's Gram and its difference
     parts["targets"] = targets
     if optimizer == "lbfgs":
-        parts["optimizer"] = (2 * history_size + LBFGS_EXTRA_VECTORS) * pixels * 8
+        parts["optimizer"] = (LBFGS_VECTORS_PER_PAIR * history_size + LBFGS_EXTRA_VECTORS) * pixels * 8
     else:
         parts["optimizer"] = ADAM_VECTORS * pixels * itemsize
     parts["images"] = int(image_bytes) + 4 * pixels * itemsize  # inputs + content/init/best in float32
+    # temporaries nobody keeps for long (Gram products, colour conversions) and allocator slack
+    parts["other"] = int(OTHER_FRACTION * sum(parts.values()))
     return MemoryEstimate(parts=parts, device=device)
 
 
@@ -196,10 +211,10 @@ def largest_fitting_size(budget, make_estimate, low=16, high=16384):
 
 
 def format_bytes(n):
-    """1536 -> '1.5 KB'; binary units, one decimal."""
+    """1536 -> '1.5 KiB'; binary units (what `free` and /proc/meminfo count in), one decimal."""
     n = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} TB"
+    return f"{n:.1f} TiB"

@@ -416,6 +416,9 @@ def _run_stages(plan, vgg, callback, log):
                 raise  # nothing computed yet: nothing to keep
             image = previous.finish(x_prev, final_size, plan.content)
             raise StylizeInterrupted(image, done, f"interrupted between stages {k - 1} and {k}") from None
+        if stage.iters == 0:  # nothing to optimise: the stage's start is its result
+            x_prev, previous = x0, images
+            continue
         stage_start = time.perf_counter() - start
 
         def on_iteration(rec, get_x, k=k, stage=stage, images=images, offset=stage_start, before=done):

@@ -71,7 +71,8 @@ def test_flags_reach_the_api():
                  "--no-memory-check")
     o = stylize_command.options_from_args(args)
     assert (o["size"], o["iters"], o["content_weight"], o["style_weight"], o["tv_weight"]) == (300, 7, 2, 500, 0.1)
-    assert (o["init"], o["seed"], o["optimizer"], o["lr"], o["bounds"], o["pooling"]) == ("noise", 3, "adam", 4, False, "max")
+    assert (o["init"], o["seed"], o["optimizer"], o["lr"], o["bounds"], o["pooling"]) == \
+        ("noise", 3, "adam", 4, False, "max")
     assert o["content_layers"] == ("relu3_2",) and o["style_layers"] == ("relu1_1", "relu3_1")
     assert o["style_layer_weights"] == [1, 2] and o["style_scale"] == 0.5
     assert (o["original_colors"], o["max_pixels"], o["check_memory"]) == ("luminance", 1000, False)

@@ -19,12 +19,14 @@ def test_estimate_grows_with_size_and_layers():
     assert shallow.parts["network"] < 0.9 * big.parts["network"]
     assert shallow.parts["weights"] == big.parts["weights"], "the whole file is read either way"
     assert big.total == sum(big.parts.values())
+    assert big.parts["other"] == pytest.approx(memory.OTHER_FRACTION * (big.total - big.parts["other"]), rel=1e-6)
 
 
 def test_lbfgs_history_is_counted_in_float64():
     lb = estimate(100, 100, ("relu4_2",), STYLE, optimizer="lbfgs", history_size=10)
     adam = estimate(100, 100, ("relu4_2",), STYLE, optimizer="adam")
-    assert lb.parts["optimizer"] == (2 * 10 + memory.LBFGS_EXTRA_VECTORS) * 3 * 100 * 100 * 8
+    vectors = memory.LBFGS_VECTORS_PER_PAIR * 10 + memory.LBFGS_EXTRA_VECTORS
+    assert lb.parts["optimizer"] == vectors * 3 * 100 * 100 * 8
     assert adam.parts["optimizer"] < lb.parts["optimizer"] / 5
 
 
@@ -59,4 +61,4 @@ def test_available_bytes_reads_the_system(monkeypatch):
 
 
 def test_format_bytes():
-    assert format_bytes(512) == "512 B" and format_bytes(1536) == "1.5 KB" and format_bytes(3 * 2**30) == "3.0 GB"
+    assert format_bytes(512) == "512 B" and format_bytes(1536) == "1.5 KiB" and format_bytes(3 * 2**30) == "3.0 GiB"

@@ -144,6 +144,11 @@ def _log_is_input(d):
     return ["content.png", "style.png", "--log-json", "style.png"], ["log file", "never overwrites"]
 
 
+def _save_every_over_input(d):
+    gradient_image(64, 48).save(d / "out_iter300.png")
+    return ["out_iter300.png", "style.png", "--save-every", "100"], ["--save-every", "out_iter300.png"]
+
+
 def _memory(d):
     return ["content.png", "style.png", "--size", "200000"], ["memory", "largest size that fits"]
 
@@ -170,7 +175,7 @@ SUBPROCESS_CASES = [_missing, _folder, _empty, _text, _truncated_jpeg, _truncate
                     _out_is_input, _nan_weight, _negative_iters, _memory]
 IN_PROCESS_CASES = [_limit_flag, _second_style_broken, _init_missing, _out_is_style_by_another_name,
                     _out_folder_missing, _out_suffix, _out_is_folder, _out_unwritable, _log_is_input,
-                    _iters_per_stage_mismatch, _unknown_layer]
+                    _iters_per_stage_mismatch, _unknown_layer, _save_every_over_input]
 
 
 def _setup_case(tmp_path, case):

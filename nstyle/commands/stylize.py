@@ -6,6 +6,7 @@ input image, and the memory the run will need -- so a run that cannot finish fai
 """
 import argparse
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -151,7 +152,7 @@ def add_parser(sub):
                    help=f"random seed for the noise start; same seed and inputs give the same bytes on "
                         f"the CPU (default: {d['seed']})")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"],
-                   help=f"default: {d['optimizer']} (the paper's: SciPy's L-BFGS-B)")
+                   help=f"default: {d['optimizer']} (SciPy's L-BFGS-B; the paper used L-BFGS)")
     g.add_argument("--lr", type=positive_float, default=d["lr"], metavar="F",
                    help=f"Adam step size in pixel units (default: {d['lr']:g})")
     g.add_argument("--no-bounds", dest="bounds", action="store_false",
@@ -218,6 +219,13 @@ def check_outputs(args, inputs):
     others = [(p, w) for p, w in ((args.log_json, "log file"), (args.plot, "plot")) if p]
     if args.save_every:
         others.append((save_every_path(args.output, args.save_every), "--save-every file"))
+        # the later snapshots too: OUT_iter<N><suffix> for any N must not be an input
+        stem, suffix = os.path.splitext(os.path.realpath(args.output))
+        pattern = re.compile(re.escape(stem) + r"_iter\d+" + re.escape(suffix) + "$")
+        for src in inputs:
+            if src and pattern.match(os.path.realpath(src)):
+                raise InputError(f"--save-every would write over the input {src}; nstyle never overwrites "
+                                 "an input", hint="choose another output name")
     for path, what in others:
         check_writable(path, what, inputs)
         if _same_file(path, args.output):
