@@ -38,7 +38,19 @@ def build_parser():
     sub.required = True
     for module in _command_modules():
         module.add_parser(sub)
+    _add_debug_flag(sub)
     return parser
+
+
+def _add_debug_flag(subparsers):
+    """Let `--debug` also come after a sub-command's name (`nstyle weights info FILE --debug`)."""
+    for command in subparsers.choices.values():
+        if not any("--debug" in action.option_strings for action in command._actions):
+            command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help="show full tracebacks on errors")
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_debug_flag(action)
 
 
 def report(message, hint=None):

@@ -22,7 +22,7 @@ from .imageio import DEFAULT_MAX_PIXELS, deprocess, fit_size, load_rgb, pixel_bo
 from .memory import available_bytes, estimate, format_bytes, gpu_available_bytes, largest_fitting_size
 from .objective import (DEFAULT_CONTENT_LAYERS, DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_LAYERS,
                         DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, StyleObjective)
-from .optimize import STOP_CONVERGED, STOP_INTERRUPTED, STOP_NONFINITE, adam, lbfgs
+from .optimize import STOP_CONVERGED, STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED, adam, lbfgs
 from .vgg import LAYER_INDEX, LAYER_NAMES, POOLINGS, VGG19, check_layer_names
 
 INITS = ("content", "noise", "style")
@@ -433,8 +433,10 @@ def _run_stages(plan, vgg, callback, log):
         else:
             result = adam(objective, x0, iters=stage.iters, lr=o["lr"], bounds=o["bounds"],
                           callback=on_iteration)
+        resize = final_size if stage.content_size != final_size else None
+        if result.stop == STOP_REQUESTED:  # the callback asked to stop: this stage's best is the result
+            return images.finish(result.x, resize, plan.content)
         if result.stop in (STOP_INTERRUPTED, STOP_NONFINITE):
-            resize = final_size if stage.content_size != final_size else None
             image = images.finish(result.x, resize, plan.content)
             where = f" (stage {k} of {n_stages})" if n_stages > 1 else ""
             if result.stop == STOP_INTERRUPTED:
@@ -475,6 +477,8 @@ def stylize(content, style, *, size=512, iters=500, scales=None, content_weight=
     callback(record, get_image): called after each iteration with the record (iter within the stage,
     step over all stages, stage, stages, size, loss, content, style, tv, per-layer terms, seconds since
     the run started) and a function giving the current image as the output would look; True stops.
+    A callback that returns True ends the whole run (later stages too); the result is then the current
+    stage's best image, resized to the output size.
     log(message): receives one-line notices (stages, a device fallback, an early stop).
     Raises InputError for bad input (before loading weights), StylizeInterrupted (holding the best image)
     on Ctrl-C and NonFiniteLoss (holding the best image) on NaN/Inf.

@@ -414,3 +414,13 @@ def test_pillow_limit_is_restored(tmp_path):
         load_rgb(tmp_path / "c.png", max_pixels=None)  # no limit: the header passes, the data is bogus
     assert time.perf_counter() - t < 10
     assert Image.MAX_IMAGE_PIXELS == before
+
+
+@pytest.mark.parametrize("argv", [["--debug", "stylize", "nope.png", "s.png", "-o", "o.png"],
+                                  ["stylize", "nope.png", "s.png", "-o", "o.png", "--debug"],
+                                  ["weights", "info", "/no/such/weights.h5", "--debug"]])
+def test_debug_works_before_or_after_the_sub_command(tmp_path, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(cli.NStyleError):
+        cli.main(argv)
+    assert cli.main([a for a in argv if a != "--debug"]) == 2

@@ -66,6 +66,10 @@ def test_callback_can_stop_a_run_early(vgg):
     out = stylize(gradient_image(60, 40), stripes_image(40, 40), size=32, iters=50, vgg=vgg,
                   callback=lambda rec, _: steps.append(rec["step"]) or rec["step"] >= 3, **FAST)
     assert steps == [1, 2, 3] and out.size == (32, 21)
+    steps.clear()
+    out = stylize(gradient_image(60, 40), stripes_image(40, 40), scales=(24, 36), iters=(5, 5), vgg=vgg,
+                  callback=lambda rec, _: steps.append(rec["step"]) or rec["step"] >= 2, **FAST)
+    assert steps == [1, 2] and out.size == (36, 24), "stopping in stage 1 ends the run at the output size"
 
 
 def test_ctrl_c_in_an_early_stage_keeps_the_best_image_at_the_output_size(vgg):
