@@ -71,9 +71,9 @@ def plot_losses(records, path, title=None):
         curve("content", color="tab:blue", linewidth=1.5)
         curve("style", color="tab:red", linewidth=1.5)
         layers = sorted({k for r in records for k in r if k.startswith("style/")})
-        for i, key in enumerate(layers):
-            curve(key, color="tab:red", linewidth=0.8, alpha=0.35 + 0.5 * i / max(1, len(layers)),
-                  linestyle=":")
+        shades = plt.get_cmap("autumn")
+        for i, key in enumerate(layers):  # one warm shade per style layer, shallow (red) to deep (yellow)
+            curve(key, color=shades(0.85 * i / max(1, len(layers) - 1)), linewidth=1.0, linestyle=":")
         curve("tv", color="tab:green", linewidth=1.5)
         for prev, rec in zip(records, records[1:]):
             if rec.get("stage") != prev.get("stage"):

@@ -5,9 +5,10 @@ moon and a dark flame-shaped tree: bold strokes and strong colour, the kind of s
 the transfer easy to see. It is generated here, from a seed, so the demo needs no image from elsewhere.
 
 ``bundled_photo`` returns one of the photographs inside scikit-image's wheel (the ``demo`` extra); those
-files are part of the installed package, so nothing is downloaded. Their licences are in scikit-image's
-``skimage/data/README.txt`` (chelsea, coffee: CC0 by their photographers; astronaut, rocket: NASA,
-public domain).
+files are part of the installed package, so nothing is downloaded. Their terms, as the docstrings of
+``skimage.data`` give them: chelsea (Stefan van der Walt) and coffee (Rachel Michetti) are CC0;
+astronaut is a NASA photograph with no known copyright restrictions; rocket was released into the
+public domain by SpaceX.
 """
 import math
 import os
