@@ -267,7 +267,25 @@ def _weights_wrong_shapes(d):
     return d / "narrow.h5", ["narrow.h5", "conv1_1"]
 
 
-@pytest.mark.parametrize("case", [_weights_missing, _weights_text, _weights_truncated, _weights_wrong_shapes],
+class _RunsACommand:
+    """Unpickling this calls os.system: what a hostile .pth file would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _weights_malicious_pickle(d):
+    import pickle
+    (d / "evil.pth").write_bytes(pickle.dumps(_RunsACommand(d / "PWNED")))
+    return d / "evil.pth", ["evil.pth", "refused"]
+
+
+@pytest.mark.parametrize("case", [_weights_missing, _weights_text, _weights_truncated, _weights_wrong_shapes,
+                                  _weights_malicious_pickle],
                          ids=lambda f: f.__name__.strip("_"))
 def test_weights_failures_are_one_line_and_keep_the_previous_output(tmp_path, case, weights, startup_seconds):
     gradient_image(64, 48).save(tmp_path / "content.png")
@@ -278,6 +296,7 @@ def test_weights_failures_are_one_line_and_keep_the_previous_output(tmp_path, ca
     result = nstyle(tmp_path, "stylize", "content.png", "style.png", "-o", "out.png", "--iters", "1000000",
                     "--weights", path)
     assert_one_line_error(result, 2, *needles)
+    assert not (tmp_path / "PWNED").exists(), "the weights file ran a command"
     assert result.cpu_seconds < startup_seconds + 5, f"{result!r} (startup {startup_seconds:.1f}s of CPU)"
     assert {p.name: digest(p) for p in tmp_path.iterdir() if p.is_file()} == before
     assert leftovers(tmp_path) == []
