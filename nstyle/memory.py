@@ -185,13 +185,16 @@ def available_bytes():
 
 
 def gpu_available_bytes():
-    """(free bytes, 'GPU') on the current CUDA device, or (None, reason)."""
+    """(bytes, 'GPU') the current CUDA device can still give: the driver's free memory plus what CuPy's
+    pool holds but does not use; (None, reason) without a usable GPU (the check is then skipped)."""
     try:
-        from .backend import cupy_module  # noqa: PLC0415
-        free, _total = cupy_module().cuda.runtime.memGetInfo()
-        return int(free), "GPU"
-    except Exception as exc:  # no CuPy, no device: the check is skipped
-        return None, f"GPU memory unknown ({exc})"
+        from .backend import gpu_memory_info  # noqa: PLC0415
+        info = gpu_memory_info()
+    except Exception as exc:  # a broken CUDA install can raise anything
+        return None, f"GPU memory unknown ({type(exc).__name__}: {exc})"
+    if info is None:
+        return None, "no usable GPU"
+    return info["free"] + max(0, info["pool_held"] - info["pool_used"]), "GPU"
 
 
 def largest_fitting_size(budget, make_estimate, low=16, high=16384):

@@ -177,17 +177,32 @@ class Plan:
             largest = largest_fitting_size(free, self._estimate_at)
         return needed, free, source, largest
 
+    def _on_gpu(self):
+        device = self.options["device"]
+        if device in ("gpu", "cuda"):
+            return True
+        if device == "auto":
+            from .backend import gpu_available  # noqa: PLC0415 -- imports CuPy, only when asked
+            return gpu_available()
+        return False
+
     def check_memory(self):
-        """InputError when the estimate says the run will not fit in free memory (host, then GPU)."""
+        """InputError when the estimate says the run will not fit in free memory (host, then GPU).
+
+        On the GPU the network's activations and weights live on the device; the host keeps the rest
+        (L-BFGS-B's history, the images)."""
+        on_gpu = self._on_gpu()
         needed, free, source, largest = self.memory_report()
+        if on_gpu:
+            needed -= self.memory.parts["network"]
         w, h = self.output_size
         hint = (f"the largest size that fits is about {largest}: try --size {largest}"
-                if largest else "close other programs")
+                if largest and not on_gpu else "use a smaller --size, or close other programs")
         hint += " (or --no-memory-check to try anyway)"
         if free is not None and needed > free:
             raise InputError(f"a {w}x{h} run needs about {format_bytes(needed)} of memory, but only "
                              f"{format_bytes(free)} is free ({source})", hint=hint)
-        if self.options["device"] == "gpu":
+        if on_gpu:
             gfree, _ = gpu_available_bytes()
             if gfree is not None and self.memory.on_device > gfree:
                 raise InputError(f"a {w}x{h} run needs about {format_bytes(self.memory.on_device)} of GPU "
