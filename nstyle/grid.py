@@ -18,8 +18,8 @@ from .cells import (Cell, CellStore, cells_folder, cells_sheet, check_output, fi
 from .errors import InputError
 from .imageio import resize_longest, save_image
 from .objective import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
-from .reconstruct import open_image, style_subset_label
-from .stylize import stylize
+from .reconstruct import style_subset_label
+from .stylize import as_image, stylize
 from .vgg import VGG19
 
 GRID_INITS = ("noise", "content", "style")
@@ -94,8 +94,8 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
         raise InputError("size must be >= 1 and iters >= 0")
     if out is not None:
         check_output(out, [content, style])
-    content_img = resize_longest(open_image(content, "content image"), int(size))
-    style_img = open_image(style, "style image")
+    content_img = resize_longest(as_image(content, "content image"), int(size))
+    style_img = as_image(style, "style image")
     if vgg is None:
         vgg = VGG19.load(weights, pooling=pooling, device=resolve_device(device, announce=log))
     cells = grid_cells(ratios, depths, style_layers)

@@ -30,6 +30,12 @@ def _as_rgb_array(img):
     return arr
 
 
+def white_noise(width, height, seed):
+    """A seeded white-noise RGB image (every channel uniform over 0..255): the paper's starting point."""
+    noise = np.random.default_rng(seed).uniform(0, 255, size=(height, width, 3))
+    return Image.fromarray(noise.astype(np.uint8), "RGB")
+
+
 def preprocess(img):
     """PIL image or uint8 (H, W, 3) RGB array -> float32 (1, 3, H, W), BGR, minus the Caffe mean."""
     rgb = _as_rgb_array(img).astype(np.float32)

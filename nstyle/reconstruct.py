@@ -15,16 +15,15 @@ The paper names its layers conv1_1 ... conv5_1, but its Caffe network ran each R
 responses it read from those blobs were the rectified ones: relu1_1 ... relu5_1 here. Any layer name
 is accepted (conv3_1 gives the pre-ReLU responses).
 """
-from PIL import Image
 
 from .backend import resolve_device
 from .cells import (Cell, CellStore, cells_folder, cells_sheet, check_output, fill_cells, image_fingerprint,
                     weights_fingerprint)
 from .errors import InputError
-from .imageio import deprocess, preprocess, resize_longest, save_image
+from .imageio import deprocess, preprocess, resize_longest, save_image, white_noise
 from .objective import DEFAULT_STYLE_LAYERS, StyleObjective
 from .optimize import STOP_INTERRUPTED, STOP_NONFINITE, lbfgs
-from .stylize import NonFiniteLoss, StylizeInterrupted, as_image, initial_image
+from .stylize import NonFiniteLoss, StylizeInterrupted, as_image
 from .vgg import VGG19
 
 # The paper's rows (see the module docstring for why relu, not conv).
@@ -52,16 +51,6 @@ def reconstruction_objective(vgg, x, content_layer=None, style_layers=None):
                           style_layers=style_layers)
 
 
-def open_image(item, what):
-    """``stylize.as_image``, with a missing or unreadable file reported as an InputError."""
-    try:
-        return as_image(item, what)
-    except FileNotFoundError:
-        raise InputError(f"{what} not found: {item}") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(f"{what} {item} cannot be read as an image ({type(exc).__name__})") from None
-
-
 def _network(vgg, weights, pooling, device, log):
     if vgg is not None:
         return vgg
@@ -81,11 +70,11 @@ def reconstruct(image, *, content_layer=None, style_layers=None, size=256, iters
     """
     if int(size) < 1 or int(iters) < 0:
         raise InputError("size must be >= 1 and iters >= 0")
-    target = resize_longest(open_image(image, "image"), int(size))
+    target = resize_longest(as_image(image, "image"), int(size))
     vgg = _network(vgg, weights, pooling, device, log)
     x = preprocess(target)
     objective = reconstruction_objective(vgg, x, content_layer=content_layer, style_layers=style_layers)
-    x0 = initial_image("noise", x, [], seed)
+    x0 = preprocess(white_noise(x.shape[3], x.shape[2], seed))
     result = lbfgs(objective, x0, iters=int(iters), bounds=bounds, callback=callback)
     out = deprocess(result.x)
     if result.stop == STOP_INTERRUPTED:
@@ -145,7 +134,7 @@ def reconstruct_sheet(image, *, content_layers=PAPER_CONTENT_LAYERS, style_layer
         raise InputError("size must be >= 1 and iters >= 0")
     if out is not None:
         check_output(out, [image])
-    target = resize_longest(open_image(image, "image"), int(opts["size"]))
+    target = resize_longest(as_image(image, "image"), int(opts["size"]))
     opts["vgg"] = _network(opts["vgg"], opts["weights"], opts["pooling"], opts["device"], log)
     has_content = bool(content_layers)
     row_labels = (["content"] if has_content else []) + (["style"] if style_layers else [])

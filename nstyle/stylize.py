@@ -18,7 +18,7 @@ from PIL import Image
 from . import color
 from .backend import resolve_device
 from .errors import InputError, NStyleError, RunError, WeightsError
-from .imageio import DEFAULT_MAX_PIXELS, deprocess, fit_size, load_rgb, pixel_bounds, preprocess
+from .imageio import DEFAULT_MAX_PIXELS, deprocess, fit_size, load_rgb, pixel_bounds, preprocess, white_noise
 from .memory import available_bytes, estimate, format_bytes, gpu_available_bytes, largest_fitting_size
 from .objective import (DEFAULT_CONTENT_LAYERS, DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_LAYERS,
                         DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, StyleObjective)
@@ -368,8 +368,7 @@ def _initial_image(plan, images, seed):
     if isinstance(init, str) and init == "content":
         return preprocess(images.net_content)
     if isinstance(init, str) and init == "noise":
-        noise = np.random.default_rng(seed).uniform(0, 255, size=(h, w, 3))
-        return images.to_network(Image.fromarray(noise.astype(np.uint8), "RGB"))
+        return images.to_network(white_noise(w, h, seed))
     img = images.net_styles[0] if isinstance(init, str) else init
     return images.to_network(img.resize((w, h), Image.Resampling.LANCZOS))
 

@@ -12,7 +12,7 @@ from nstyle.cells import CellsInterrupted, CellStore, layout_sheet
 from nstyle.errors import InputError
 from nstyle.gradcheck import random_vgg_params
 from nstyle.imageio import deprocess, preprocess
-from nstyle.stylize import initial_image
+from nstyle.imageio import white_noise
 from nstyle.vgg import VGG19
 
 
@@ -29,7 +29,7 @@ def vgg(rng):
 
 
 def noise_start(img, seed=0):
-    return initial_image("noise", preprocess(img), [], seed)
+    return preprocess(white_noise(img.shape[1], img.shape[0], seed))
 
 
 def count_optimiser_runs(monkeypatch):
@@ -249,4 +249,5 @@ def test_missing_or_broken_input_is_a_usage_error(small_weights, tmp_path, capsy
         err = capsys.readouterr().err
         assert code == 2 and name in err and "internal error" not in err, (name, err)
     code = cli.main(["grid", str(tmp_path / "missing.png"), str(broken), "-o", str(tmp_path / "g.png")])
-    assert code == 2 and "content image not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "content image" in err and "no such file" in err, err
