@@ -8,7 +8,7 @@ ratio, and centred in it.
 """
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["contact_sheet", "label_font"]
+__all__ = ["contact_sheet", "layout_sheet", "label_font"]
 
 
 def label_font(size):
@@ -99,3 +99,88 @@ def contact_sheet(cells, columns=None, cell_size=256, row_labels=None, col_label
             x = x0 + (cell_w - _text_size(draw, text, font)[0]) // 2
             draw.text((x, y0 + cell_h + pad // 4), text, fill=text_color, font=font)
     return sheet
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cells at their own size, with multi-line labels, captions and grey placeholders (reconstruct, grid).
+
+def _multiline_size(draw, text, font):
+    if not text:
+        return 0, 0
+    left, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=font, spacing=2)
+    return right - min(left, 0), bottom - min(top, 0)
+
+
+def layout_sheet(rows, row_labels=None, col_labels=None, captions=None, title=None, pad=6, font_size=12,
+                 background=(255, 255, 255), ink=(0, 0, 0), empty=(220, 220, 220)):
+    """Lay cells out in a labelled grid.
+
+    rows: list of rows, each a list of PIL images (or None for a cell not made yet, drawn as a grey
+    box); every cell gets the size of the largest one (smaller ones are centred). row_labels: one
+    (possibly multi-line) string per row, drawn left of it; col_labels: one per column, drawn above;
+    captions: like rows, one string (or None) per cell, drawn under it; title: one line on top.
+    Returns (sheet, boxes): the RGB sheet and ``boxes[r][c] = (left, top, right, bottom)``, where each
+    cell lies. A column is widened to its label or caption when that is wider than the cells.
+    """
+    n_rows = len(rows)
+    n_cols = max((len(r) for r in rows), default=0)
+    if n_rows == 0 or n_cols == 0:
+        raise ValueError("a sheet needs at least one cell")
+    if row_labels is not None and len(row_labels) != n_rows:
+        raise ValueError(f"{len(row_labels)} row labels for {n_rows} rows")
+    if col_labels is not None and len(col_labels) != n_cols:
+        raise ValueError(f"{len(col_labels)} column labels for {n_cols} columns")
+    cells = [c for r in rows for c in r if c is not None]
+    cell_w = max((c.width for c in cells), default=64)
+    cell_h = max((c.height for c in cells), default=64)
+
+    font = label_font(font_size)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_w = max((_multiline_size(measure, t, font)[0] for t in row_labels or ()), default=0)
+    label_h = max((_multiline_size(measure, t, font)[1] for t in col_labels or ()), default=0)
+    # a column is as wide as its widest label, so labels never run into their neighbours
+    caption_texts = [t for r in captions or () for t in r if t]
+    col_w = max([cell_w] + [_multiline_size(measure, t, font)[0] for t in list(col_labels or ()) + caption_texts])
+    caption_h = max((_multiline_size(measure, t, font)[1] + 2 for t in caption_texts), default=0)
+    row_h = cell_h + caption_h
+    title_h = _multiline_size(measure, title, font)[1] if title else 0
+    left0 = pad + (label_w + pad if label_w else 0)
+    top0 = pad + (title_h + pad if title_h else 0) + (label_h + pad if label_h else 0)
+    width = left0 + n_cols * (col_w + pad)
+    height = top0 + n_rows * (row_h + pad)
+    if title:
+        width = max(width, 2 * pad + _multiline_size(measure, title, font)[0])
+
+    sheet = Image.new("RGB", (width, height), background)
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((pad, pad), title, fill=ink, font=font)
+    boxes = []
+    for r, row in enumerate(rows):
+        top = top0 + r * (row_h + pad)
+        if row_labels:
+            tw, th = _multiline_size(draw, row_labels[r], font)
+            draw.multiline_text((pad, top + (cell_h - th) // 2), row_labels[r], fill=ink, font=font, spacing=2)
+        row_boxes = []
+        for c in range(n_cols):
+            left = left0 + c * (col_w + pad) + (col_w - cell_w) // 2
+            box = (left, top, left + cell_w, top + cell_h)
+            cell = row[c] if c < len(row) else None
+            if cell is None:
+                draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=empty)
+            else:
+                sheet.paste(cell.convert("RGB"), (left + (cell_w - cell.width) // 2, top + (cell_h - cell.height) // 2))
+            text = captions[r][c] if captions and r < len(captions) and c < len(captions[r]) else None
+            if text:
+                tw, _ = _multiline_size(draw, text, font)
+                draw.text((left0 + c * (col_w + pad) + (col_w - tw) // 2, top + cell_h + 2), text, fill=ink, font=font)
+            row_boxes.append(box)
+        boxes.append(row_boxes)
+    if col_labels:
+        label_top = top0 - pad - label_h
+        for c, text in enumerate(col_labels):
+            tw, _ = _multiline_size(draw, text, font)
+            left = left0 + c * (col_w + pad)
+            draw.multiline_text((left + (col_w - tw) // 2, label_top), text, fill=ink, font=font,
+                                spacing=2, align="center")
+    return sheet, boxes

@@ -8,7 +8,8 @@ from PIL import Image
 
 import nstyle.reconstruct as rec
 from nstyle import cli
-from nstyle.cells import CellsInterrupted, CellStore, layout_sheet
+from nstyle.cells import CellsInterrupted, CellStore
+from nstyle.sheet import layout_sheet
 from nstyle.errors import InputError
 from nstyle.gradcheck import random_vgg_params
 from nstyle.imageio import deprocess, preprocess
