@@ -2,7 +2,14 @@
 
 This is the only module that imports CuPy. Code elsewhere asks ``xp = get_xp(x)`` and writes the same
 array expressions for both; it splits CPU and GPU code only where the algorithm itself differs.
+
+It also holds the GPU's knobs and gauges: the TF32 switch for float32 matrix products, the memory pool
+(what it holds, freeing it), a device description for benchmarks, and ``emulate_device_kernels``, which
+sends NumPy arrays through the GPU code path with every CUDA kernel replaced by a NumPy transcription of
+its index arithmetic -- how the CPU-only test suite checks the GPU path's logic.
 """
+import contextlib
+
 import numpy as np
 
 from .errors import DeviceError
@@ -10,7 +17,8 @@ from .errors import DeviceError
 _cupy = None
 _cupy_problem = None
 
-GPU_INSTALL_HINT = "install the GPU extra: pip install 'nstyle[gpu]' (CuPy for CUDA 12/13), on a machine with an NVIDIA GPU"
+GPU_INSTALL_HINT = ("install the GPU extra on a machine with an NVIDIA GPU: pip install 'nstyle[gpu]' (CUDA 12) "
+                    "or 'nstyle[gpu-cuda13]' (CUDA 13)")
 
 
 def _load_cupy():
@@ -52,6 +60,13 @@ def cupy_module():
     if cp is None:
         raise DeviceError(f"GPU requested but {_cupy_problem}", hint=GPU_INSTALL_HINT)
     return cp
+
+
+def cublas_module():
+    """CuPy's cuBLAS bindings (``cupy_backends.cuda.libs.cublas``), for the layers' direct GEMM calls."""
+    cupy_module()
+    from cupy_backends.cuda.libs import cublas  # noqa: PLC0415 -- loads libcublas on first use
+    return cublas
 
 
 def is_gpu_array(a):
@@ -110,3 +125,98 @@ def synchronize(xp):
     """Wait for queued device work (no-op on the CPU); call before reading a clock."""
     if xp is not np:
         xp.cuda.Device().synchronize()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Which code path an array takes through the layers.
+
+_emulating = False
+
+
+def uses_device_kernels(a):
+    """True when a layer should take its GPU path for this array: a CuPy array, or any array while
+    :func:`emulate_device_kernels` is active."""
+    return _emulating or is_gpu_array(a)
+
+
+@contextlib.contextmanager
+def emulate_device_kernels(enabled=True):
+    """Within this block, NumPy arrays go through the layers' GPU code path (band sizes, buffer handling,
+    cuBLAS call arguments), with each CUDA kernel and each cuBLAS call emulated in NumPy. Slow; for tests
+    and ``bench/gpu_check.py --dry-run``. ``enabled=False`` switches it off inside an enclosing block."""
+    global _emulating
+    before = _emulating
+    _emulating = bool(enabled)
+    try:
+        yield
+    finally:
+        _emulating = before
+
+
+# ---------------------------------------------------------------------------------------------------
+# GPU settings and gauges (all harmless no-ops or None where no GPU is in use).
+
+_tf32 = False
+
+
+def set_tf32(enabled):
+    """Allow (True) or forbid (False, the default) TensorFloat-32 tensor cores in float32 matrix products
+    on the GPU: nstyle's convolution GEMMs and CuPy's own matmul (Gram matrices, Winograd's batched
+    products). TF32 rounds the inputs of each product to 10 mantissa bits instead of float32's 23 and
+    runs on the tensor cores of Ampere and newer GPUs. Float64 is never affected. Returns the previous
+    setting."""
+    global _tf32
+    before, _tf32 = _tf32, bool(enabled)
+    cp = _load_cupy()
+    if cp is not None:
+        from cupy._core import _routines_linalg as linalg  # noqa: PLC0415 -- CuPy's switch for its matmul
+        try:
+            linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if _tf32 else linalg.COMPUTE_TYPE_DEFAULT)
+        except Exception:  # pragma: no cover -- a CuPy without this internal switch: our GEMMs still obey
+            pass
+    return before
+
+
+def tf32_enabled():
+    return _tf32
+
+
+def gpu_memory_info():
+    """Device memory in bytes: ``{"free", "total"}`` from the driver and ``{"pool_used", "pool_held"}``
+    from CuPy's memory pool (held = used + cached free blocks). None without a usable GPU."""
+    cp = _load_cupy()
+    if cp is None:
+        return None
+    free, total = cp.cuda.runtime.memGetInfo()
+    pool = cp.get_default_memory_pool()
+    return {"free": int(free), "total": int(total), "pool_used": int(pool.used_bytes()),
+            "pool_held": int(pool.total_bytes())}
+
+
+def free_gpu_memory():
+    """Hand the memory pool's cached free blocks back to the driver (arrays still alive are kept).
+
+    CuPy's pool keeps freed blocks so that the next evaluation reuses them without a cudaMalloc; call
+    this between runs of different sizes, or before measuring what a run needs from an empty pool."""
+    cp = _load_cupy()
+    if cp is not None:
+        cp.get_default_memory_pool().free_all_blocks()
+        cp.get_default_pinned_memory_pool().free_all_blocks()
+
+
+def gpu_device_info():
+    """A description of the current GPU for benchmark reports, or None without a usable GPU."""
+    cp = _load_cupy()
+    if cp is None:
+        return None
+    runtime = cp.cuda.runtime
+    dev = cp.cuda.Device()
+    props = runtime.getDeviceProperties(dev.id)
+    name = props.get("name", b"?")
+    return {"name": name.decode(errors="replace") if isinstance(name, bytes) else str(name),
+            "compute_capability": str(dev.compute_capability),
+            "memory_total": int(props.get("totalGlobalMem", 0)),
+            "multiprocessors": int(props.get("multiProcessorCount", 0)),
+            "cuda_driver_api": int(runtime.driverGetVersion()),
+            "cuda_runtime": int(runtime.runtimeGetVersion()),
+            "cupy": cp.__version__}

@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.optimize
 
 from .backend import get_xp, synchronize, to_device, to_host
 from .imageio import pixel_bounds
@@ -127,6 +126,8 @@ def lbfgs(objective, x0, iters=500, bounds=True, callback=None, history_size=10,
     x_start = to_host(x0).astype(np.float64).ravel()
     options = {"maxiter": int(iters), "maxcor": int(history_size),
                "maxfun": int(max_evaluations or 2 * iters + 20), "ftol": 0.0, "gtol": 0.0}
+    import scipy.optimize  # noqa: PLC0415 -- 0.7 s to import; every CLI start (--help, errors) would pay it
+
     box = scipy.optimize.Bounds(*_bounds_vector(shape)) if bounds else None
     if bounds:
         x_start = np.clip(x_start, box.lb, box.ub)

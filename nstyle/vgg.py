@@ -11,10 +11,10 @@ transfer never needs weight gradients, convolution inputs are not kept.
 import numpy as np
 
 from . import vgg_cpu
+from .backend import get_xp, to_device, to_host, uses_device_kernels
+from .errors import InputError, WeightsError
 from .layers.buffers import BufferPool
 from .layers.fastconv import PreparedConv3x3
-from .backend import get_xp, to_device, to_host
-from .errors import InputError, WeightsError
 from .layers import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,
                      max_pool2d_backward, max_pool2d_forward, relu_backward, relu_forward)
 
@@ -139,7 +139,8 @@ class VGG19:
             raise InputError(f"VGG19 expects input of shape (N, 3, H, W); got {x.shape}")
         last = max(LAYER_INDEX[t] for t in taps)
         want = set(taps)
-        if self.fast_cpu and get_xp(x) is np and x.shape[0] == 1 and x.dtype == self.dtype:
+        if (self.fast_cpu and get_xp(x) is np and not uses_device_kernels(x) and x.shape[0] == 1
+                and x.dtype == self.dtype):
             # CPU, one image: padded buffers, fused epilogues, Winograd where it pays (vgg_cpu.py)
             return vgg_cpu.forward(self, x, LAYER_NAMES[:last + 1], want, self.buffers)
         features, trace = {}, []

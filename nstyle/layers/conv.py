@@ -12,7 +12,7 @@ reference the tests compare everything against.
 """
 import numpy as np
 
-from ..backend import get_xp
+from ..backend import get_xp, uses_device_kernels
 from . import padded
 from .fastconv import PreparedConv3x3
 from .im2col import band_rows, col2im_band, im2col_band
@@ -61,6 +61,9 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, keep_input=True):
     so its hot path passes False and the input can be freed as soon as the next layer has it).
     Returns: out (N, O, Ho, Wo) and a cache for :func:`conv2d_backward`.
     """
+    if uses_device_kernels(x):  # GPU: same lowering, bands and launches sized for the device
+        from .conv_gpu import conv2d_forward_gpu  # noqa: PLC0415
+        return conv2d_forward_gpu(x, w, b, stride, padding, keep_input)
     _check(x, w, b, stride, padding)
     if not _fast_case(x, w, stride, padding):
         return conv2d_forward_im2col(x, w, b, stride, padding, keep_input)
@@ -79,7 +82,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, keep_input=True):
 
 
 def conv2d_forward_im2col(x, w, b=None, stride=1, padding=0, keep_input=True):
-    """:func:`conv2d_forward` by im2col bands and GEMM, for any kernel, stride and padding, on any device."""
+    """:func:`conv2d_forward` by im2col bands and GEMM, for any kernel, stride and padding (NumPy or CuPy)."""
     xp = get_xp(x)
     ho, wo = _check(x, w, b, stride, padding)
     n, c, _, _ = x.shape
@@ -112,6 +115,9 @@ def conv2d_backward(dout, cache, weight_grads=False):
     On the fast path dx is the padding-1 convolution of dout with the weights flipped and transposed
     (derivation: ``conv3x3.flip_transpose``); dw and db, when asked for, come from the im2col path.
     """
+    if uses_device_kernels(dout):
+        from .conv_gpu import conv2d_backward_gpu  # noqa: PLC0415
+        return conv2d_backward_gpu(dout, cache, weight_grads)
     prep = cache.get("prepared")
     if prep is None or get_xp(dout) is not np or dout.dtype != prep.w.dtype:
         return conv2d_backward_im2col(dout, cache, weight_grads)

@@ -7,7 +7,7 @@ stride s (s defaults to k).
 The fast versions loop over the k*k offsets inside a window, each step a strided view of the whole
 tensor; the ``*_naive`` versions loop over windows.
 """
-from ..backend import get_xp
+from ..backend import get_xp, uses_device_kernels
 
 
 def _geometry(x, kernel_size, stride):
@@ -31,6 +31,9 @@ def _window(x, di, dj, s, ho, wo):
 
 def avg_pool2d_forward(x, kernel_size=2, stride=None):
     """out = mean of each k x k window. Returns (out, cache)."""
+    if uses_device_kernels(x):  # GPU: one kernel launch
+        from .pool_gpu import avg_pool2d_forward_gpu  # noqa: PLC0415
+        return avg_pool2d_forward_gpu(x, kernel_size, stride)
     xp = get_xp(x)
     k, s, ho, wo = _geometry(x, kernel_size, stride)
     out = xp.zeros((x.shape[0], x.shape[1], ho, wo), dtype=x.dtype)
@@ -47,6 +50,9 @@ def avg_pool2d_backward(dout, cache):
     Derivation: out[w] = (1/k^2) sum_{i in w} x[i] is linear, so dL/dx[i] = sum_{w containing i}
     dL/dout[w] / k^2. Elements in no window (the floored-off border) get 0.
     """
+    if uses_device_kernels(dout):
+        from .pool_gpu import avg_pool2d_backward_gpu  # noqa: PLC0415
+        return avg_pool2d_backward_gpu(dout, cache)
     xp = get_xp(dout)
     k, s = cache["k"], cache["s"]
     ho, wo = dout.shape[2], dout.shape[3]
@@ -60,6 +66,9 @@ def avg_pool2d_backward(dout, cache):
 
 def max_pool2d_forward(x, kernel_size=2, stride=None):
     """out = max of each k x k window. The cache holds which offset won (the first one on ties)."""
+    if uses_device_kernels(x):  # GPU: one kernel launch
+        from .pool_gpu import max_pool2d_forward_gpu  # noqa: PLC0415
+        return max_pool2d_forward_gpu(x, kernel_size, stride)
     xp = get_xp(x)
     k, s, ho, wo = _geometry(x, kernel_size, stride)
     out = _window(x, 0, 0, s, ho, wo).copy()
@@ -78,6 +87,9 @@ def max_pool2d_backward(dout, cache):
     Derivation: locally out[w] = x[argmax_w], so dout[w]/dx[i] is 1 for the winner and 0 for the rest
     (at exact ties the function is not differentiable; we pick the winner the forward picked).
     """
+    if uses_device_kernels(dout):
+        from .pool_gpu import max_pool2d_backward_gpu  # noqa: PLC0415
+        return max_pool2d_backward_gpu(dout, cache)
     xp = get_xp(dout)
     k, s, winner = cache["k"], cache["s"], cache["winner"]
     ho, wo = dout.shape[2], dout.shape[3]

@@ -2,7 +2,7 @@
 
 Shapes: any; out has the shape of x.
 """
-from ..backend import get_xp
+from ..backend import get_xp, uses_device_kernels
 
 
 def relu_forward(x, inplace=False):
@@ -11,6 +11,9 @@ def relu_forward(x, inplace=False):
     inplace=True overwrites x with the result (the VGG hot path does this: the convolution output is
     not needed once rectified, and that saves a full activation-sized allocation per layer).
     """
+    if uses_device_kernels(x):  # GPU: rectify and mask in one kernel
+        from .relu_gpu import relu_forward_gpu  # noqa: PLC0415
+        return relu_forward_gpu(x, inplace)
     xp = get_xp(x)
     mask = x > 0
     out = xp.maximum(x, 0, out=x if inplace else None)
@@ -24,6 +27,9 @@ def relu_backward(dout, cache, inplace=False):
     like PyTorch we use 0 there (the mask is ``x > 0``, strict), so a unit that is exactly off passes
     nothing back. inplace=True writes into dout.
     """
+    if uses_device_kernels(dout):
+        from .relu_gpu import relu_backward_gpu  # noqa: PLC0415
+        return relu_backward_gpu(dout, cache, inplace)
     xp = get_xp(dout)
     return xp.multiply(dout, cache, out=dout if inplace else None)
 
