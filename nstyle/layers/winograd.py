@@ -43,9 +43,14 @@ BAND_ELEMS = 1 << 20
 
 
 def winograd_weights(w):
-    """U[4*u + v] = (G g G^T)[u, v] for every (o, c): (O, C, 3, 3) -> (16, O, C), in w's dtype."""
-    u = np.einsum("ai,ocij,bj->aboc", G, w.astype(np.float64), G)
-    return np.ascontiguousarray(u.reshape(16, w.shape[0], w.shape[1]).astype(w.dtype))
+    """U[4*u + v] = (G g G^T)[u, v] for every (o, c): (O, C, 3, 3) -> (16, O, C), in w's dtype.
+
+    One float64 matrix product with kron(G, G) -- (G g G^T)[u, v] = sum_ij G[u,i] G[v,j] g[i,j] --
+    rounded once, at the end.
+    """
+    o, c = w.shape[:2]
+    u = np.kron(G, G) @ w.reshape(o * c, 9).astype(np.float64).T  # (16, O*C), written in that order
+    return u.astype(w.dtype).reshape(16, o, c)
 
 
 def transposed_index():
