@@ -4,6 +4,8 @@ F is the feature map of one layer for one image, shape (1, N_l, H_l, W_l): N_l c
 and M_l = H_l * W_l positions. Every function returns ``(value, gradient)``; the value is a Python float,
 the gradient has the shape and dtype of the input.
 """
+import numpy as np
+
 from .backend import get_xp
 
 
@@ -54,10 +56,17 @@ class GramGradient:
         out = (self.S @ _as_matrix(self.F)).reshape(self.F.shape)
         return out if dtype is None else out.astype(dtype, copy=False)
 
-    def add_rows(self, target, lo, hi, r_lo, r_hi):
-        """target (channels lo..hi-1, rows r_lo..r_hi-1 of F's (1, N, H', W') layout) += those of S F."""
+    def add_rows(self, target, lo, hi, r_lo, r_hi, work=None):
+        """target (channels lo..hi-1, rows r_lo..r_hi-1 of F's (1, N, H', W') layout) += those of S F.
+
+        work: optional array of target's shape and dtype for the product (saves an allocation).
+        """
         rows = self.F[0, :, r_lo:r_hi].reshape(self.F.shape[1], -1)
-        target += (self.S[lo:hi] @ rows).reshape(target.shape)
+        if work is None:
+            target += (self.S[lo:hi] @ rows).reshape(target.shape)
+        else:
+            np.matmul(self.S[lo:hi], rows, out=work.reshape(hi - lo, -1))
+            target += work
 
     def release(self):
         """Drop the reference to F once the gradient has been used (it may then be freed or reused)."""

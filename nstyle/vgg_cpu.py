@@ -70,7 +70,7 @@ def _grad_mask_epilogue(dx, tap_grad, mask, w):
         def work(lo, hi):
             rows = dx[lo:hi, r_lo:r_hi]
             if factored:
-                tap_grad.add_rows(rows, lo, hi, r_lo, r_hi)
+                tap_grad.add_rows(rows, lo, hi, r_lo, r_hi, scratch("grad.rows", rows.shape, rows.dtype))
             elif whole:
                 rows += tap_grad[lo:hi, r_lo:r_hi]
             elif tap_grad is not None:

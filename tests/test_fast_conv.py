@@ -90,6 +90,26 @@ def test_kernels_add_the_bias(rng, kind):
     assert_border_zero(out, h, w, f"{kind} with bias")
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_winograd_small_map_shares_the_products(rng, transposed):
+    """Small maps run as one band with the 16 products spread over the threads (rows=None, 2 threads)."""
+    c, o, h, w = 6, 4, 8, 10
+    wt = rng.standard_normal((o, c, 3, 3))
+    x = rng.standard_normal((o if transposed else c, h, w))
+    want = reference(x, flip_transpose(wt) if transposed else wt)
+    out = np.full(padded.padded_shape(c if transposed else o, h, w), np.nan)
+    seen = []
+    threads.set_num_threads(2)
+    try:
+        conv3x3_winograd(padded.to_padded(x), winograd_weights(wt), out, h, w,
+                         lambda lo, hi: seen.extend(range(lo, hi)), transposed=transposed)
+    finally:
+        threads.set_num_threads(None)
+    assert rel_error(padded.interior(out, h, w), want) < 1e-12, transposed
+    assert_border_zero(out, h, w, "small-map winograd")
+    assert seen == list(range(1, h + 1))
+
+
 def test_winograd_refuses_odd_maps(rng):
     x = padded.to_padded(rng.standard_normal((2, 5, 6)))
     with pytest.raises(ValueError, match="even"):

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import padded
 from .conv3x3 import band_rows
-from .threads import for_each_task, parallel_ranges, scratch
+from .threads import for_each_task, num_threads, parallel_ranges, scratch
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
@@ -40,6 +40,10 @@ FLIP_PERMUTATION = (3, 1, 2, 0)
 # Winograd-domain elements (16 * channels * tiles) per band: the input and output bands then stay in
 # the last-level cache between the transforms and the matrix products.
 BAND_ELEMS = 1 << 20
+# Maps whose Winograd-domain input (16 x channels x tiles) has at most this many elements run as one
+# band, the 16 products shared out between the threads: 5-10% faster than two thin bands for VGG's
+# 8x8 and 16x16 maps of 512 channels (best of 15 runs, 2 threads; bench/NOTES.md).
+SMALL_MAP_ELEMS = 1 << 20
 
 
 def winograd_weights(w):
@@ -144,12 +148,31 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
     c = xbuf.shape[0]
     o = u.shape[2] if transposed else u.shape[1]
     th, tw = h // 2, w // 2
-    rows = rows or band_rows(th, 16 * max(c, o) * tw, BAND_ELEMS)
-    starts = list(range(0, th, rows))
     dtype = xbuf.dtype
     index = transposed_index() if transposed else None
     outbuf[:, 0] = 0
     outbuf[:, h + 1:] = 0
+
+    def products(vband, mband, ks):
+        for k in ks:
+            a = u[index[k]].T if transposed else u[k]
+            np.matmul(a, vband[k], out=mband[k])
+
+    if rows is None and 16 * max(c, o) * th * tw <= SMALL_MAP_ELEMS and num_threads() > 1:
+        # A small map: bands would make thin matrix products (tens of tiles), so the whole map is one
+        # band and the threads share out the 16 products instead (transforms split by channels).
+        n = th * tw
+        vband = scratch("winograd.small.v", (16, c, n), dtype)
+        mband = scratch("winograd.small.m", (16, o, n), dtype)
+        _input_transform(xbuf, 0, th, tw, vband, scratch("winograd.small.r", (2, 4, c, th, tw + 1), dtype))
+        for_each_task(lambda k: products(vband, mband, (k,)), 16)
+        _output_transform(mband, outbuf, 0, th, tw, scratch("winograd.small.s", (8, o, th, tw), dtype), bias)
+        padded.zero_border_columns(outbuf, 1, 1 + h, w)
+        if epilogue is not None:
+            epilogue(1, 1 + h)
+        return outbuf
+    rows = rows or band_rows(th, 16 * max(c, o) * tw, BAND_ELEMS)
+    starts = list(range(0, th, rows))
 
     def band(i):
         i0 = starts[i]
@@ -159,8 +182,7 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
         mband = scratch("winograd.m", (16, o, n), dtype)
         _input_transform(xbuf, i0, i1, tw, vband, scratch("winograd.r", (2, 4, c, tb, tw + 1), dtype))
         if transposed:
-            for k in range(16):
-                np.matmul(u[index[k]].T, vband[k], out=mband[k])
+            products(vband, mband, range(16))
         else:
             np.matmul(u, vband, out=mband)
         _output_transform(mband, outbuf, i0, i1, tw, scratch("winograd.s", (8, o, tb, tw), dtype), bias)
