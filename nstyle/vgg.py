@@ -141,8 +141,10 @@ class VGG19:
         want = set(taps)
         if (self.fast_cpu and get_xp(x) is np and not uses_device_kernels(x) and x.shape[0] == 1
                 and x.dtype == self.dtype):
-            # CPU, one image: padded buffers, fused epilogues, Winograd where it pays (vgg_cpu.py)
-            return vgg_cpu.forward(self, x, LAYER_NAMES[:last + 1], want, self.buffers)
+            # CPU, one image: padded buffers, fused epilogues, Winograd where it pays (vgg_cpu.py).
+            # Overflow to inf/nan is not warned about: the objective's callers check the result.
+            with np.errstate(over="ignore", invalid="ignore"):
+                return vgg_cpu.forward(self, x, LAYER_NAMES[:last + 1], want, self.buffers)
         features, trace = {}, []
         h = x
         for name in LAYER_NAMES[:last + 1]:
@@ -182,7 +184,8 @@ class VGG19:
         if unknown:
             raise ValueError(f"gradients given for layers the forward did not run: {sorted(unknown)}")
         if isinstance(trace, vgg_cpu.CpuTrace):
-            return vgg_cpu.backward(trace, grads)
+            with np.errstate(over="ignore", invalid="ignore"):
+                return vgg_cpu.backward(trace, grads)
         dh = None
         for name, cache in reversed(trace):
             if name in grads:

@@ -20,6 +20,7 @@ The thread count is the first of these that is set: :func:`set_num_threads`, the
 every core this process may run on. (OpenBLAS reads the same variables for its own threads, so one
 setting governs both.) The environment is read once, at first use.
 """
+import contextvars
 import ctypes
 import itertools
 import os
@@ -167,7 +168,7 @@ def parallel_ranges(fn, n, work=None):
         return
     pieces = split(n, threads)
     pool = _get_pool(threads - 1)
-    futures = [pool.submit(fn, lo, hi) for lo, hi in pieces[1:]]
+    futures = [pool.submit(contextvars.copy_context().run, fn, lo, hi) for lo, hi in pieces[1:]]
     try:
         fn(*pieces[0])
     finally:
@@ -218,7 +219,8 @@ def for_each_task(fn, n_tasks):
             _in_task.active = False
 
     pool = _get_pool(threads - 1)
-    futures = [pool.submit(drain) for _ in range(threads - 1)]
+    # Each worker runs in a copy of the caller's context, so settings such as np.errstate carry over.
+    futures = [pool.submit(contextvars.copy_context().run, drain) for _ in range(threads - 1)]
     previous = control(1)
     try:
         drain()
