@@ -6,7 +6,7 @@ nstyle vs PyTorch, same weights, same images, same loss, same process, interleav
 
 Timing: after warm-up, the two sides alternate (nstyle, torch, nstyle, ...) so that noise from other
 work on the machine hits both alike; each gets the median of --reps. Memory: each side runs in a fresh
-subprocess per size; it reports the process's peak RSS (ru_maxrss, everything: interpreter, libraries,
+subprocess per size; it reports the process's peak RSS (VmHWM: everything -- interpreter, libraries,
 weights, targets, one evaluation) and the part of it the evaluation added (VmHWM reset just before it).
 Writes bench/results/eval.json and eval.md.
 """
@@ -62,11 +62,15 @@ def child(args):
         fn = common.torch_objective(torch, params, content, style)
     del content, style
     before = common.current_rss_mb()
+    setup_peak = common.vm_hwm_mb()
     resettable = common.reset_peak_rss()
     seconds, _ = common.clock(fn, x)
+    eval_peak = common.vm_hwm_mb()
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec, so a
+    # child of a big benchmark process would report its parent's peak.
     out = {"side": args.child, "size": args.size, "rss_before_eval_mb": before,
-           "eval_peak_mb": common.vm_hwm_mb() if resettable else float("nan"),
-           "process_peak_mb": common.peak_rss_mb(), "eval_s": seconds}
+           "eval_peak_mb": eval_peak if resettable else float("nan"),
+           "process_peak_mb": max(setup_peak, eval_peak), "eval_s": seconds}
     print(json.dumps(out))
 
 
@@ -137,8 +141,8 @@ def main():
     torch = common.import_torch()
     info = common.machine(torch)
     print(common.machine_line(info), flush=True)
+    mem = memory(args) if args.memory_sizes else []  # first, while this process is still small
     timing = time_sizes(args, torch, info) if args.sizes else []
-    mem = memory(args) if args.memory_sizes else []
     info["load_average_end"] = list(__import__("os").getloadavg())
     data = {"machine": info, "timing": timing, "memory": mem, "reps": args.reps,
             "weights": args.weights or "seeded random (He), real VGG-19 widths"}

@@ -166,7 +166,7 @@ def torch_objective(torch, params, content, style):
             total = total + BETA / len(STYLE_LAYERS) * ((gram(feats[n]) - A[n]) ** 2).sum() / (4.0 * N ** 2 * M ** 2)
         del feats
         total.backward()
-        return float(total), x.grad.numpy()
+        return float(total.detach()), x.grad.numpy()
 
     return value_and_grad
 
