@@ -56,6 +56,21 @@ def test_fast_path_matches_generic_float64(rng, winograd_everywhere, pooling, si
     assert rel_error(dx_fast, dx_ref) < 1e-12, (pooling, size, n_threads)
 
 
+def test_fast_path_without_per_thread_blas_control(rng, winograd_everywhere, monkeypatch):
+    """Where OpenBLAS's per-thread setting is missing, bands run in order and element-wise steps split."""
+    monkeypatch.setattr(threads, "_blas_control", None)
+    threads.set_num_threads(2)
+    try:
+        vgg = VGG19(random_vgg_params(rng), dtype=np.float64)
+        x = random_image(rng, 32, 24)
+        feats, _ = vgg.forward(x, ["relu2_1", "relu4_1"])
+        grads = {t: rng.standard_normal(feats[t].shape) for t in feats}
+        _, dx_fast, _, dx_ref = both_paths(vgg, x, ["relu2_1", "relu4_1"], grads)
+    finally:
+        threads.set_num_threads(None)
+    assert rel_error(dx_fast, dx_ref) < 1e-12
+
+
 def test_fast_path_leaves_inputs_alone(rng):
     vgg = VGG19(random_vgg_params(rng), dtype=np.float32)
     x = random_image(rng, 16, 20).astype(np.float32)
