@@ -2,6 +2,7 @@
 coarse-to-fine (``stylize(scales=...)``) against the single-scale run it should beat.
 
     python3 bench/bench_run.py [--size 512] [--iters 100] [--reps 1] [--scales 256 512]
+                               [--coarse-iters N]
                                [--weights FILE] [--content IMG] [--style IMG] [--skip-whole] [--skip-scales]
 
 Whole run: both sides minimise the same objective (same weights, images, loss) from the content image
@@ -119,42 +120,88 @@ def whole_runs(args, torch, params, content_img, style_img):
     return rows
 
 
+def first_within(curve, target, tolerance):
+    """(seconds, iteration) of the first record of ``curve`` at or below target * (1 + tolerance)."""
+    for rec in curve:
+        if rec["loss"] <= target * (1 + tolerance):
+            return rec["seconds"], rec["iter"]
+    return None, None
+
+
 def coarse_to_fine(args, params, content_img, style_img):
     vgg = nstyle.VGG19(params, pooling="avg")
     common_kw = dict(content_weight=common.ALPHA, style_weight=common.BETA, vgg=vgg, check_memory=False)
+    single_curve = []
     t0 = time.perf_counter()
-    finals = []
     nstyle.stylize(content_img, style_img, size=args.size, iters=args.iters,
-                   callback=lambda rec, get: finals.append(rec["loss"]), **common_kw)
+                   callback=lambda rec, get: single_curve.append(
+                       {"seconds": time.perf_counter() - t0, "iter": rec["iter"], "loss": rec["loss"]}),
+                   **common_kw)
     single_s = time.perf_counter() - t0
-    target = min(finals)
-    reached = {}
+    target = min(r["loss"] for r in single_curve)
+    multi_curve, reached = [], {}
+    coarse_iters = args.coarse_iters if args.coarse_iters is not None else args.iters
+    iters = [coarse_iters] * (len(args.scales) - 1) + [args.iters]
 
     def stop_at_target(rec, get):
+        multi_curve.append({"seconds": time.perf_counter() - t1, "stage": rec["stage"], "iter": rec["iter"],
+                            "loss": rec["loss"]})
         if rec["stage"] == rec["stages"] and rec["loss"] <= target and "seconds" not in reached:
-            reached.update(seconds=time.perf_counter() - t1, step=rec["step"], iter=rec["iter"], loss=rec["loss"])
+            reached.update(seconds=time.perf_counter() - t1, iter=rec["iter"], loss=rec["loss"])
             return True
-        reached["last"] = rec["loss"]
         return False
 
     t1 = time.perf_counter()
-    nstyle.stylize(content_img, style_img, scales=tuple(args.scales), iters=args.iters,
+    nstyle.stylize(content_img, style_img, scales=tuple(args.scales), iters=iters,
                    callback=stop_at_target, **common_kw)
     multi_s = time.perf_counter() - t1
-    out = {"size": args.size, "iters": args.iters, "scales": list(args.scales), "single_seconds": single_s,
-           "single_final_loss": target, "multi_seconds_to_target": reached.get("seconds"),
-           "multi_total_seconds": multi_s, "multi_final_stage_iters": reached.get("iter"),
-           "multi_loss_at_stop": reached.get("loss", reached.get("last"))}
-    if out["multi_seconds_to_target"] is not None:
-        out["ratio"] = out["multi_seconds_to_target"] / single_s
+    last_stage = [r for r in multi_curve if r["stage"] == len(args.scales)]
+    out = {"size": args.size, "iters": args.iters, "coarse_iters": coarse_iters, "scales": list(args.scales),
+           "single_seconds": single_s, "single_final_loss": target,
+           "multi_seconds_to_target": reached.get("seconds"), "multi_total_seconds": multi_s,
+           "multi_final_stage_iters": reached.get("iter") or (last_stage[-1]["iter"] if last_stage else None),
+           "multi_loss_at_stop": reached.get("loss", last_stage[-1]["loss"] if last_stage else None),
+           "coarse_seconds": last_stage[0]["seconds"] if last_stage else None,
+           "final_stage_first_loss": last_stage[0]["loss"] if last_stage else None,
+           "single_curve": single_curve, "multi_curve": multi_curve}
+    # where the single-scale run stood when it reached the loss the fine stage starts from
+    out["single_iter_at_fine_start"] = first_within(single_curve, out["final_stage_first_loss"] or 0, 0)[1]
+    for tol in (0.01, 0.003):
+        key = f"{tol:g}"
+        s_single, _ = first_within(single_curve, target, tol)
+        s_multi, _ = first_within(last_stage, target, tol)
+        out[f"within_{key}"] = {"single_seconds": s_single, "multi_seconds": s_multi}
+    out["ratio"] = out["multi_seconds_to_target"] / single_s if reached else None
+    if reached:
         print(f"coarse-to-fine {args.scales}: reached the single-scale loss {target:.4e} in "
               f"{out['multi_seconds_to_target']:.1f} s ({out['multi_final_stage_iters']} iterations at {args.size}) "
               f"vs {single_s:.1f} s single-scale: ratio {out['ratio']:.2f}", flush=True)
     else:
-        out["ratio"] = None
         print(f"coarse-to-fine {args.scales}: did not reach {target:.4e} (last {out['multi_loss_at_stop']:.4e}) "
               f"in {multi_s:.1f} s", flush=True)
     return out
+
+
+def coarse_to_fine_lines(c2f):
+    def secs(v):
+        return "not reached" if v is None else f"{v:.1f} s"
+
+    ratio = f"**{c2f['ratio']:.2f}**" if c2f["ratio"] is not None else "not reached"
+    stages = " + ".join(f"{c2f['coarse_iters']} at {s}" for s in c2f["scales"][:-1]) + f" + {c2f['iters']} at {c2f['size']}"
+    lines = [f"Coarse-to-fine, scales {tuple(c2f['scales'])} ({stages} iterations), against the single-scale run "
+             f"({c2f['iters']} iterations at {c2f['size']}: final loss {c2f['single_final_loss']:.4e}, "
+             f"{c2f['single_seconds']:.1f} s). Time ratio to reach that loss: {ratio} "
+             f"(last loss {c2f['multi_loss_at_stop']:.4e} after {c2f['multi_final_stage_iters']} iterations at "
+             f"{c2f['size']}, {(c2f['multi_seconds_to_target'] or c2f['multi_total_seconds']):.1f} s in all).", ""]
+    if c2f.get("final_stage_first_loss") is not None:
+        lines += [f"The coarse stages took {c2f['coarse_seconds']:.1f} s; the {c2f['size']} stage starts at loss "
+                  f"{c2f['final_stage_first_loss']:.4e}, which the single-scale run reached at iteration "
+                  f"{c2f['single_iter_at_fine_start']}.", "",
+                  "| within the single-scale final loss | single-scale | coarse-to-fine |", "| --- | --- | --- |"]
+        for key in ("0.01", "0.003"):
+            w = c2f[f"within_{key}"]
+            lines.append(f"| {float(key):.1%} | {secs(w['single_seconds'])} | {secs(w['multi_seconds'])} |")
+    return lines
 
 
 def markdown(info, notes, whole, c2f, args):
@@ -169,12 +216,7 @@ def markdown(info, notes, whole, c2f, args):
         theirs = np.median([r["seconds"] for r in whole if r["side"] == "torch"])
         lines += ["", f"nstyle / PyTorch + SciPy, whole run: **{ours / theirs:.2f}**", ""]
     if c2f:
-        ratio = f"**{c2f['ratio']:.2f}**" if c2f["ratio"] is not None else "not reached"
-        lines += [f"Coarse-to-fine, scales {tuple(c2f['scales'])} with {c2f['iters']} iterations per stage, stopped "
-                  f"when the {c2f['size']} stage reaches the single-scale final loss "
-                  f"({c2f['single_final_loss']:.4e} after {c2f['iters']} iterations, {c2f['single_seconds']:.1f} s): "
-                  f"{(c2f['multi_seconds_to_target'] or c2f['multi_total_seconds']):.1f} s "
-                  f"({c2f['multi_final_stage_iters']} iterations at {c2f['size']}); time ratio {ratio}."]
+        lines += coarse_to_fine_lines(c2f)
     return "\n".join(lines) + "\n"
 
 
@@ -184,6 +226,7 @@ def main():
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--scales", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--coarse-iters", type=int, help="iterations at each coarse stage (default: --iters)")
     ap.add_argument("--weights", default=os.environ.get("NSTYLE_WEIGHTS"))
     ap.add_argument("--content")
     ap.add_argument("--style")

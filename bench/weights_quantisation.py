@@ -12,7 +12,6 @@ as the quantisation error, which is what the README quotes.
 """
 import argparse
 import io
-import platform
 import sys
 import tempfile
 import zipfile
@@ -22,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import cpu_model  # noqa: E402  (bench/common.py, beside this file)
 from nstyle.fetch import pip_download  # noqa: E402
 from nstyle.imageio import load_rgb, preprocess, resize_longest  # noqa: E402
 from nstyle.losses import gram_matrix  # noqa: E402
@@ -63,16 +63,6 @@ def perturbed(state, rng):
     return params
 
 
-def cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def rel(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
@@ -102,7 +92,7 @@ def main():
                 rows[t].append(rel(f[t], r[t]))
             for t in STYLE:
                 rows[t].append(rel(gram_matrix(f[t]), gram_matrix(r[t])))
-    print(f"machine: {cpu_name()}, {len(xs)} image(s) at {args.size}px, "
+    print(f"machine: {cpu_model()}, {len(xs)} image(s) at {args.size}px, "
           f"{args.draws} draws")
     print(f"mean relative weight perturbation per layer: {np.mean(w_err):.4f}")
     for t in taps:

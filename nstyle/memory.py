@@ -1,10 +1,12 @@
 """How much memory a run will need, and how much the machine has free.
 
-``estimate`` walks VGG-19's layers at the run's image size and adds up what the hot path keeps alive at
-its peak: the ReLU masks and pooling winners the backward needs, the tapped feature maps and their
-gradients, the largest single layer's working buffers (zero-padded copy, im2col band, output, and their
-backward twins), the Gram targets, the optimiser's state (L-BFGS-B keeps its history in float64 on the
-host) and the weights. It is deliberately one function with its constants in one place, so that a change to the
+``estimate`` walks VGG-19's layers at the run's image size and adds up what the engine keeps alive at
+its peak. Two engines, two network models: the CPU fast path (``vgg_cpu.py``: zero-bordered buffers
+reused through a pool, bit-packed ReLU masks, weights also kept in Winograd / GEMM form, per-thread
+band buffers) and the generic layer path the GPU takes (``vgg.py``: ReLU masks and pooling winners,
+the tapped maps and their gradients, the largest layer's working buffers). Besides the network: the
+Gram targets, the optimiser's state (L-BFGS-B keeps its history in float64 on the host), the images
+and the weights. It is deliberately one function with its constants in one place, so that a change to the
 engine's buffers (see ``nstyle/vgg.py``, ``nstyle/layers/``) updates the estimate in one edit.
 
 ``available_bytes`` reads what the operating system says is free (``/proc/meminfo``'s MemAvailable,
@@ -17,17 +19,31 @@ be a little above the measurement, never far below it.
 import os
 from dataclasses import dataclass, field
 
+from .layers.fastconv import choose_kernel
 from .vgg import CONV_SHAPES, LAYER_INDEX, LAYER_NAMES
 
-# Python, NumPy, SciPy, Pillow and h5py imported, before any image or weight is loaded (measured).
-BASE_BYTES = 90 * 2**20
+# Python with nstyle, NumPy, SciPy (without scipy.optimize), Pillow and h5py imported, before any image
+# or weight is loaded (measured: 44 MiB).
+BASE_BYTES = 45 * 2**20
 # im2col keeps a band of about this many float32 entries per convolution (``layers/im2col.band_rows``).
 IM2COL_BAND_ELEMS = 1 << 21
-# SciPy's L-BFGS-B keeps float64 vectors of the pixel count: per history pair (s, y) it holds two in its
-# work array and two more in its own copies; besides those, x, the gradient, the bounds, its line-search
-# work and our driver's copies of recent points (measured: 4*m + 13 vectors with m = 10, at 256 and 512).
+# CPU fast path: at its peak each resolution holds at most this many zero-bordered maps of its channel
+# count (a tap still waiting for its gradient, a layer's input and output -- or gradient in and out --
+# and the pool's idle buffer of that shape are never more than three at once).
+CPU_MAPS_PER_RESOLUTION = 3
+# CPU fast path: band buffers each thread keeps (``threads.scratch``): direct GEMM columns (2 Mi
+# elements), multiply-then-shift products, Winograd's transformed input and output bands (1 Mi each)
+# and their staging rows, the epilogues' rows; the main thread also holds one small-map Winograd set.
+CPU_SCRATCH_BYTES_PER_THREAD = 32 * 2**20
+CPU_SCRATCH_BYTES_MAIN = 12 * 2**20
+# L-BFGS-B: importing scipy.optimize (measured: 47 MiB), and float64 vectors of the pixel count: per
+# history pair (s, y) SciPy holds two in its work array and two more in its own copies; besides those,
+# x, the gradient, the bounds, the line search, our driver's copies of recent points and the
+# allocator's leftovers from all of them. Fitted to the peak RSS of runs that filled the history (20
+# iterations at 256 and 512, 12 at 1024; README, "Limits"): 4 * m + 33 vectors with m = 10.
+LBFGS_IMPORT_BYTES = 48 * 2**20
 LBFGS_VECTORS_PER_PAIR = 4
-LBFGS_EXTRA_VECTORS = 13
+LBFGS_EXTRA_VECTORS = 33
 # Short-lived temporaries and allocator slack, as a fraction of everything else.
 OTHER_FRACTION = 0.05
 # Float32 pixel-sized arrays Adam keeps (x, m, v, the step, the gradient, the best x).
@@ -65,9 +81,9 @@ def _walk(height, width, deepest, pooling):
             yield name, channels, channels, h, w
 
 
-def network_bytes(height, width, taps, pooling="avg", itemsize=4):
-    """Peak bytes of one objective evaluation at (height, width): forward to the deepest tap, the losses,
-    and the backward sweep (see ``vgg.py`` and ``objective.py`` for what each phase keeps).
+def layer_path_network_bytes(height, width, taps, pooling="avg", itemsize=4):
+    """Peak bytes of one objective evaluation on the generic layer path (the GPU's): forward to the
+    deepest tap, the losses, and the backward sweep (see ``vgg.py`` and ``objective.py``).
 
     forward, at each layer: the masks so far, the tapped maps so far, and the layer's own buffers;
     losses: every mask, every tapped map and every tap's gradient at once;
@@ -99,13 +115,66 @@ def network_bytes(height, width, taps, pooling="avg", itemsize=4):
     return max(forward_peak, losses_peak, backward_peak)
 
 
+def cpu_network_bytes(height, width, taps, pooling="avg", itemsize=4):
+    """Peak bytes of one objective evaluation on the CPU fast path (``vgg_cpu.py``), buffer pool included.
+
+    Every map lives in a zero-bordered (C, H+3, W+2) buffer; at each resolution up to the deepest tap
+    at most ``CPU_MAPS_PER_RESOLUTION`` of them exist at once. The ReLU masks (1 bit per element) and
+    max-pool winners (1 byte) of every layer stay until the backward has passed them. Checked with
+    tracemalloc at 256x192, 512x384 and 1024x768 (real weights): the peak was 0.88, 0.84 and 0.83 of this
+    model, band buffers included; tests/test_memory.py checks it at 96x128.
+    """
+    if not taps:
+        return 0
+    deepest = max(taps, key=LAYER_INDEX.__getitem__)
+    maps = masks = 0
+    widest = {}  # padded pixels of each resolution -> the most channels a map there has
+    for name, _, c_out, h, w in _walk(height, width, deepest, pooling):
+        padded = (h + 3) * (w + 2)
+        widest[padded] = max(widest.get(padded, 0), c_out)
+        if name.startswith("relu"):
+            masks += c_out * (h + 3) * -(-(w + 2) // 8)
+        elif name.startswith("pool") and pooling == "max":
+            masks += c_out * h * w
+    maps = sum(CPU_MAPS_PER_RESOLUTION * c * px for px, c in widest.items()) * itemsize
+    return maps + masks
+
+
+def cpu_weight_form_bytes(deepest, itemsize=4, height=512, width=512):
+    """Bytes of the weights in the CPU kernels' own forms (``layers/fastconv.py``), beside the originals:
+    Winograd's 16 x O x C (one form serves both directions), or the direct and multiply-then-shift
+    kernels' 9 x O x C matrices (the forward's direct one with the bias as one more column). Maps
+    with an odd side at a deep layer (too small for Winograd) add a direct form there."""
+    total = 0
+    for name, c_in, c_out, h, w in _walk(height, width, deepest, "avg"):
+        if not name.startswith("conv"):
+            continue
+        forward, backward = choose_kernel(c_in, c_out, h, w), choose_kernel(c_out, c_in, h, w)
+        if "winograd" in (forward, backward):
+            total += 16 * c_out * c_in
+        if forward != "winograd":
+            total += 9 * c_out * c_in + (c_out if forward == "direct" else 0)  # direct: the bias column
+        if backward != "winograd":
+            total += 9 * c_out * c_in
+    return total * itemsize
+
+
+def network_bytes(height, width, taps, pooling="avg", itemsize=4, device="cpu"):
+    """Peak bytes of one evaluation's network work: the CPU fast path's model for float32 on the CPU,
+    the generic layer path's otherwise."""
+    if device == "cpu" and itemsize == 4:
+        return cpu_network_bytes(height, width, taps, pooling, itemsize)
+    return layer_path_network_bytes(height, width, taps, pooling, itemsize)
+
+
 def estimate(height, width, content_layers, style_layers, style_shapes=(), pooling="avg",
              optimizer="lbfgs", history_size=10, image_bytes=0, device="cpu", itemsize=4):
     """Bytes a run at (height, width) needs at its peak, by part.
 
     style_shapes: (h, w) of each style image as the network sees it; image_bytes: the decoded input
     images (their pixel counts times 3 bytes, times 2 for the RGB copy). Parts: base, weights,
-    network (one evaluation, or a style image's forward if larger), targets, optimizer, images.
+    network (one evaluation, or a style image's forward if larger), targets, optimizer, images; on the
+    CPU also the kernels' weight forms and the threads' band buffers.
     """
     taps = tuple(dict.fromkeys(tuple(content_layers) + tuple(style_layers)))
     pixels = 3 * height * width
@@ -118,10 +187,14 @@ def estimate(height, width, content_layers, style_layers, style_shapes=(), pooli
                 weights += (c_out * c_in * 9 + c_out) * itemsize
     # load_params reads every layer of the file before the network keeps the ones it needs
     parts["weights"] = max(weights, 20_024_384 * itemsize)
-    net = network_bytes(height, width, taps, pooling, itemsize)
+    net = network_bytes(height, width, taps, pooling, itemsize, device)
     for sh, sw in style_shapes:
-        net = max(net, network_bytes(sh, sw, tuple(style_layers), pooling, itemsize) // 2)
+        net = max(net, network_bytes(sh, sw, tuple(style_layers), pooling, itemsize, device) // 2)
     parts["network"] = net
+    if device == "cpu" and itemsize == 4 and deepest is not None:
+        from .layers.threads import num_threads  # noqa: PLC0415
+        parts["kernel weights"] = cpu_weight_form_bytes(deepest, itemsize)
+        parts["thread buffers"] = CPU_SCRATCH_BYTES_PER_THREAD * num_threads() + CPU_SCRATCH_BYTES_MAIN
     targets = 0
     for name in content_layers:
         for lname, _, c_out, h, w in _walk(height, width, name, pooling):
@@ -132,7 +205,8 @@ def estimate(height, width, content_layers, style_layers, style_shapes=(), pooli
         targets += 3 * c * c * itemsize  # target Gram, the evaluation's Gram and its difference
     parts["targets"] = targets
     if optimizer == "lbfgs":
-        parts["optimizer"] = (LBFGS_VECTORS_PER_PAIR * history_size + LBFGS_EXTRA_VECTORS) * pixels * 8
+        parts["optimizer"] = (LBFGS_IMPORT_BYTES
+                              + (LBFGS_VECTORS_PER_PAIR * history_size + LBFGS_EXTRA_VECTORS) * pixels * 8)
     else:
         parts["optimizer"] = ADAM_VECTORS * pixels * itemsize
     parts["images"] = int(image_bytes) + 4 * pixels * itemsize  # inputs + content/init/best in float32

@@ -94,6 +94,10 @@ class StyleObjective:
                 del feats, trace, whole
             self.style_targets = {name: blended_gram([g[name] for g in per_style], self.style_blend)
                                   for name in self.style_layers}
+        # buffers pooled for the target images' sizes would sit idle through every evaluation
+        release = getattr(vgg, "release_buffers", None)
+        if release is not None:
+            release()
         self.last_breakdown = None
         self.evaluations = 0
 

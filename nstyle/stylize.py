@@ -166,7 +166,8 @@ class Plan:
                       + sum(s.width * s.height for s in self.styles))  # RGB bytes, and a converted copy
         return estimate(h, w, o["content_layers"] if o["content_weight"] > 0 else (),
                         o["style_layers"] if o["style_weight"] > 0 else (), style_shapes,
-                        pooling=o["pooling"], optimizer=o["optimizer"], image_bytes=images)
+                        pooling=o["pooling"], optimizer=o["optimizer"], image_bytes=images,
+                        device="gpu" if self._on_gpu() else "cpu")
 
     def memory_report(self):
         """(needed, free, source, largest size that fits or None)."""

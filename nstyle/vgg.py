@@ -105,6 +105,14 @@ class VGG19:
             self._prepared[name] = PreparedConv3x3(*self.params[name])
         return self._prepared[name]
 
+    def release_buffers(self):
+        """Hand the CPU fast path's idle buffers back to the allocator.
+
+        They are kept for the next evaluation of the same size; once the image size changes (after
+        the style targets, between coarse-to-fine stages) they would only sit in memory.
+        """
+        self.buffers.clear()
+
     @classmethod
     def load(cls, path=None, pooling="avg", device="cpu", dtype=np.float32):
         """Build the network from a weights file (None: the default weights; see ``weights.py``)."""

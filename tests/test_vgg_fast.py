@@ -140,3 +140,18 @@ def test_float32_objective_gradient_within_1e4_of_float64(rng, winograd_everywhe
     assert abs(f32 - f64) / abs(f64) < 1e-5, (pooling, f32, f64)
     err = rel_error(g32, g64)
     assert err < 1e-4, f"{pooling}: float32 gradient relative error {err:.1e}"
+
+
+def test_buffers_pooled_for_the_target_images_are_let_go(rng):
+    """The style image's forward pools buffers of its own size; once the targets exist they are freed,
+    and evaluations then keep only buffers of the image being optimised."""
+    vgg = VGG19(random_vgg_params(rng), dtype=np.float32)
+    content = random_image(rng, 24, 16).astype(np.float32)
+    style = random_image(rng, 40, 32).astype(np.float32)
+    vgg.forward(style, ["relu3_1"])
+    assert vgg.buffers.nbytes() > 0  # the premise: a forward leaves pooled buffers behind
+    obj = StyleObjective(vgg, content, [style], style_layers=["relu1_1", "relu3_1"])
+    assert vgg.buffers.nbytes() == 0
+    obj.value_and_grad(content)
+    kept_sizes = {shape[1:] for shape, _ in vgg.buffers._free}
+    assert kept_sizes and all(s[0] <= 24 + 3 for s in kept_sizes), kept_sizes
