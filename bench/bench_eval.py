@@ -95,10 +95,11 @@ def memory(args):
 
 
 def markdown(info, timing, mem):
-    lines = [f"Machine: {common.machine_line(info)}.", "",
-             "One evaluation (forward to relu5_1 + backward to the pixels; content relu4_2 + five Gram losses),"
-             " median of the interleaved repetitions:", "",
-             "| size | nstyle | PyTorch | nstyle / PyTorch |", "| --- | --- | --- | --- |"]
+    lines = [f"Machine: {common.machine_line(info)}.", ""]
+    if timing:
+        lines += ["One evaluation (forward to relu5_1 + backward to the pixels; content relu4_2 + five Gram"
+                  " losses), median of the interleaved repetitions:", "",
+                  "| size | nstyle | PyTorch | nstyle / PyTorch |", "| --- | --- | --- | --- |"]
     for r in timing:
         lines.append(f"| {r['size']} | {r['nstyle_s']:.3f} s | {r['torch_s']:.3f} s | {r['ratio']:.2f} |")
     if mem:
