@@ -76,15 +76,8 @@ def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, rows=None):
     offsets = padded.tap_offsets(w)
     k = wtaps.shape[1]
     with_bias = k == 9 * c + 1
-    rows = rows or band_rows(h, k * wp, DIRECT_BAND_ELEMS)
-    starts = list(range(0, h, rows))
-    outbuf[:, 0] = 0
-    outbuf[:, h + 1:] = 0
 
-    def band(i):
-        r0 = starts[i]
-        r1 = min(h, r0 + rows)
-        q0, n = r0 * wp, (r1 - r0) * wp
+    def band(q0, n):
         cols = scratch("direct.cols", (k, n), xbuf.dtype)
         if with_bias:
             cols[9 * c] = 1
@@ -97,11 +90,28 @@ def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, rows=None):
         # Output (r, s) lands at flat q + base (see padded.py). The last output of the band, (r1-1, W+1),
         # is garbage that would land on column 0 of row r1+1 -- the next band's row -- so it is left out.
         np.matmul(wtaps, cols[:, :n - 1], out=of[:, base + q0:base + q0 + n - 1])
+
+    return _run_bands(band, outbuf, h, w, rows or band_rows(h, k * wp, DIRECT_BAND_ELEMS), epilogue)
+
+
+def _run_bands(band, outbuf, h, w, rows, epilogue):
+    """Zero the output's top and bottom border rows, then on the thread pool, for each band of ``rows``
+    output rows [r0, r1): ``band(q0, n)`` (q0, n: the band's flat start and length in the
+    padded row pitch) writes its rows, their border columns are zeroed, and the epilogue runs."""
+    wp = w + 2
+    starts = list(range(0, h, rows))
+    outbuf[:, 0] = 0
+    outbuf[:, h + 1:] = 0
+
+    def task(i):
+        r0 = starts[i]
+        r1 = min(h, r0 + rows)
+        band(r0 * wp, (r1 - r0) * wp)
         padded.zero_border_columns(outbuf, r0 + 1, r1 + 1, w)
         if epilogue is not None:
             epilogue(r0 + 1, r1 + 1)
 
-    for_each_task(band, len(starts))
+    for_each_task(task, len(starts))
     return outbuf
 
 
@@ -128,24 +138,13 @@ def conv3x3_shift(xbuf, wshift, outbuf, h, w, epilogue=None, rows=None):
     base = padded.out_flat_offset(w)
     offsets = padded.tap_offsets(w)
     halo = offsets[-1]
-    rows = rows or band_rows(h, (c + 9 * o) * wp, DIRECT_BAND_ELEMS)
-    starts = list(range(0, h, rows))
-    outbuf[:, 0] = 0
-    outbuf[:, h + 1:] = 0
 
-    def band(i):
-        r0 = starts[i]
-        r1 = min(h, r0 + rows)
-        q0, n = r0 * wp, (r1 - r0) * wp
+    def band(q0, n):
         z = scratch("shift.z", (9 * o, n + halo), xbuf.dtype)
         np.matmul(wshift, xf[:, q0:q0 + n + halo], out=z)
         target = of[:, base + q0:base + q0 + n - 1]  # n - 1: see conv3x3_direct
         np.copyto(target, z[0:o, offsets[0]:offsets[0] + n - 1])
         for t in range(1, 9):
             target += z[t * o:(t + 1) * o, offsets[t]:offsets[t] + n - 1]
-        padded.zero_border_columns(outbuf, r0 + 1, r1 + 1, w)
-        if epilogue is not None:
-            epilogue(r0 + 1, r1 + 1)
 
-    for_each_task(band, len(starts))
-    return outbuf
+    return _run_bands(band, outbuf, h, w, rows or band_rows(h, (c + 9 * o) * wp, DIRECT_BAND_ELEMS), epilogue)
