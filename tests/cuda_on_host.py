@@ -3,7 +3,7 @@
 The kernels in ``nstyle/layers/gpu_kernels.py`` use no shared memory, no synchronisation and no atomics,
 so running their threads one after another is one valid schedule. A small shim gives C++ the CUDA
 built-ins they use (``blockIdx``, ``threadIdx``, ``blockDim``, ``gridDim`` as unsigned ints, ``min``,
-``__global__``); for every template instantiation an ``extern "C"`` launcher loops over the grid and
+``__global__``, ``__device__``); for every template instantiation an ``extern "C"`` launcher loops over the grid and
 calls the kernel once per thread. The launchers' parameter lists are parsed from the kernel source, so a
 wrapper that passes arguments in the wrong order or of the wrong kind fails here too.
 
@@ -28,6 +28,7 @@ SHIM = r"""
 struct nstyle_uint3 { unsigned int x, y, z; };
 static nstyle_uint3 blockIdx, threadIdx, blockDim, gridDim;
 #define __global__
+#define __device__
 using std::min;
 """
 

@@ -108,6 +108,13 @@ __global__ void avg_pool_fwd(const T* __restrict__ x, T* __restrict__ out, int p
     }
 }
 
+// The windows lo..hi (n_out of them, size k, stride s) that contain input index i along one axis;
+// none (lo > hi) for the floored-off border. _pool_window_range transcribes it.
+__device__ inline void pool_window_range(int i, int k, int s, int n_out, int& lo, int& hi) {
+    lo = (i >= k) ? (i - k) / s + 1 : 0;
+    hi = min(i / s, n_out - 1);
+}
+
 template<typename T>
 __global__ void avg_pool_bwd(const T* __restrict__ dout, T* __restrict__ dx, int planes,
                              int H, int W, int k, int s, int ho, int wo, T inv_area) {
@@ -117,10 +124,9 @@ __global__ void avg_pool_bwd(const T* __restrict__ dout, T* __restrict__ dx, int
     if (q >= H * W) return;
     const int y = q / W;
     const int xx = q - y * W;
-    const int r_lo = (y >= k) ? (y - k) / s + 1 : 0;
-    const int r_hi = min(y / s, ho - 1);
-    const int c_lo = (xx >= k) ? (xx - k) / s + 1 : 0;
-    const int c_hi = min(xx / s, wo - 1);
+    int r_lo, r_hi, c_lo, c_hi;
+    pool_window_range(y, k, s, ho, r_lo, r_hi);
+    pool_window_range(xx, k, s, wo, c_lo, c_hi);
     for (int plane = blockIdx.y; plane < planes; plane += gridDim.y) {
         const T* g = dout + (long long)plane * ho * wo;
         T acc = T(0);
@@ -162,10 +168,9 @@ __global__ void max_pool_bwd(const T* __restrict__ dout, const I* __restrict__ w
     if (q >= H * W) return;
     const int y = q / W;
     const int xx = q - y * W;
-    const int r_lo = (y >= k) ? (y - k) / s + 1 : 0;
-    const int r_hi = min(y / s, ho - 1);
-    const int c_lo = (xx >= k) ? (xx - k) / s + 1 : 0;
-    const int c_hi = min(xx / s, wo - 1);
+    int r_lo, r_hi, c_lo, c_hi;
+    pool_window_range(y, k, s, ho, r_lo, r_hi);
+    pool_window_range(xx, k, s, wo, c_lo, c_hi);
     for (int plane = blockIdx.y; plane < planes; plane += gridDim.y) {
         const long long base = (long long)plane * ho * wo;
         T acc = T(0);
