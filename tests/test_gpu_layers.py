@@ -50,6 +50,15 @@ def test_conv_gpu_path_in_bands_matches_naive(path, rng, case, tiny_bands):
 
 
 @pytest.mark.parametrize("path", GPU_PATHS)
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_conv_gpu_path_in_two_row_bands_matches_naive(path, rng, case, monkeypatch):
+    """Bands of two output rows: an odd output height ends in a shorter band."""
+    monkeypatch.setattr(conv_gpu, "gpu_band_rows", lambda *args: 2)
+    with gpu_path(path):
+        check_conv_matches_naive(helper_backend(path), rng, case)
+
+
+@pytest.mark.parametrize("path", GPU_PATHS)
 @pytest.mark.parametrize("bands", ["one band", "tiny bands"])
 @pytest.mark.parametrize("case", WINOGRAD_CASES, ids=str)
 def test_conv_winograd_matches_naive(path, rng, case, bands, monkeypatch):
