@@ -99,20 +99,25 @@ def conv2d_forward_gpu(x, w, b=None, stride=1, padding=0, keep_input=True):
     rows = gpu_band_rows(k, ho, wo, o * ho * wo)
     cols = xp.empty(k * rows * wo, dtype=dtype)
     w_flat = w_c.reshape(-1)
-    for i in range(n):
-        out_flat = out[i].reshape(-1)
-        for r0 in range(0, ho, rows):
-            nrows = min(rows, ho - r0)
-            p = nrows * wo
-            band = cols[:k * p]
-            gpu_kernels.im2col_band(x[i], band, kh, kw, stride, padding, r0, nrows, wo)
-            # out[:, band] (O x P, row-major, rows Ho*Wo apart) is column-major (P x O) with ld Ho*Wo:
-            #   out_cm(P x O) = cols_cm(P x K, ld P) @ W_cm(K x O, ld K)
-            gpu_blas.gemm(OP_N, OP_N, p, o, k, band, p, w_flat, k, out_flat[r0 * wo:], ho * wo)
+    for i, r0, nrows, band in _bands(n, ho, wo, rows, k, cols):
+        p = nrows * wo
+        gpu_kernels.im2col_band(x[i], band, kh, kw, stride, padding, r0, nrows, wo)
+        # out[:, band] (O x P, row-major, rows Ho*Wo apart) is column-major (P x O) with ld Ho*Wo:
+        #   out_cm(P x O) = cols_cm(P x K, ld P) @ W_cm(K x O, ld K)
+        gpu_blas.gemm(OP_N, OP_N, p, o, k, band, p, w_flat, k, out[i].reshape(-1)[r0 * wo:], ho * wo)
     del cols
     if b is not None:
         out += xp.asarray(b, dtype=dtype).reshape(1, o, 1, 1)
     return out, cache
+
+
+def _bands(n, ho, wo, rows, k, buf):
+    """(i, r0, nrows, band) for every image i and every band of ``rows`` output rows starting at r0
+    (nrows of them; fewer in the last band); band: the first k * nrows * wo entries of buf."""
+    for i in range(n):
+        for r0 in range(0, ho, rows):
+            nrows = min(rows, ho - r0)
+            yield i, r0, nrows, buf[:k * nrows * wo]
 
 
 def conv2d_backward_gpu(dout, cache, weight_grads=False):
@@ -137,16 +142,12 @@ def conv2d_backward_gpu(dout, cache, weight_grads=False):
         return _weight_grads(xp, dx, dout, cache, w, rows) if weight_grads else dx
     dx = xp.zeros((n, c, h, wd), dtype=dtype)
     dcols = xp.empty(k * rows * wo, dtype=dtype)
-    for i in range(n):
-        dout_flat = dout[i].reshape(-1)
-        for r0 in range(0, ho, rows):
-            nrows = min(rows, ho - r0)
-            p = nrows * wo
-            band = dcols[:k * p]
-            # dcols (K x P, row-major) is column-major (P x K) with ld P:
-            #   dcols_cm(P x K) = dout_cm(P x O, ld Ho*Wo) @ W_cm(K x O, ld K)^T
-            gpu_blas.gemm(OP_N, OP_T, p, k, o, dout_flat[r0 * wo:], ho * wo, w_flat, k, band, p)
-            gpu_kernels.col2im_band(band, dx[i], kh, kw, stride, padding, r0, nrows, wo)
+    for i, r0, nrows, band in _bands(n, ho, wo, rows, k, dcols):
+        p = nrows * wo
+        # dcols (K x P, row-major) is column-major (P x K) with ld P:
+        #   dcols_cm(P x K) = dout_cm(P x O, ld Ho*Wo) @ W_cm(K x O, ld K)^T
+        gpu_blas.gemm(OP_N, OP_T, p, k, o, dout[i].reshape(-1)[r0 * wo:], ho * wo, w_flat, k, band, p)
+        gpu_kernels.col2im_band(band, dx[i], kh, kw, stride, padding, r0, nrows, wo)
     del dcols
     return _weight_grads(xp, dx, dout, cache, w, rows) if weight_grads else dx
 
@@ -165,16 +166,12 @@ def _weight_grads(xp, dx, dout, cache, w, rows):
     dw = xp.zeros((o, k), dtype=dtype)
     dw_flat = dw.reshape(-1)
     cols = xp.empty(k * rows * wo, dtype=dtype)
-    for i in range(n):
-        dout_flat = dout[i].reshape(-1)
-        for r0 in range(0, ho, rows):
-            nrows = min(rows, ho - r0)
-            p = nrows * wo
-            band = cols[:k * p]
-            gpu_kernels.im2col_band(x[i], band, kh, kw, stride, padding, r0, nrows, wo)
-            # dW (O x K, row-major) is column-major (K x O) with ld K; accumulate over bands (beta = 1):
-            #   dW_cm(K x O) += cols_cm(P x K, ld P)^T @ dout_cm(P x O, ld Ho*Wo)
-            gpu_blas.gemm(OP_T, OP_N, k, o, p, band, p, dout_flat[r0 * wo:], ho * wo, dw_flat, k, beta=1.0)
+    for i, r0, nrows, band in _bands(n, ho, wo, rows, k, cols):
+        p = nrows * wo
+        gpu_kernels.im2col_band(x[i], band, kh, kw, stride, padding, r0, nrows, wo)
+        # dW (O x K, row-major) is column-major (K x O) with ld K; accumulate over bands (beta = 1):
+        #   dW_cm(K x O) += cols_cm(P x K, ld P)^T @ dout_cm(P x O, ld Ho*Wo)
+        gpu_blas.gemm(OP_T, OP_N, k, o, p, band, p, dout[i].reshape(-1)[r0 * wo:], ho * wo, dw_flat, k, beta=1.0)
     db = dout.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
     return dx, dw.reshape(w.shape), db
 
