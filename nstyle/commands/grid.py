@@ -3,6 +3,7 @@ import sys
 
 from ..cells import CellsInterrupted
 from ..grid import make_grid
+from ..progress import say
 
 DEFAULTS = make_grid.__kwdefaults__
 
@@ -52,10 +53,6 @@ def add_parser(sub):
     p.set_defaults(run=run)
 
 
-def _say(message):
-    print(f"nstyle: {message}", file=sys.stderr, flush=True)
-
-
 def run(args):
     def progress(cell, rec, _get_x):
         if args.print_every and rec["iter"] % args.print_every == 0:
@@ -66,9 +63,9 @@ def run(args):
         make_grid(args.content, args.style, out=args.output, ratios=args.ratios, depths=args.depths,
                   size=args.size, iters=args.iters, init=args.init, seed=args.seed,
                   content_layer=args.content_layer, style_layers=args.style_layers, pooling=args.pooling,
-                  device=args.device, weights=args.weights, restart=args.restart, callback=progress, log=_say)
+                  device=args.device, weights=args.weights, restart=args.restart, callback=progress, log=say)
     except CellsInterrupted as exc:
-        _say(exc.message)
+        say(exc.message)
         return 130
     print(args.output)
     return 0

@@ -3,6 +3,7 @@ import sys
 
 from ..cells import CellsInterrupted, check_output
 from ..imageio import save_image
+from ..progress import say
 from ..reconstruct import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, reconstruct, reconstruct_sheet
 from ..stylize import NonFiniteLoss, StylizeInterrupted
 from ..errors import InputError
@@ -43,10 +44,6 @@ def add_parser(sub):
     p.set_defaults(run=run)
 
 
-def _say(message):
-    print(f"nstyle: {message}", file=sys.stderr, flush=True)
-
-
 def _progress(args, label):
     def report(rec, _get_x):
         if args.print_every and rec["iter"] % args.print_every == 0:
@@ -65,11 +62,11 @@ def run(args):
             content, style = PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS
         try:
             reconstruct_sheet(args.image, content_layers=content or (), style_layers=style or (),
-                              out=args.output, restart=args.restart, log=_say,
+                              out=args.output, restart=args.restart, log=say,
                               callback=lambda cell, rec, get_x: _progress(args, cell.label)(rec, get_x),
                               **options)
         except CellsInterrupted as exc:
-            _say(exc.message)
+            say(exc.message)
             return 130
         print(args.output)
         return 0
@@ -87,10 +84,10 @@ def run(args):
         what = {"style_layers": args.style_layers}
         label = f"style {','.join(args.style_layers)}"
     try:
-        image = reconstruct(args.image, callback=_progress(args, label), log=_say, **what, **options)
+        image = reconstruct(args.image, callback=_progress(args, label), log=say, **what, **options)
     except StylizeInterrupted as exc:
         save_image(exc.image, args.output)
-        _say(f"interrupted at iteration {exc.iteration}; best image so far written to {args.output}")
+        say(f"interrupted at iteration {exc.iteration}; best image so far written to {args.output}")
         return 130
     except NonFiniteLoss as exc:
         save_image(exc.image, args.output)

