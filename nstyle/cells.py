@@ -240,5 +240,19 @@ def fill_cells(cells, make, size, store=None, on_cell=None, log=None):
     return cells
 
 
+def fill_sheet(cells, make, size, sheet, out=None, store=None, log=None):
+    """:func:`fill_cells`, with ``sheet()`` (the cells laid out) written to ``out`` after every computed
+    cell and once more at the end; returns (the final sheet, cells)."""
+    def write_sheet(_cell=None):
+        if out is not None:
+            save_image(sheet(), out)
+
+    fill_cells(cells, make, size, store=store, on_cell=write_sheet, log=log)
+    result = sheet()
+    if out is not None:
+        save_image(result, out)
+    return result, cells
+
+
 def _count_stored(cells, store, size):
     return sum(store.load(c.name, size) is not None for c in cells)

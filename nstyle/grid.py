@@ -13,10 +13,10 @@ is rebuilt from the cells after each one.
 import math
 
 from .backend import resolve_device
-from .cells import (Cell, CellStore, cells_folder, cells_sheet, check_output, fill_cells, image_fingerprint,
+from .cells import (Cell, CellStore, cells_folder, cells_sheet, check_output, fill_sheet, image_fingerprint,
                     weights_fingerprint)
 from .errors import InputError
-from .imageio import resize_longest, save_image
+from .imageio import resize_longest
 from .objective import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 from .reconstruct import style_subset_label
 from .stylize import as_image, stylize
@@ -121,12 +121,4 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
                        content_layers=(content_layer,), style_layers=cell.params["style_layers"],
                        vgg=vgg, callback=cb, log=log)
 
-    def write_sheet(_cell=None):
-        if out is not None:
-            save_image(sheet(), out)
-
-    fill_cells(cells, make, content_img.size, store=store, on_cell=write_sheet, log=log)
-    result = sheet()
-    if out is not None:
-        save_image(result, out)
-    return result, cells
+    return fill_sheet(cells, make, content_img.size, sheet, out=out, store=store, log=log)

@@ -17,10 +17,10 @@ is accepted (conv3_1 gives the pre-ReLU responses).
 """
 
 from .backend import resolve_device
-from .cells import (Cell, CellStore, cells_folder, cells_sheet, check_output, fill_cells, image_fingerprint,
+from .cells import (Cell, CellStore, cells_folder, cells_sheet, check_output, fill_sheet, image_fingerprint,
                     weights_fingerprint)
 from .errors import InputError
-from .imageio import deprocess, preprocess, resize_longest, save_image, white_noise
+from .imageio import deprocess, preprocess, resize_longest, white_noise
 from .objective import DEFAULT_STYLE_LAYERS, StyleObjective
 from .optimize import STOP_INTERRUPTED, STOP_NONFINITE, lbfgs
 from .stylize import NonFiniteLoss, StylizeInterrupted, as_image
@@ -159,12 +159,4 @@ def reconstruct_sheet(image, *, content_layers=PAPER_CONTENT_LAYERS, style_layer
         kwargs = {k: v for k, v in opts.items() if k != "size"}
         return reconstruct(target, size=max(target.size), callback=cb, log=log, **cell.params, **kwargs)
 
-    def write_sheet(_cell=None):
-        if out is not None:
-            save_image(sheet(), out)
-
-    fill_cells(cells, make, target.size, store=store, on_cell=write_sheet, log=log)
-    result = sheet()
-    if out is not None:
-        save_image(result, out)
-    return result, cells
+    return fill_sheet(cells, make, target.size, sheet, out=out, store=store, log=log)
