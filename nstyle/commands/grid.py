@@ -4,12 +4,9 @@ import sys
 from ..cells import CellsInterrupted
 from ..grid import make_grid
 from ..progress import say
+from .reconstruct import layer_list
 
 DEFAULTS = make_grid.__kwdefaults__
-
-
-def _layers(text):
-    return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 def _numbers(kind):
@@ -43,7 +40,7 @@ def add_parser(sub):
                    help=f"start of every cell (default {d['init']}, as in the paper)")
     p.add_argument("--seed", type=int, default=d["seed"])
     p.add_argument("--content-layer", default=d["content_layer"])
-    p.add_argument("--style-layers", type=_layers, default=d["style_layers"],
+    p.add_argument("--style-layers", type=layer_list, default=d["style_layers"],
                    help="the layers whose prefixes the depths count (default " + ",".join(d["style_layers"]) + ")")
     p.add_argument("--pooling", choices=("avg", "max"), default=d["pooling"])
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default=d["device"])

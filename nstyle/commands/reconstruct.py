@@ -11,7 +11,8 @@ from ..errors import InputError
 DEFAULTS = reconstruct.__kwdefaults__
 
 
-def _layers(text):
+def layer_list(text):
+    """'relu1_1, relu2_1' -> ('relu1_1', 'relu2_1'); empty items are skipped (also used by ``grid``)."""
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
@@ -27,9 +28,9 @@ def add_parser(sub):
                     "Sheet cells are kept in <OUT stem>_cells/ and reused when the command is run again.")
     p.add_argument("image", help="the image to reconstruct")
     p.add_argument("-o", "--output", required=True, help="output image (with --all: the sheet)")
-    p.add_argument("--content-layer", "--content-layers", dest="content_layer", type=_layers, default=None,
+    p.add_argument("--content-layer", "--content-layers", dest="content_layer", type=layer_list, default=None,
                    metavar="LAYER", help="content reconstruction from this layer (with --all: a comma list)")
-    p.add_argument("--style-layers", type=_layers, default=None, metavar="L1,L2,...",
+    p.add_argument("--style-layers", type=layer_list, default=None, metavar="L1,L2,...",
                    help="style reconstruction from these layers (with --all: each growing prefix)")
     p.add_argument("--all", action="store_true", help="make whole rows and a labelled contact sheet")
     p.add_argument("--size", type=int, default=d["size"], help=f"longest side in pixels (default {d['size']})")
