@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 import nstyle  # noqa: E402
 from nstyle.layers import threads  # noqa: E402
 from nstyle.vgg import CONV_SHAPES, LAYER_NAMES  # noqa: E402
+from tests.torch_reference import torch_objective as reference_objective  # noqa: E402
 
 CONTENT_LAYERS = ("relu4_2",)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -125,46 +126,16 @@ def nstyle_objective(params, content, style):
 
 
 def torch_objective(torch, params, content, style):
-    """value_and_grad(x numpy) -> (float, numpy gradient), computed with torch autograd."""
-    F = torch.nn.functional
+    """value_and_grad(x numpy) -> (float, numpy gradient): tests/torch_reference.py's objective, ReLU in
+    place, through torch autograd."""
     tp = {k: (torch.from_numpy(w), torch.from_numpy(b)) for k, (w, b) in params.items()}
-    taps = CONTENT_LAYERS + STYLE_LAYERS
-    last = max(LAYER_NAMES.index(t) for t in taps)
-
-    def features(x):
-        out, h = {}, x
-        for name in LAYER_NAMES[:last + 1]:
-            if name.startswith("conv"):
-                h = F.conv2d(h, *tp[name], padding=1)
-            elif name.startswith("relu"):
-                h = F.relu(h, inplace=True)
-            else:
-                h = F.avg_pool2d(h, 2)
-            if name in taps:
-                out[name] = h
-        return out
-
-    def gram(f):
-        m = f.reshape(f.shape[1], -1)
-        return m @ m.T
-
-    with torch.no_grad():
-        P = features(torch.from_numpy(content))
-        P = {n: P[n].clone() for n in CONTENT_LAYERS}
-        S = features(torch.from_numpy(style))
-        A = {n: gram(S[n]) for n in STYLE_LAYERS}
-        del S
+    loss = reference_objective(torch, tp, torch.from_numpy(content), [torch.from_numpy(style)], [1.0],
+                               CONTENT_LAYERS, STYLE_LAYERS, [1.0 / len(STYLE_LAYERS)] * len(STYLE_LAYERS),
+                               ALPHA, BETA, 0.0, inplace=True)
 
     def value_and_grad(x_np):
         x = torch.from_numpy(x_np).requires_grad_(True)
-        feats = features(x)
-        total = 0.0
-        for n in CONTENT_LAYERS:
-            total = total + ALPHA * 0.5 * ((feats[n] - P[n]) ** 2).sum()
-        for n in STYLE_LAYERS:
-            N, M = feats[n].shape[1], feats[n].shape[2] * feats[n].shape[3]
-            total = total + BETA / len(STYLE_LAYERS) * ((gram(feats[n]) - A[n]) ** 2).sum() / (4.0 * N ** 2 * M ** 2)
-        del feats
+        total = loss(x)
         total.backward()
         return float(total.detach()), x.grad.numpy()
 

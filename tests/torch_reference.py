@@ -5,8 +5,11 @@ Nothing in the nstyle package imports this (or torch).
 from nstyle.vgg import LAYER_NAMES
 
 
-def torch_taps(torch, params, x, taps, pooling="avg"):
-    """Run VGG-19 in torch up to the deepest tap; returns {name: tensor}."""
+def torch_taps(torch, params, x, taps, pooling="avg", inplace=False):
+    """Run VGG-19 in torch up to the deepest tap; returns {name: tensor}.
+
+    inplace: ReLU in place, as a memory-minded PyTorch user writes it (the benchmarks); only when no
+    convolution is a tap, since the ReLU would overwrite that tap."""
     F = torch.nn.functional
     want, out, h = set(taps), {}, x
     last = max(LAYER_NAMES.index(t) for t in taps)
@@ -15,7 +18,7 @@ def torch_taps(torch, params, x, taps, pooling="avg"):
             w, b = params[name]
             h = F.conv2d(h, w, b, padding=1)
         elif name.startswith("relu"):
-            h = F.relu(h)
+            h = F.relu(h, inplace=inplace)
         else:
             h = F.avg_pool2d(h, 2) if pooling == "avg" else F.max_pool2d(h, 2)
         if name in want:
@@ -29,18 +32,19 @@ def torch_gram(F):
 
 
 def torch_objective(torch, params, content, styles, blend, content_layers, style_layers, style_layer_weights,
-                    alpha, beta, gamma, pooling="avg"):
-    """Returns loss(x) -> scalar tensor, with targets computed once (the DESIGN.md definitions)."""
+                    alpha, beta, gamma, pooling="avg", inplace=False):
+    """Returns loss(x) -> scalar tensor, with targets computed once (the DESIGN.md definitions).
+    inplace: see :func:`torch_taps`."""
     with torch.no_grad():
-        P = torch_taps(torch, params, content, content_layers, pooling) if content_layers else {}
+        P = torch_taps(torch, params, content, content_layers, pooling, inplace) if content_layers else {}
         A = {}
         for s, b in zip(styles, blend):
-            feats = torch_taps(torch, params, s, style_layers, pooling)
+            feats = torch_taps(torch, params, s, style_layers, pooling, inplace)
             for n in style_layers:
                 A[n] = A.get(n, 0) + b * torch_gram(feats[n])
 
     def loss(x):
-        feats = torch_taps(torch, params, x, tuple(content_layers) + tuple(style_layers), pooling)
+        feats = torch_taps(torch, params, x, tuple(content_layers) + tuple(style_layers), pooling, inplace)
         total = x.new_zeros(())
         for n in content_layers:
             total = total + alpha * 0.5 * ((feats[n] - P[n]) ** 2).sum()
