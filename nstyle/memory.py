@@ -127,7 +127,7 @@ def cpu_network_bytes(height, width, taps, pooling="avg", itemsize=4):
     if not taps:
         return 0
     deepest = max(taps, key=LAYER_INDEX.__getitem__)
-    maps = masks = 0
+    masks = 0
     widest = {}  # padded pixels of each resolution -> the most channels a map there has
     for name, _, c_out, h, w in _walk(height, width, deepest, pooling):
         padded = (h + 3) * (w + 2)
@@ -160,9 +160,9 @@ def cpu_weight_form_bytes(deepest, itemsize=4, height=512, width=512):
 
 
 def network_bytes(height, width, taps, pooling="avg", itemsize=4, device="cpu"):
-    """Peak bytes of one evaluation's network work: the CPU fast path's model for float32 on the CPU,
-    the generic layer path's otherwise."""
-    if device == "cpu" and itemsize == 4:
+    """Peak bytes of one evaluation's network work: the CPU fast path's model on the CPU (which
+    ``VGG19.forward`` takes for one image in the network's dtype), the generic layer path's on the GPU."""
+    if device == "cpu":
         return cpu_network_bytes(height, width, taps, pooling, itemsize)
     return layer_path_network_bytes(height, width, taps, pooling, itemsize)
 
@@ -191,7 +191,7 @@ def estimate(height, width, content_layers, style_layers, style_shapes=(), pooli
     for sh, sw in style_shapes:
         net = max(net, network_bytes(sh, sw, tuple(style_layers), pooling, itemsize, device) // 2)
     parts["network"] = net
-    if device == "cpu" and itemsize == 4 and deepest is not None:
+    if device == "cpu" and deepest is not None:
         from .layers.threads import num_threads  # noqa: PLC0415
         parts["kernel weights"] = cpu_weight_form_bytes(deepest, itemsize)
         parts["thread buffers"] = CPU_SCRATCH_BYTES_PER_THREAD * num_threads() + CPU_SCRATCH_BYTES_MAIN
