@@ -94,10 +94,7 @@ class StyleObjective:
                 del feats, trace, whole
             self.style_targets = {name: blended_gram([g[name] for g in per_style], self.style_blend)
                                   for name in self.style_layers}
-        # buffers pooled for the target images' sizes would sit idle through every evaluation
-        release = getattr(vgg, "release_buffers", None)
-        if release is not None:
-            release()
+        vgg.release_buffers()  # those pooled at the target images' sizes would sit idle in every evaluation
         self.last_breakdown = None
         self.evaluations = 0
 
