@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .atomic import atomic_write
 from .backend import to_host
 from .errors import InputError, NStyleError
 from .imageio import save_image
@@ -60,16 +60,11 @@ def _normalised(settings):
 
 
 def _write_json_atomically(data, path):
-    fd, tmp = tempfile.mkstemp(prefix=".nstyle-", suffix=".json", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    def write(fh):
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.write("\n")
+
+    atomic_write(path, write, binary=False)
 
 
 class CellStore:

@@ -9,11 +9,11 @@ converted file in the cache (``$NSTYLE_HOME``, else ``~/.cache/nstyle``), else o
 into the cache (``fetch.py``). Files of the other supported formats (``sources.py``) load directly.
 """
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import WeightsError
 from .progress import say
 from .vgg import CONV_LAYERS
@@ -37,12 +37,6 @@ def _one_line(exc):
     return " ".join(str(exc).split())
 
 
-def _current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_hdf5(params, path, attrs=None, extra=None):
     """Write ``{"conv1_1": (W, b), ...}`` to ``path`` atomically (temporary file beside it, then rename).
 
@@ -53,28 +47,20 @@ def write_hdf5(params, path, attrs=None, extra=None):
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for key, value in (attrs or {}).items():
-                f.attrs[key] = value
-            if "input_convention" not in f.attrs:
-                f.attrs["input_convention"] = INPUT_CONVENTION
-            for name in CONV_LAYERS:
-                if name not in params:
-                    continue
-                w, b = params[name]
-                g = f.create_group(name)
-                g.create_dataset("weight", data=np.asarray(w, dtype=np.float32))
-                g.create_dataset("bias", data=np.asarray(b, dtype=np.float32))
-                for key, value in ((extra or {}).get(name) or {}).items():
-                    g.create_dataset(key, data=value)
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
+        if "input_convention" not in f.attrs:
+            f.attrs["input_convention"] = INPUT_CONVENTION
+        for name in CONV_LAYERS:
+            if name not in params:
+                continue
+            w, b = params[name]
+            g = f.create_group(name)
+            g.create_dataset("weight", data=np.asarray(w, dtype=np.float32))
+            g.create_dataset("bias", data=np.asarray(b, dtype=np.float32))
+            for key, value in ((extra or {}).get(name) or {}).items():
+                g.create_dataset(key, data=value)
     return path
 
 
