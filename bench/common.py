@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import nstyle  # noqa: E402
-from nstyle.layers import threads  # noqa: E402
-from nstyle.vgg import CONV_SHAPES, LAYER_NAMES  # noqa: E402
+from nstyle.cpu import threads  # noqa: E402
+from nstyle.model.arch import CONV_SHAPES, LAYER_NAMES  # noqa: E402
 from tests.torch_reference import torch_objective as reference_objective  # noqa: E402
 
 CONTENT_LAYERS = ("relu4_2",)
@@ -88,7 +88,7 @@ def import_torch():
 def vgg_params(weights=None, seed=0, depth="conv5_1"):
     """Real VGG-19 widths. From a weights file when given, else seeded He-initialised random weights."""
     if weights:
-        from nstyle.weights import load_params
+        from nstyle.weights.store import load_params
         params = load_params(weights)
     else:
         rng = np.random.default_rng(seed)

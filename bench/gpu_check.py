@@ -62,13 +62,12 @@ from gpu_report import Reporter, fmt, note  # noqa: E402
 from gpu_rig import (ALPHA, BETA, CONTENT_LAYERS, STYLE_LAYERS, VGG_WIDTHS, Problem, Rig,  # noqa: E402
                      TimedObjective, mb, median_time, nstyle_eval, ratio, torch_eval)
 from nstyle import backend  # noqa: E402
-from nstyle.gradcheck import directional_check, numerical_vjp, random_image, random_vgg_params, rel_error  # noqa: E402
-from nstyle.layers import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,  # noqa: E402
-                           conv_gpu, gpu_blas, gpu_kernels, max_pool2d_backward, max_pool2d_forward,
-                           relu_backward, relu_forward)
-from nstyle.objective import StyleObjective  # noqa: E402
-from nstyle.optimize import _bounds_vector  # noqa: E402
-from nstyle.vgg import VGG19  # noqa: E402
+from nstyle.model.gradcheck import (directional_check, numerical_vjp, random_image, random_vgg_params, rel_error)  # noqa: E402
+from nstyle.reference import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward, max_pool2d_backward, max_pool2d_forward, relu_backward, relu_forward)
+from nstyle.gpu import conv as conv_gpu, blas as gpu_blas, kernels as gpu_kernels
+from nstyle.model.objective import StyleObjective  # noqa: E402
+from nstyle.app.optimize import _bounds_vector  # noqa: E402
+from nstyle.model.vgg import VGG19  # noqa: E402
 
 SECTIONS = ("smoke", "environment", "ops", "objective", "gradcheck64", "profile", "timing_fp32", "transfer",
             "uhd", "lbfgs", "timing_tf32", "max_size")
@@ -465,7 +464,7 @@ def timed_calls(rig, module, names, table):
 def section_profile(ctx):
     """Which convolution lowering is fastest here (kept for the rest of the run), what writing GEMM bands
     in place saves over cupy.matmul, and where one evaluation spends its time."""
-    import nstyle.vgg as vgg_module  # noqa: PLC0415
+    import nstyle.model.vgg as vgg_module  # noqa: PLC0415
     rig, r, cfg = ctx.rig, ctx.result, ctx.cfg
     n = cfg["profile_size"]
     rig.set_tf32(False)

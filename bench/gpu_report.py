@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 
-from nstyle.layers import gpu_blas
+from nstyle.gpu import blas as gpu_blas
 
 
 def write_atomic(path, text):

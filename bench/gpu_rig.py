@@ -16,9 +16,9 @@ import tracemalloc
 import numpy as np
 
 from nstyle import backend
-from nstyle.gradcheck import random_image, random_vgg_params
-from nstyle.objective import StyleObjective
-from nstyle.vgg import VGG19
+from nstyle.model.gradcheck import random_image, random_vgg_params
+from nstyle.model.objective import StyleObjective
+from nstyle.model.vgg import VGG19
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VGG_WIDTHS = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)

@@ -20,10 +20,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from nstyle import backend  # noqa: E402
-from nstyle.gradcheck import rel_error  # noqa: E402
-from nstyle.layers import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,  # noqa: E402
-                           conv_gpu, gpu_blas, gpu_kernels, max_pool2d_backward, max_pool2d_forward,
-                           relu_forward)
+from nstyle.model.gradcheck import rel_error  # noqa: E402
+from nstyle.reference import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward, max_pool2d_backward, max_pool2d_forward, relu_forward)
+from nstyle.gpu import conv as conv_gpu, blas as gpu_blas, kernels as gpu_kernels
 
 
 def smoke_child(dry):

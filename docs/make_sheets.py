@@ -17,10 +17,10 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from nstyle.grid import make_grid  # noqa: E402
-from nstyle.imageio import save_image  # noqa: E402
-from nstyle.reconstruct import reconstruct_sheet  # noqa: E402
-from nstyle.vgg import VGG19  # noqa: E402
+from nstyle.app.grid import make_grid  # noqa: E402
+from nstyle.app.imageio import save_image  # noqa: E402
+from nstyle.app.reconstruct import reconstruct_sheet  # noqa: E402
+from nstyle.model.vgg import VGG19  # noqa: E402
 
 DOCS = os.path.dirname(os.path.abspath(__file__))
 PALETTE = [(22, 45, 110), (38, 82, 160), (70, 130, 200), (130, 180, 220), (235, 205, 70), (250, 235, 140),

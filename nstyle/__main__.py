@@ -1,6 +1,6 @@
 """`python -m nstyle`: the same as the `nstyle` command."""
 import sys
 
-from .cli import main
+from .cli.main import main
 
 sys.exit(main())

@@ -21,7 +21,7 @@ import tempfile
 
 import numpy as np
 
-from nstyle.layers import gpu_kernels
+from nstyle.gpu import kernels as gpu_kernels
 
 SHIM = r"""
 #include <algorithm>

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nstyle import cli
-from nstyle.color import chroma, colour_stats, rgb_to_yiq
-from nstyle.commands import stylize as stylize_command
-from nstyle.stylize import stylize
+from nstyle.cli import main as cli
+from nstyle.app.color import chroma, colour_stats, rgb_to_yiq
+from nstyle.cli import stylize as stylize_command
+from nstyle.app.stylize import stylize
 
 from .clitools import (FAST_LAYERS, assert_one_line_error, env_for, gradient_image, leftovers, nstyle,
                        random_weights_file, stripes_image)

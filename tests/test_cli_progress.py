@@ -3,7 +3,7 @@ import io
 
 import pytest
 
-from nstyle.progress import Progress, breakdown_line
+from nstyle.app.progress import Progress, breakdown_line
 
 
 class FakeTerminal(io.StringIO):

@@ -7,12 +7,12 @@ odd sizes and the garbage columns of the padded layout are all exercised.
 import numpy as np
 import pytest
 
-from nstyle.gradcheck import rel_error
-from nstyle.layers import conv2d_backward_im2col, conv2d_forward_im2col, conv2d_forward_naive, padded, threads
-from nstyle.layers.conv3x3 import (conv3x3_direct, conv3x3_shift, flip_transpose, shift_matrix,
-                                   tap_matrix)
-from nstyle.layers.fastconv import PreparedConv3x3, choose_kernel
-from nstyle.layers.winograd import conv3x3_winograd, winograd_weights
+from nstyle.model.gradcheck import rel_error
+from nstyle.reference import conv2d_backward, conv2d_forward, conv2d_forward_naive
+from nstyle.cpu import padded, threads
+from nstyle.cpu.conv3x3 import conv3x3_direct, conv3x3_shift, flip_transpose, shift_matrix, tap_matrix
+from nstyle.cpu.fastconv import PreparedConv3x3, choose_kernel
+from nstyle.cpu.winograd import conv3x3_winograd, winograd_weights
 
 # (C, O, H, W): 1 and 3 channels, odd and even, wide and tall, and more outputs than inputs
 SHAPES = [(1, 2, 5, 7), (3, 4, 8, 6), (5, 3, 9, 9), (4, 6, 6, 10), (2, 1, 4, 3)]
@@ -122,9 +122,9 @@ def test_transposed_winograd_is_the_input_gradient(rng, shape):
     c, o, h, w = shape
     x = rng.standard_normal((1, c, h, w))
     wt = rng.standard_normal((o, c, 3, 3))
-    out, cache = conv2d_forward_im2col(x, wt, None, 1, 1)
+    out, cache = conv2d_forward(x, wt, None, 1, 1)
     dout = rng.standard_normal(out.shape)
-    dx_ref = conv2d_backward_im2col(dout, cache)[0]
+    dx_ref = conv2d_backward(dout, cache)[0]
     dx = np.empty(padded.padded_shape(c, h, w))
     conv3x3_winograd(padded.to_padded(dout[0]), winograd_weights(wt), dx, h, w, transposed=True, rows=1)
     assert rel_error(padded.interior(dx, h, w), dx_ref) < 1e-12, shape
@@ -134,9 +134,9 @@ def test_transposed_winograd_is_the_input_gradient(rng, shape):
 def test_flip_transpose_gives_the_input_gradient(rng):
     x = rng.standard_normal((1, 3, 7, 6))
     wt = rng.standard_normal((4, 3, 3, 3))
-    out, cache = conv2d_forward_im2col(x, wt, None, 1, 1)
+    out, cache = conv2d_forward(x, wt, None, 1, 1)
     dout = rng.standard_normal(out.shape)
-    dx_ref = conv2d_backward_im2col(dout, cache)
+    dx_ref = conv2d_backward(dout, cache)
     dx = conv2d_forward_naive(dout, flip_transpose(wt), None, 1, 1)[0]
     assert rel_error(dx, dx_ref) < 1e-12
 
@@ -161,16 +161,21 @@ def test_choose_kernel():
     assert choose_kernel(64, 64, 32, 32) == "direct"         # conv1_2: a tie, and direct is more accurate
     assert choose_kernel(64, 128, 32, 32) == "winograd"
     assert choose_kernel(512, 512, 31, 32) == "direct"      # Winograd F(2x2) wants even maps
+    assert choose_kernel(4, 4, 32, 32, winograd="always") == "winograd"
+    assert choose_kernel(512, 512, 32, 32, winograd="never") == "direct"
+    assert choose_kernel(64, 3, 32, 32, winograd="always") == "shift"
+    with pytest.raises(ValueError):
+        PreparedConv3x3(np.zeros((4, 4, 3, 3)), None, winograd="sometimes")
 
 
+@pytest.mark.parametrize("winograd", ["always", "never"])
 @pytest.mark.parametrize("transposed", [False, True])
-def test_prepared_conv_runs_every_kernel(rng, monkeypatch, transposed):
-    import nstyle.layers.fastconv as fastconv
-    monkeypatch.setattr(fastconv, "WINOGRAD_MIN_CHANNELS", 4)
-    monkeypatch.setattr(fastconv, "WINOGRAD_MIN_PRODUCT", 16)
+def test_prepared_conv_runs_every_kernel(rng, transposed, winograd):
+    """Narrow layers: "always" runs Winograd on (5, 6) and (4, 4), "never" the direct kernel; (6, 2)
+    takes multiply-then-shift whichever way (in one direction)."""
     for c, o in [(5, 6), (6, 2), (4, 4)]:
         wt = rng.standard_normal((o, c, 3, 3))
-        prep = PreparedConv3x3(wt, None)
+        prep = PreparedConv3x3(wt, None, winograd=winograd)
         cin = o if transposed else c
         x = rng.standard_normal((cin, 6, 8))
         out = np.empty(padded.padded_shape(c if transposed else o, 6, 8))

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from nstyle import backend
-from nstyle.cli import main
+from nstyle.cli.main import main
 from nstyle.errors import DeviceError
 
 no_gpu = pytest.mark.skipif(backend.gpu_available(), reason="a GPU answers here: the no-GPU messages cannot be seen")

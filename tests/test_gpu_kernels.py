@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nstyle import backend
-from nstyle.layers import gpu_blas, gpu_kernels
+from nstyle.gpu import blas as gpu_blas, kernels as gpu_kernels
 
 from . import cuda_on_host
 from .conftest import BACKENDS, host, on

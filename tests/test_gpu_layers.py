@@ -6,9 +6,9 @@ NumPy transcriptions of the kernels and the kernels' CUDA source compiled as C++
 import numpy as np
 import pytest
 
-from nstyle.gradcheck import numerical_vjp, rel_error
-from nstyle.layers import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward, conv_gpu,
-                           max_pool2d_backward, max_pool2d_forward, relu_backward, relu_forward)
+from nstyle.model.gradcheck import numerical_vjp, rel_error
+from nstyle.reference import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward, max_pool2d_backward, max_pool2d_forward, relu_backward, relu_forward)
+from nstyle.gpu import conv as conv_gpu
 
 from .conftest import host, on
 from .gpu_paths import GPU_PATHS, gpu_path, helper_backend
@@ -67,8 +67,8 @@ def test_conv_winograd_matches_naive(path, rng, case, bands, monkeypatch):
         monkeypatch.setattr(conv_gpu, "WINOGRAD_BAND_MIN_ELEMS", 1)
         monkeypatch.setattr(conv_gpu, "WINOGRAD_BAND_MAX_ELEMS", 1)
     calls = []
-    real = conv_gpu.gpu_kernels.winograd_input
-    monkeypatch.setattr(conv_gpu.gpu_kernels, "winograd_input", lambda *a: calls.append(1) or real(*a))
+    real = conv_gpu.kernels.winograd_input
+    monkeypatch.setattr(conv_gpu.kernels, "winograd_input", lambda *a: calls.append(1) or real(*a))
     with gpu_path(path):
         check_conv_matches_naive(helper_backend(path), rng, case)
     assert calls, "the Winograd path was not taken"
@@ -191,9 +191,9 @@ def test_gpu_path_gradients_numerically(path, rng, lowering):
 def test_network_takes_the_gpu_path_when_emulating(path, rng, monkeypatch):
     """Under emulation, VGG19's forward and backward must reach the layers' GPU path (a CPU-only fast path
     in vgg.py must leave arrays alone while backend.uses_device_kernels says they belong to the device)."""
-    from nstyle.objective import StyleObjective
-    from nstyle.gradcheck import random_image, random_vgg_params
-    from nstyle.vgg import VGG19
+    from nstyle.model.objective import StyleObjective
+    from nstyle.model.gradcheck import random_image, random_vgg_params
+    from nstyle.model.vgg import VGG19
 
     calls = []
     for name in ("conv2d_forward_gpu", "conv2d_backward_gpu"):

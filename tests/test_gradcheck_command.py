@@ -1,8 +1,9 @@
 """`nstyle gradcheck`: prints the table, passes on the real code, and fails loudly on a broken backward."""
 import numpy as np
 
-from nstyle import cli, gradcheck
-from nstyle.gradcheck import directional_check, numerical_gradient, rel_error
+from nstyle.cli import main as cli
+from nstyle.model import gradcheck
+from nstyle.model.gradcheck import directional_check, numerical_gradient, rel_error
 
 
 def test_gradcheck_command_passes_and_prints_table(capsys):
@@ -14,7 +15,7 @@ def test_gradcheck_command_passes_and_prints_table(capsys):
 
 
 def test_gradcheck_command_fails_on_a_wrong_gradient(monkeypatch, capsys):
-    import nstyle.losses as losses
+    import nstyle.reference.losses as losses
     real = losses.tv_loss
 
     def broken_tv(x):

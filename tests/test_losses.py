@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from nstyle.gradcheck import numerical_gradient, rel_error
-from nstyle.losses import blended_gram, content_loss, gram_matrix, style_layer_loss, tv_loss
+from nstyle.model.gradcheck import numerical_gradient, rel_error
+from nstyle.reference.losses import blended_gram, content_loss, gram_matrix, style_layer_loss, tv_loss
 
 from .conftest import BACKENDS, host, on
 

@@ -5,13 +5,13 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from nstyle import memory
-from nstyle.gradcheck import random_image, random_vgg_params
-from nstyle.layers.threads import num_threads
-from nstyle.memory import (available_bytes, cpu_network_bytes, cpu_weight_form_bytes, estimate, format_bytes,
-                           largest_fitting_size, network_bytes)
-from nstyle.objective import StyleObjective
-from nstyle.vgg import CONV_LAYERS, CONV_SHAPES, VGG19
+from nstyle.app import memory
+from nstyle.model.gradcheck import random_image, random_vgg_params
+from nstyle.cpu.threads import num_threads
+from nstyle.app.memory import (available_bytes, cpu_network_bytes, cpu_weight_form_bytes, estimate, format_bytes, largest_fitting_size, network_bytes)
+from nstyle.model.objective import StyleObjective
+from nstyle.model.arch import CONV_LAYERS, CONV_SHAPES
+from nstyle.model.vgg import VGG19
 
 STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
@@ -60,7 +60,7 @@ def test_cpu_model_bounds_a_measured_evaluation(rng):
     x = random_image(rng, h, w).astype(np.float32)
 
     def forms(vgg):
-        return sum(a.nbytes for p in vgg._prepared.values() for a in p._forms.values())
+        return sum(a.nbytes for p in vgg.engine._prepared.values() for a in p._forms.values())
 
     tracemalloc.start()
     try:

@@ -4,11 +4,12 @@ import pytest
 from PIL import Image
 
 import nstyle
-from nstyle.gradcheck import random_image, random_vgg_params
-from nstyle.imageio import CAFFE_MEAN_BGR, deprocess, preprocess
-from nstyle.objective import StyleObjective
-from nstyle.optimize import (STOP_DONE, STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED, adam, lbfgs)
-from nstyle.vgg import VGG19
+from nstyle.model.gradcheck import random_image, random_vgg_params
+from nstyle.app.imageio import CAFFE_MEAN_BGR
+from nstyle.app.imageio import deprocess, preprocess
+from nstyle.model.objective import StyleObjective
+from nstyle.app.optimize import STOP_DONE, STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED, adam, lbfgs
+from nstyle.model.vgg import VGG19
 
 
 def synthetic_pair(rng, h=32, w=40):

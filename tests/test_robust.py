@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nstyle import cli
+from nstyle.cli import main as cli
 from nstyle.errors import InputError
-from nstyle.imageio import load_rgb
+from nstyle.app.imageio import load_rgb
 
 from .clitools import (FAST_LAYERS, assert_one_line_error, gradient_image, leftovers, nstyle,
                        random_weights_file, stripes_image)
@@ -261,8 +261,8 @@ def _weights_truncated(d, real=None):
 
 
 def _weights_wrong_shapes(d):
-    from nstyle.gradcheck import random_vgg_params
-    from nstyle.weights import write_hdf5
+    from nstyle.model.gradcheck import random_vgg_params
+    from nstyle.weights.store import write_hdf5
     write_hdf5(random_vgg_params(np.random.default_rng(0)), d / "narrow.h5")
     return d / "narrow.h5", ["narrow.h5", "conv1_1"]
 

@@ -1,13 +1,14 @@
-"""nstyle.stylize as a library: planning without weights, stages, callbacks, interruption, colours."""
+"""nstyle.app.stylize as a library: planning without weights, stages, callbacks, interruption, colours."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from nstyle import InputError, NonFiniteLoss, StylizeInterrupted, stylize
-from nstyle.color import rgb_to_yiq
-from nstyle.gradcheck import random_vgg_params
-from nstyle.stylize import prepare
-from nstyle.vgg import VGG19
+from nstyle import InputError, NonFiniteLoss, StylizeInterrupted
+from nstyle import stylize
+from nstyle.app.color import rgb_to_yiq
+from nstyle.model.gradcheck import random_vgg_params
+from nstyle.app.stylize import prepare
+from nstyle.model.vgg import VGG19
 
 from .clitools import gradient_image, stripes_image
 

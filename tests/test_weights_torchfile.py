@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from nstyle import torchfile
+from nstyle.weights import torchfile
 from nstyle.errors import WeightsError
 
 from .conftest import require_torch

@@ -2,7 +2,7 @@
 
 Nothing in the nstyle package imports this (or torch).
 """
-from nstyle.vgg import LAYER_NAMES
+from nstyle.model.arch import LAYER_NAMES
 
 
 def torch_taps(torch, params, x, taps, pooling="avg", inplace=False):

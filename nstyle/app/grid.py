@@ -1,0 +1,124 @@
+"""The paper's ratio x depth grid: one stylisation per (alpha/beta, depth of the style layers) pair.
+
+Rows: the style loss uses the first ``depth`` style layers (1: relu1_1; 2: relu1_1 + relu2_1; ...;
+5: up to relu5_1), each weighted w_l = 1/depth. Columns: the content/style ratio alpha/beta
+(the paper shows 1e-5 ... 1e-2); a cell uses alpha = 1 and beta = 1/ratio. Every cell starts from
+the same seeded white noise (the paper's start) unless ``init`` says otherwise, and runs the same
+L-BFGS-B as ``stylize``.
+
+A full grid is long on a CPU, so with an output path every finished cell is written to
+``<sheet stem>_cells/`` and a later run with the same settings reuses it (see ``cells.py``); the sheet
+is rebuilt from the cells after each one.
+"""
+import math
+
+from ..backend import resolve_device
+from .cells import (Cell, CellStore, cells_folder, cells_sheet, check_output, fill_sheet, image_fingerprint,
+                    weights_fingerprint)
+from ..errors import InputError
+from .imageio import resize_longest
+from ..model.objective import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+from .reconstruct import style_subset_label
+from .stylize import as_image, stylize
+from ..model.vgg import VGG19
+
+GRID_INITS = ("noise", "content", "style")
+
+
+def format_ratio(ratio):
+    """A short, exact-enough spelling of a ratio: 1e-05 -> '1e-5', 0.00025 -> '2.5e-4'."""
+    mantissa, exponent = f"{ratio:.6e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _check_ratios(ratios):
+    ratios = [float(r) for r in ratios]
+    if not ratios:
+        raise InputError("give at least one ratio")
+    bad = [r for r in ratios if not math.isfinite(r) or r <= 0]
+    if bad:
+        raise InputError(f"ratios alpha/beta must be finite and > 0 (got {bad[0]})")
+    names = [format_ratio(r) for r in ratios]
+    if len(set(names)) != len(names):
+        raise InputError(f"ratios repeat: {', '.join(names)}")
+    return ratios
+
+
+def _check_depths(depths, style_layers):
+    depths = list(depths)
+    if not depths:
+        raise InputError("give at least one depth")
+    for d in depths:
+        if isinstance(d, bool) or int(d) != d or not 1 <= int(d) <= len(style_layers):
+            raise InputError(f"depth {d} is not between 1 and {len(style_layers)} (the number of style layers)",
+                             hint="style layers: " + ", ".join(style_layers))
+    depths = [int(d) for d in depths]
+    if len(set(depths)) != len(depths):
+        raise InputError(f"depths repeat: {', '.join(map(str, depths))}")
+    return depths
+
+
+def grid_cells(ratios, depths, style_layers=DEFAULT_STYLE_LAYERS):
+    """One Cell per (depth, ratio): rows follow ``depths``, columns follow ``ratios``."""
+    cells = []
+    for row, depth in enumerate(depths):
+        layers = tuple(style_layers[:depth])
+        for col, ratio in enumerate(ratios):
+            cells.append(Cell(row, col, f"depth{depth}-ratio{format_ratio(ratio)}",
+                              f"depth {depth}, alpha/beta {format_ratio(ratio)}",
+                              {"ratio": ratio, "depth": depth, "style_layers": layers}))
+    return cells
+
+
+def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), depths=(1, 2, 3, 4, 5), size=256,
+              iters=300, init="noise", seed=0, content_layer=DEFAULT_CONTENT_LAYERS[0],
+              style_layers=DEFAULT_STYLE_LAYERS, pooling="avg", device="cpu", weights=None, vgg=None,
+              restart=False, callback=None, log=None):
+    """Stylise ``content`` with ``style`` at every (ratio, depth) and lay the results out as a sheet.
+
+    content, style: path, PIL image or uint8 RGB array. out: the sheet's path; when given, cells are
+    kept in ``<out stem>_cells/`` and reused by later calls with the same settings (restart=True
+    discards cells made with other settings), and the sheet is rewritten after each finished cell.
+    ratios: alpha/beta per column. depths: how many of ``style_layers`` each row uses.
+    size, iters, init ("noise", "content" or "style"), seed, pooling, device, weights, vgg: as in
+    ``stylize``. content_layer: the one content layer. callback(cell, record, get_x) follows each
+    iteration; log(message) gets one line per cell. Returns (sheet, cells).
+    """
+    style_layers = tuple(style_layers)
+    ratios = _check_ratios(ratios)
+    depths = _check_depths(depths, style_layers)
+    if init not in GRID_INITS:
+        raise InputError(f"unknown init {init!r}; choose {', '.join(GRID_INITS)}")
+    if int(size) < 1 or int(iters) < 0:
+        raise InputError("size must be >= 1 and iters >= 0")
+    if out is not None:
+        check_output(out, [content, style])
+    content_img = resize_longest(as_image(content, "content image"), int(size))
+    style_img = as_image(style, "style image")
+    if vgg is None:
+        vgg = VGG19.load(weights, pooling=pooling, device=resolve_device(device, announce=log))
+    cells = grid_cells(ratios, depths, style_layers)
+
+    store = None
+    if out is not None:
+        settings = {"job": "grid", "content": image_fingerprint(content_img), "style": image_fingerprint(style_img),
+                    "size": list(content_img.size), "iters": int(iters), "init": init, "seed": int(seed),
+                    "content_layer": content_layer, "style_layers": list(style_layers),
+                    "weights": weights_fingerprint(vgg)}
+        store = CellStore(cells_folder(out), settings, restart=restart)
+
+    row_labels = [f"depth {d}\n{style_subset_label(style_layers[:d])}" for d in depths]
+    col_labels = [f"alpha/beta\n{format_ratio(r)}" for r in ratios]
+
+    def sheet():
+        return cells_sheet(cells, row_labels=row_labels, col_labels=col_labels)
+
+    def make(cell):
+        cb = None if callback is None else (lambda rec, get_x: callback(cell, rec, get_x))
+        return stylize(content_img, style_img, size=max(content_img.size), iters=int(iters),
+                       content_weight=1.0, style_weight=1.0 / cell.params["ratio"], init=init, seed=seed,
+                       content_layers=(content_layer,), style_layers=cell.params["style_layers"],
+                       vgg=vgg, callback=cb, log=log)
+
+    return fill_sheet(cells, make, content_img.size, sheet, out=out, store=store, log=log)

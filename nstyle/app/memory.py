@@ -1,0 +1,297 @@
+"""How much memory a run will need, and how much the machine has free.
+
+``estimate`` walks VGG-19's layers at the run's image size and adds up what the engine keeps alive at
+its peak. Two engines, two network models: the CPU fast path (``vgg_cpu.py``: zero-bordered buffers
+reused through a pool, bit-packed ReLU masks, weights also kept in Winograd / GEMM form, per-thread
+band buffers) and the generic layer path the GPU takes (``vgg.py``: ReLU masks and pooling winners,
+the tapped maps and their gradients, the largest layer's working buffers). Besides the network: the
+Gram targets, the optimiser's state (L-BFGS-B keeps its history in float64 on the host), the images
+and the weights. It is deliberately one function with its constants in one place, so that a change to the
+engine's buffers (see ``nstyle/vgg.py``, ``nstyle/layers/``) updates the estimate in one edit.
+
+``available_bytes`` reads what the operating system says is free (``/proc/meminfo``'s MemAvailable,
+capped by a cgroup memory limit when the process runs in a container), falling back to
+``os.sysconf``; it returns None when nothing says, and the memory check is then skipped.
+
+Checked against the peak resident memory of real runs (see README, "Limits"): the estimate is meant to
+be a little above the measurement, never far below it.
+"""
+import os
+from dataclasses import dataclass, field
+
+from ..cpu.fastconv import choose_kernel
+from ..model.arch import CONV_SHAPES, LAYER_INDEX, LAYER_NAMES
+
+# Python with nstyle, NumPy, SciPy (without scipy.optimize), Pillow and h5py imported, before any image
+# or weight is loaded (measured: 44 MiB).
+BASE_BYTES = 45 * 2**20
+# im2col keeps a band of about this many float32 entries per convolution (``layers/im2col.band_rows``).
+IM2COL_BAND_ELEMS = 1 << 21
+# CPU fast path: at its peak each resolution holds at most this many zero-bordered maps of its channel
+# count (a tap still waiting for its gradient, a layer's input and output -- or gradient in and out --
+# and the pool's idle buffer of that shape are never more than three at once).
+CPU_MAPS_PER_RESOLUTION = 3
+# CPU fast path: band buffers each thread keeps (``threads.scratch``): direct GEMM columns (2 Mi
+# elements), multiply-then-shift products, Winograd's transformed input and output bands (1 Mi each)
+# and their staging rows, the epilogues' rows; the main thread also holds one small-map Winograd set.
+CPU_SCRATCH_BYTES_PER_THREAD = 32 * 2**20
+CPU_SCRATCH_BYTES_MAIN = 12 * 2**20
+# L-BFGS-B: importing scipy.optimize (measured: 47 MiB), and float64 vectors of the pixel count: per
+# history pair (s, y) SciPy holds two in its work array and two more in its own copies; besides those,
+# x, the gradient, the bounds, the line search, our driver's copies of recent points and the
+# allocator's leftovers from all of them. Fitted to the peak RSS of runs that filled the history (20
+# iterations at 256 and 512, 12 at 1024; README, "Limits"): 4 * m + 33 vectors with m = 10.
+LBFGS_IMPORT_BYTES = 48 * 2**20
+LBFGS_VECTORS_PER_PAIR = 4
+LBFGS_EXTRA_VECTORS = 33
+# Short-lived temporaries and allocator slack, as a fraction of everything else.
+OTHER_FRACTION = 0.05
+# Float32 pixel-sized arrays Adam keeps (x, m, v, the step, the gradient, the best x).
+ADAM_VECTORS = 7
+
+
+@dataclass
+class MemoryEstimate:
+    parts: dict = field(default_factory=dict)   # name -> bytes
+    device: str = "cpu"
+
+    @property
+    def total(self):
+        return sum(self.parts.values())
+
+    @property
+    def on_device(self):
+        """Bytes that live on the GPU when running there (the network's part)."""
+        return sum(v for k, v in self.parts.items() if k in ("network", "weights"))
+
+
+def _walk(height, width, deepest, pooling):
+    """Per-layer shapes up to ``deepest``: yields (name, in_channels, out_channels, h, w) at that layer's
+    output resolution (pools halve h and w, flooring like the engine)."""
+    channels, h, w = 3, height, width
+    for name in LAYER_NAMES[:LAYER_INDEX[deepest] + 1]:
+        if name.startswith("conv"):
+            out_ch = CONV_SHAPES[name][0]
+            yield name, channels, out_ch, h, w
+            channels = out_ch
+        elif name.startswith("pool"):
+            h, w = h // 2, w // 2
+            yield name, channels, channels, h, w
+        else:
+            yield name, channels, channels, h, w
+
+
+def layer_path_network_bytes(height, width, taps, pooling="avg", itemsize=4):
+    """Peak bytes of one objective evaluation on the generic layer path (the GPU's): forward to the
+    deepest tap, the losses, and the backward sweep (see ``vgg.py`` and ``objective.py``).
+
+    forward, at each layer: the masks so far, the tapped maps so far, and the layer's own buffers;
+    losses: every mask, every tapped map and every tap's gradient at once;
+    backward, at each convolution: the masks and the taps' gradients (all held until the sweep ends),
+    plus the gradient in, the zero-padded gradient out, its im2col band and its contiguous copy.
+    """
+    if not taps:
+        return 0
+    deepest = max(taps, key=LAYER_INDEX.__getitem__)
+    masks = features = 0
+    forward_peak = backward_transient = 0
+    for name, c_in, c_out, h, w in _walk(height, width, deepest, pooling):
+        elems = c_out * h * w
+        if name.startswith("conv"):
+            in_elems, padded = c_in * h * w, c_in * (h + 2) * (w + 2)
+            band = min(IM2COL_BAND_ELEMS, 9 * c_in * h * w)
+            # forward: the input (already counted if it is a tapped map), padded copy, band, output
+            layer = itemsize * (padded + band + elems) + (0 if features else itemsize * in_elems)
+            forward_peak = max(forward_peak, masks + features + layer)
+            backward_transient = max(backward_transient, itemsize * (elems + padded + band + in_elems))
+        elif name.startswith("relu"):
+            masks += elems  # boolean mask, 1 byte per element
+        elif pooling == "max":
+            masks += elems  # uint8 index of the winner in each window
+        if name in taps:
+            features += elems * itemsize
+    losses_peak = masks + 2 * features
+    backward_peak = masks + features + backward_transient  # the gradients at the taps: as big as the maps
+    return max(forward_peak, losses_peak, backward_peak)
+
+
+def cpu_network_bytes(height, width, taps, pooling="avg", itemsize=4):
+    """Peak bytes of one objective evaluation on the CPU fast path (``vgg_cpu.py``), buffer pool included.
+
+    Every map lives in a zero-bordered (C, H+3, W+2) buffer; at each resolution up to the deepest tap
+    at most ``CPU_MAPS_PER_RESOLUTION`` of them exist at once. The ReLU masks (1 bit per element) and
+    max-pool winners (1 byte) of every layer stay until the backward has passed them. Checked with
+    tracemalloc at 256x192, 512x384 and 1024x768 (real weights): the peak was 0.88, 0.84 and 0.83 of this
+    model, band buffers included; tests/test_memory.py checks it at 96x128.
+    """
+    if not taps:
+        return 0
+    deepest = max(taps, key=LAYER_INDEX.__getitem__)
+    masks = 0
+    widest = {}  # padded pixels of each resolution -> the most channels a map there has
+    for name, _, c_out, h, w in _walk(height, width, deepest, pooling):
+        padded = (h + 3) * (w + 2)
+        widest[padded] = max(widest.get(padded, 0), c_out)
+        if name.startswith("relu"):
+            masks += c_out * (h + 3) * -(-(w + 2) // 8)
+        elif name.startswith("pool") and pooling == "max":
+            masks += c_out * h * w
+    maps = sum(CPU_MAPS_PER_RESOLUTION * c * px for px, c in widest.items()) * itemsize
+    return maps + masks
+
+
+def cpu_weight_form_bytes(deepest, itemsize=4, height=512, width=512):
+    """Bytes of the weights in the CPU kernels' own forms (``layers/fastconv.py``), beside the originals:
+    Winograd's 16 x O x C (one form serves both directions), or the direct and multiply-then-shift
+    kernels' 9 x O x C matrices (the forward's direct one with the bias as one more column). Maps
+    with an odd side at a deep layer (too small for Winograd) add a direct form there."""
+    total = 0
+    for name, c_in, c_out, h, w in _walk(height, width, deepest, "avg"):
+        if not name.startswith("conv"):
+            continue
+        forward, backward = choose_kernel(c_in, c_out, h, w), choose_kernel(c_out, c_in, h, w)
+        if "winograd" in (forward, backward):
+            total += 16 * c_out * c_in
+        if forward != "winograd":
+            total += 9 * c_out * c_in + (c_out if forward == "direct" else 0)  # direct: the bias column
+        if backward != "winograd":
+            total += 9 * c_out * c_in
+    return total * itemsize
+
+
+def network_bytes(height, width, taps, pooling="avg", itemsize=4, device="cpu"):
+    """Peak bytes of one evaluation's network work: the CPU fast path's model on the CPU (which
+    ``VGG19.forward`` takes for one image in the network's dtype), the generic layer path's on the GPU."""
+    if device == "cpu":
+        return cpu_network_bytes(height, width, taps, pooling, itemsize)
+    return layer_path_network_bytes(height, width, taps, pooling, itemsize)
+
+
+def estimate(height, width, content_layers, style_layers, style_shapes=(), pooling="avg",
+             optimizer="lbfgs", history_size=10, image_bytes=0, device="cpu", itemsize=4):
+    """Bytes a run at (height, width) needs at its peak, by part.
+
+    style_shapes: (h, w) of each style image as the network sees it; image_bytes: the decoded input
+    images (their pixel counts times 3 bytes, times 2 for the RGB copy). Parts: base, weights,
+    network (one evaluation, or a style image's forward if larger), targets, optimizer, images; on the
+    CPU also the kernels' weight forms and the threads' band buffers.
+    """
+    taps = tuple(dict.fromkeys(tuple(content_layers) + tuple(style_layers)))
+    pixels = 3 * height * width
+    parts = {"base": BASE_BYTES}
+    deepest = max(taps, key=LAYER_INDEX.__getitem__) if taps else None
+    weights = 0
+    if deepest is not None:
+        for name, c_in, c_out, _, _ in _walk(1, 1, deepest, pooling):
+            if name.startswith("conv"):
+                weights += (c_out * c_in * 9 + c_out) * itemsize
+    # load_params reads every layer of the file before the network keeps the ones it needs
+    parts["weights"] = max(weights, 20_024_384 * itemsize)
+    net = network_bytes(height, width, taps, pooling, itemsize, device)
+    for sh, sw in style_shapes:
+        net = max(net, network_bytes(sh, sw, tuple(style_layers), pooling, itemsize, device) // 2)
+    parts["network"] = net
+    if device == "cpu" and deepest is not None:
+        from ..cpu.threads import num_threads  # noqa: PLC0415
+        parts["kernel weights"] = cpu_weight_form_bytes(deepest, itemsize)
+        parts["thread buffers"] = CPU_SCRATCH_BYTES_PER_THREAD * num_threads() + CPU_SCRATCH_BYTES_MAIN
+    targets = 0
+    for name in content_layers:
+        for lname, _, c_out, h, w in _walk(height, width, name, pooling):
+            if lname == name:
+                targets += c_out * h * w * itemsize
+    for name in style_layers:
+        c = next(c_out for lname, _, c_out, _, _ in _walk(1, 1, name, pooling) if lname == name)
+        targets += 3 * c * c * itemsize  # target Gram, the evaluation's Gram and its difference
+    parts["targets"] = targets
+    if optimizer == "lbfgs":
+        parts["optimizer"] = (LBFGS_IMPORT_BYTES
+                              + (LBFGS_VECTORS_PER_PAIR * history_size + LBFGS_EXTRA_VECTORS) * pixels * 8)
+    else:
+        parts["optimizer"] = ADAM_VECTORS * pixels * itemsize
+    parts["images"] = int(image_bytes) + 4 * pixels * itemsize  # inputs + content/init/best in float32
+    # temporaries nobody keeps for long (Gram products, colour conversions) and allocator slack
+    parts["other"] = int(OTHER_FRACTION * sum(parts.values()))
+    return MemoryEstimate(parts=parts, device=device)
+
+
+def _read_int(path):
+    try:
+        with open(path, encoding="ascii") as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _cgroup_free():
+    """Room left under a cgroup memory limit (v2 or v1), or None when there is no limit."""
+    for limit_path, usage_path in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        limit, usage = _read_int(limit_path), _read_int(usage_path)
+        if limit is not None and usage is not None and limit < 2**60:
+            return max(0, limit - usage)
+    return None
+
+
+def available_bytes():
+    """(bytes, source) the machine can give this process now, or (None, reason) when unknown."""
+    free, source = None, None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    free, source = int(line.split()[1]) * 1024, "MemAvailable"
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            source = "free physical pages"
+        except (ValueError, OSError, AttributeError):
+            return None, "the operating system does not say"
+    room = _cgroup_free()
+    if room is not None and room < free:
+        free, source = room, "container memory limit"
+    return free, source
+
+
+def gpu_available_bytes():
+    """(bytes, 'GPU') the current CUDA device can still give: the driver's free memory plus what CuPy's
+    pool holds but does not use; (None, reason) without a usable GPU (the check is then skipped)."""
+    try:
+        from ..backend import gpu_memory_info  # noqa: PLC0415
+        info = gpu_memory_info()
+    except Exception as exc:  # a broken CUDA install can raise anything
+        return None, f"GPU memory unknown ({type(exc).__name__}: {exc})"
+    if info is None:
+        return None, "no usable GPU"
+    return info["free"] + max(0, info["pool_held"] - info["pool_used"]), "GPU"
+
+
+def largest_fitting_size(budget, make_estimate, low=16, high=16384):
+    """The largest longest-side size whose ``make_estimate(size).total`` fits ``budget`` (bisection).
+
+    Returns None when even ``low`` does not fit.
+    """
+    if make_estimate(low).total > budget:
+        return None
+    while high - low > 8:
+        mid = (low + high) // 2
+        if make_estimate(mid).total <= budget:
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+def format_bytes(n):
+    """1536 -> '1.5 KiB'; binary units (what `free` and /proc/meminfo count in), one decimal."""
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

@@ -1,0 +1,68 @@
+"""``nstyle grid CONTENT STYLE -o SHEET``: the paper's grid of content/style ratios against style depth."""
+import sys
+
+from ..app.cells import CellsInterrupted
+from ..app.grid import make_grid
+from ..app.progress import say
+from .reconstruct import layer_list
+
+DEFAULTS = make_grid.__kwdefaults__
+
+
+def _numbers(kind):
+    def parse(text):
+        try:
+            return [kind(t) for t in text.split(",") if t.strip()]
+        except ValueError:
+            import argparse  # noqa: PLC0415
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+    return parse
+
+
+def add_parser(sub):
+    d = DEFAULTS
+    p = sub.add_parser(
+        "grid", help="stylise at several content/style ratios and style depths, as a labelled sheet",
+        description="One stylisation per (alpha/beta ratio, depth) cell, laid out like the paper's figure: "
+                    "rows use the first DEPTH style layers, columns the ratio alpha/beta (alpha = 1, "
+                    "beta = 1/ratio). Each finished cell is kept in <SHEET stem>_cells/ and reused when the "
+                    "same command is run again, so an interrupted grid resumes where it stopped.")
+    p.add_argument("content", help="content image (the photo)")
+    p.add_argument("style", help="style image (the painting)")
+    p.add_argument("-o", "--output", required=True, help="the sheet (image path)")
+    p.add_argument("--ratios", type=_numbers(float), default=list(d["ratios"]),
+                   help="alpha/beta per column (default " + ",".join(f"{r:g}" for r in d["ratios"]) + ")")
+    p.add_argument("--depths", type=_numbers(int), default=list(d["depths"]),
+                   help="style layers used per row (default " + ",".join(map(str, d["depths"])) + ")")
+    p.add_argument("--size", type=int, default=d["size"], help=f"longest side of each cell (default {d['size']})")
+    p.add_argument("--iters", type=int, default=d["iters"], help=f"L-BFGS-B iterations per cell (default {d['iters']})")
+    p.add_argument("--init", choices=("noise", "content", "style"), default=d["init"],
+                   help=f"start of every cell (default {d['init']}, as in the paper)")
+    p.add_argument("--seed", type=int, default=d["seed"])
+    p.add_argument("--content-layer", default=d["content_layer"])
+    p.add_argument("--style-layers", type=layer_list, default=d["style_layers"],
+                   help="the layers whose prefixes the depths count (default " + ",".join(d["style_layers"]) + ")")
+    p.add_argument("--pooling", choices=("avg", "max"), default=d["pooling"])
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default=d["device"])
+    p.add_argument("--weights", default=d["weights"], help="VGG-19 weights file (default: the cached file)")
+    p.add_argument("--restart", action="store_true", help="discard cells made with other settings")
+    p.add_argument("--print-every", type=int, default=50, help="progress line every N iterations (0: none)")
+    p.set_defaults(run=run)
+
+
+def run(args):
+    def progress(cell, rec, _get_x):
+        if args.print_every and rec["iter"] % args.print_every == 0:
+            print(f"{cell.label}: iter {rec['iter']:5d}  loss {rec['loss']:.4e}  content {rec['content']:.3e}  "
+                  f"style {rec['style']:.3e}  {rec['seconds']:.1f}s", file=sys.stderr, flush=True)
+
+    try:
+        make_grid(args.content, args.style, out=args.output, ratios=args.ratios, depths=args.depths,
+                  size=args.size, iters=args.iters, init=args.init, seed=args.seed,
+                  content_layer=args.content_layer, style_layers=args.style_layers, pooling=args.pooling,
+                  device=args.device, weights=args.weights, restart=args.restart, callback=progress, log=say)
+    except CellsInterrupted as exc:
+        say(exc.message)
+        return 130
+    print(args.output)
+    return 0

@@ -1,0 +1,110 @@
+"""The ``nstyle`` command line: sub-commands, error reporting and exit codes.
+
+Exit codes: 0 success; 2 bad usage or input; 1 failure while running; 130 interrupted (Ctrl-C).
+An error prints one line (plus an optional hint) and no traceback unless ``--debug`` is given (before
+or after the sub-command). Each sub-command lives in its own module under ``nstyle/commands/`` with
+``add_parser`` and ``run``.
+"""
+import argparse
+import os
+import sys
+
+from ..version import __version__
+from ..errors import NStyleError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the problem and a hint, not the whole usage text."""
+
+    def error(self, message):
+        report(f"{self.prog}: {message}", f"see `{self.prog} --help`")
+        sys.exit(EXIT_USAGE)
+
+
+def _command_modules():
+    from . import demo, gradcheck, grid, reconstruct, stylize, weights  # noqa: PLC0415
+    return [stylize, demo, reconstruct, grid, gradcheck, weights]
+
+
+def build_parser():
+    parser = _Parser(
+        prog="nstyle", description="Neural style transfer (Gatys et al.) with handwritten backprop.",
+        epilog="exit codes: 0 success, 2 bad usage or input, 1 failure while running, 130 interrupted")
+    parser.add_argument("--version", action="version", version=f"nstyle {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in _command_modules():
+        module.add_parser(sub)
+    _add_debug_flag(sub)
+    return parser
+
+
+def _add_debug_flag(subparsers):
+    """Let `--debug` also come after a sub-command's name (`nstyle weights info FILE --debug`)."""
+    for command in subparsers.choices.values():
+        if not any("--debug" in action.option_strings for action in command._actions):
+            command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help="show full tracebacks on errors")
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_debug_flag(action)
+
+
+def report(message, hint=None):
+    """Print an error as one line (newlines in the message folded), plus the hint on a second."""
+    message = " ".join(str(message).split())
+    try:
+        print(f"nstyle: error: {message}", file=sys.stderr)
+        if hint:
+            print(f"  hint: {hint}", file=sys.stderr)
+    except (OSError, ValueError):  # stderr closed: the exit code still says it
+        pass
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        debug = bool(getattr(args, "debug", False))
+        return int(args.run(args) or EXIT_OK)
+    except NStyleError as exc:
+        if debug:
+            raise
+        report(exc.message, exc.hint)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nstyle: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        if debug:
+            raise
+        report("out of memory", "see the estimate with --dry-run, and try a smaller --size")
+        return EXIT_FAILURE
+    except BrokenPipeError:
+        # Output piped into something that quit early (`| head`): not an error of ours. Point stdout at
+        # devnull so the interpreter's final flush does not complain a second time.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return EXIT_FAILURE
+    except OSError as exc:  # the disk filled up, a file vanished mid-run...
+        if debug:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        report(f"{exc.strerror or exc}{where}")
+        return EXIT_FAILURE
+    except Exception as exc:  # a bug: say so in one line unless asked for the traceback
+        if debug:
+            raise
+        report(f"internal error: {type(exc).__name__}: {exc}",
+               "run again with --debug for the traceback, and please report it")
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""``nstyle reconstruct IMAGE -o OUT``: what one layer (content) or a set of layers (style) keeps of an image."""
+import sys
+
+from ..app.cells import CellsInterrupted, check_output
+from ..app.imageio import save_image
+from ..app.progress import say
+from ..app.reconstruct import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, reconstruct, reconstruct_sheet
+from ..app.stylize import NonFiniteLoss, StylizeInterrupted
+from ..errors import InputError
+
+DEFAULTS = reconstruct.__kwdefaults__
+
+
+def layer_list(text):
+    """'relu1_1, relu2_1' -> ('relu1_1', 'relu2_1'); empty items are skipped (also used by ``grid``)."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def add_parser(sub):
+    d = DEFAULTS
+    p = sub.add_parser(
+        "reconstruct", help="reconstruct an image from white noise using one layer's content or some layers' style",
+        description="Start from seeded white noise and optimise only the content loss at one layer "
+                    "(--content-layer) or only the style (Gram) loss over a set of layers (--style-layers). "
+                    "With --all: a labelled sheet with one reconstruction per content layer and/or one per "
+                    "growing prefix of the style layers (the paper's figure 1; with neither option, both rows: "
+                    f"content {','.join(PAPER_CONTENT_LAYERS)}; style {','.join(PAPER_STYLE_LAYERS)}). "
+                    "Sheet cells are kept in <OUT stem>_cells/ and reused when the command is run again.")
+    p.add_argument("image", help="the image to reconstruct")
+    p.add_argument("-o", "--output", required=True, help="output image (with --all: the sheet)")
+    p.add_argument("--content-layer", "--content-layers", dest="content_layer", type=layer_list, default=None,
+                   metavar="LAYER", help="content reconstruction from this layer (with --all: a comma list)")
+    p.add_argument("--style-layers", type=layer_list, default=None, metavar="L1,L2,...",
+                   help="style reconstruction from these layers (with --all: each growing prefix)")
+    p.add_argument("--all", action="store_true", help="make whole rows and a labelled contact sheet")
+    p.add_argument("--size", type=int, default=d["size"], help=f"longest side in pixels (default {d['size']})")
+    p.add_argument("--iters", type=int, default=d["iters"], help=f"L-BFGS-B iterations (default {d['iters']})")
+    p.add_argument("--seed", type=int, default=d["seed"], help=f"white-noise seed (default {d['seed']})")
+    p.add_argument("--no-bounds", dest="bounds", action="store_false", help="let pixels leave 0..255")
+    p.add_argument("--pooling", choices=("avg", "max"), default=d["pooling"])
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default=d["device"])
+    p.add_argument("--weights", default=d["weights"], help="VGG-19 weights file (default: the cached file)")
+    p.add_argument("--restart", action="store_true", help="with --all: discard cells made with other settings")
+    p.add_argument("--print-every", type=int, default=50, help="progress line every N iterations (0: none)")
+    p.set_defaults(run=run)
+
+
+def _progress(args, label):
+    def report(rec, _get_x):
+        if args.print_every and rec["iter"] % args.print_every == 0:
+            print(f"{label}: iter {rec['iter']:5d}  loss {rec['loss']:.4e}  {rec['seconds']:.1f}s",
+                  file=sys.stderr, flush=True)
+    return report
+
+
+def run(args):
+    options = {"size": args.size, "iters": args.iters, "seed": args.seed, "bounds": args.bounds,
+               "pooling": args.pooling, "device": args.device, "weights": args.weights}
+    if args.all:
+        content = args.content_layer
+        style = args.style_layers
+        if content is None and style is None:
+            content, style = PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS
+        try:
+            reconstruct_sheet(args.image, content_layers=content or (), style_layers=style or (),
+                              out=args.output, restart=args.restart, log=say,
+                              callback=lambda cell, rec, get_x: _progress(args, cell.label)(rec, get_x),
+                              **options)
+        except CellsInterrupted as exc:
+            say(exc.message)
+            return 130
+        print(args.output)
+        return 0
+
+    if (args.content_layer is None) == (args.style_layers is None):
+        raise InputError("give --content-layer LAYER or --style-layers L1,L2,... (or --all for whole rows)")
+    if args.content_layer is not None and len(args.content_layer) != 1:
+        raise InputError(f"one content layer at a time (got {','.join(args.content_layer)})",
+                         hint="add --all for one reconstruction per layer on a sheet")
+    check_output(args.output, [args.image])
+    if args.content_layer is not None:
+        what = {"content_layer": args.content_layer[0]}
+        label = f"content {args.content_layer[0]}"
+    else:
+        what = {"style_layers": args.style_layers}
+        label = f"style {','.join(args.style_layers)}"
+    try:
+        image = reconstruct(args.image, callback=_progress(args, label), log=say, **what, **options)
+    except StylizeInterrupted as exc:
+        save_image(exc.image, args.output)
+        say(f"interrupted at iteration {exc.iteration}; best image so far written to {args.output}")
+        return 130
+    except NonFiniteLoss as exc:
+        save_image(exc.image, args.output)
+        raise
+    save_image(image, args.output)
+    print(args.output)
+    return 0

@@ -1,1 +1,0 @@
-"""One module per ``nstyle`` sub-command, each with ``add_parser(subparsers)`` and ``run(args)``."""

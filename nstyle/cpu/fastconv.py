@@ -1,0 +1,86 @@
+"""Which CPU kernel runs a 3x3 / stride-1 / padding-1 convolution, and its weights in that kernel's form.
+
+The kernels (``conv3x3.py``: direct GEMM and multiply-then-shift; ``winograd.py``: F(2x2, 3x3)) all read
+and write the padded layout of ``padded.py``. :class:`PreparedConv3x3` picks one per call from the
+channel counts and the map size (:func:`choose_kernel`), and keeps each weight form it has made, so a
+network transforms its weights once.
+"""
+from .conv3x3 import conv3x3_direct, conv3x3_shift, flip_transpose, shift_matrix, tap_matrix
+from .winograd import conv3x3_winograd, supported, winograd_weights
+
+# Winograd F(2x2,3x3) pays once both channel counts reach WINOGRAD_MIN_CHANNELS and their product
+# WINOGRAD_MIN_PRODUCT: 64 -> 128 and 128 -> 64 gain, 64 -> 64 breaks even (bench/NOTES.md) and stays
+# direct, which is the more accurate of the two.
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_MIN_PRODUCT = 64 * 128
+# Below this many output channels, multiply-then-shift beats the column matrix (conv1_1's dx: 3).
+SHIFT_MAX_CHANNELS = 16
+
+
+WINOGRAD_POLICIES = ("auto", "always", "never")
+
+
+def choose_kernel(c, o, h, w, winograd="auto"):
+    """Which kernel runs a 3x3 convolution from c to o channels on an h x w map.
+
+    winograd: "auto" (where it pays, by the thresholds above), "always" (wherever it supports the map and multiply-then-shift does not apply --
+    how the tests run it on narrow networks) or "never".
+    """
+    if o <= SHIFT_MAX_CHANNELS and c > o:
+        return "shift"
+    wide = min(c, o) >= WINOGRAD_MIN_CHANNELS and c * o >= WINOGRAD_MIN_PRODUCT
+    if winograd != "never" and (wide or winograd == "always") and supported(h, w):
+        return "winograd"
+    return "direct"
+
+
+class PreparedConv3x3:
+    """One layer's weights in the forms the kernels want, made on first use and kept."""
+
+    def __init__(self, w, b, winograd="auto"):
+        if winograd not in WINOGRAD_POLICIES:
+            raise ValueError(f"winograd must be one of {WINOGRAD_POLICIES}, not {winograd!r}")
+        self.w, self.b, self.winograd = w, b, winograd
+        self.o, self.c = w.shape[:2]
+        self._forms = {}
+
+    def form(self, kind):
+        """Weights for one kernel: direct / shift (``_t``: of the input-gradient convolution), winograd;
+        ``direct_b``: direct with the bias folded in.
+
+        The Winograd transform serves both directions (see winograd.py), so it has no ``_t`` form.
+        """
+        if kind not in self._forms:
+            if kind == "direct_b":  # with the bias as one more column (see conv3x3.tap_matrix)
+                self._forms[kind] = tap_matrix(self.w, self.b)
+                return self._forms[kind]
+            makers = {"direct": tap_matrix, "shift": shift_matrix, "winograd": winograd_weights}
+            base, transposed = (kind[:-2], True) if kind.endswith("_t") else (kind, False)
+            if base not in makers or (transposed and base == "winograd"):
+                raise ValueError(f"unknown weight form {kind!r}")
+            self._forms[kind] = makers[base](flip_transpose(self.w) if transposed else self.w)
+        return self._forms[kind]
+
+    def run(self, xbuf, outbuf, h, w, transposed=False, epilogue=None, bias=False):
+        """Convolve (or, transposed, run the input-gradient convolution) between padded buffers.
+
+        bias: add the layer's bias (forward only), inside the kernel, before the epilogue sees the rows.
+        """
+        c_out = self.c if transposed else self.o
+        kind = choose_kernel(xbuf.shape[0], c_out, h, w, self.winograd)
+        suffix = "_t" if transposed else ""
+        bias = bias and not transposed and self.b is not None
+        if kind == "winograd":
+            conv3x3_winograd(xbuf, self.form("winograd"), outbuf, h, w, epilogue, transposed=transposed,
+                             bias=self.b if bias else None)
+        elif kind == "direct":
+            conv3x3_direct(xbuf, self.form("direct_b" if bias else "direct" + suffix), outbuf, h, w, epilogue)
+        else:  # multiply-then-shift serves the few-output-channel input gradient; a bias there is rare
+            inner = epilogue
+            if bias:
+                def inner(r_lo, r_hi):
+                    outbuf[:, r_lo:r_hi, 1:w + 1] += self.b[:, None, None]
+                    if epilogue is not None:
+                        epilogue(r_lo, r_hi)
+            conv3x3_shift(xbuf, self.form("shift" + suffix), outbuf, h, w, inner)
+        return outbuf

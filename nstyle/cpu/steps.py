@@ -1,0 +1,176 @@
+"""The CPU engine's steps between convolutions, on the zero-bordered layout of ``padded.py``.
+
+ReLU masks (bit-packed), the convolution epilogues that rectify a band of rows while it is still in
+cache (forward) or add tap gradients and apply the mask (backward), element-wise adds and copies, and
+2x2 pooling forward and backward. Every step runs on the thread pool of ``threads.py``, split over
+channels. The engine that strings them together is ``engine.py``.
+"""
+import numpy as np
+
+from . import padded
+from .threads import parallel_ranges, scratch
+
+# --- masks ------------------------------------------------------------------------------------------
+
+def mask_shape(c, h, w):
+    """Bit-packed ReLU mask of a padded buffer: one bit per element, each buffer row packed alone."""
+    return (c, h + 3, (w + 2 + 7) // 8)
+
+
+def unpack_rows(mask, lo, hi, r_lo, r_hi, wp):
+    return np.unpackbits(mask[lo:hi, r_lo:r_hi], axis=-1, count=wp).view(bool)
+
+
+# --- epilogues (see conv3x3.py) ----------------------------------------------------------------
+
+def relu_epilogue(out, mask, w):
+    """Rectify rows [r_lo, r_hi) in place and record their packed mask (the kernel added the bias).
+
+    ReLU as x * (x > 0), reusing the comparison the mask needs: faster than np.maximum, which checks
+    for NaN. (A negative input becomes -0.0, which every later step treats as 0.)
+    """
+    wp = w + 2
+
+    def epilogue(r_lo, r_hi):
+        def work(lo, hi):
+            rows = out[lo:hi, r_lo:r_hi]
+            positive = scratch("relu.mask", rows.shape, bool)
+            np.greater(rows, 0, out=positive)
+            np.multiply(rows, positive, out=rows)
+            mask[lo:hi, r_lo:r_hi] = np.packbits(positive, axis=-1)
+
+        parallel_ranges(work, out.shape[0], work=out.shape[0] * (r_hi - r_lo) * wp)
+
+    return epilogue
+
+
+def grad_mask_epilogue(dx, tap_grad, mask, w):
+    """Add the tap gradient (if any) to rows [r_lo, r_hi), then apply the ReLU mask.
+
+    tap_grad: (C, H, W), added to the interior; padded (zero border), added whole; or factored
+    (``losses.GramGradient`` on the padded tap), multiplied out for these rows only.
+    """
+    wp = w + 2
+    factored = hasattr(tap_grad, "add_rows")
+    whole = not factored and tap_grad is not None and tap_grad.shape[2] == wp
+
+    def epilogue(r_lo, r_hi):
+        def work(lo, hi):
+            rows = dx[lo:hi, r_lo:r_hi]
+            if factored:
+                tap_grad.add_rows(rows, lo, hi, r_lo, r_hi, scratch("grad.rows", rows.shape, rows.dtype))
+            elif whole:
+                rows += tap_grad[lo:hi, r_lo:r_hi]
+            elif tap_grad is not None:
+                rows[:, :, 1:w + 1] += tap_grad[lo:hi, r_lo - 1:r_hi - 1]
+            np.multiply(rows, unpack_rows(mask, lo, hi, r_lo, r_hi, wp), out=rows)
+
+        parallel_ranges(work, dx.shape[0], work=dx.shape[0] * (r_hi - r_lo) * wp)
+
+    return epilogue
+
+
+def relu_with_mask(buf, h, mask):
+    def work(lo, hi):
+        rows = buf[lo:hi, 1:h + 1]
+        np.maximum(rows, 0, out=rows)
+        mask[lo:hi, 1:h + 1] = np.packbits(rows > 0, axis=-1)
+
+    parallel_ranges(work, buf.shape[0], work=buf.size)
+    return mask
+
+
+def apply_mask(buf, mask, h, w):
+    def work(lo, hi):
+        rows = buf[lo:hi]
+        np.multiply(rows, unpack_rows(mask, lo, hi, 0, h + 3, w + 2), out=rows)
+
+    parallel_ranges(work, buf.shape[0], work=buf.size)
+
+
+def add_interior(buf, g, h, w):
+    def work(lo, hi):
+        buf[lo:hi, 1:h + 1, 1:w + 1] += g[lo:hi]
+
+    parallel_ranges(work, buf.shape[0], work=buf.size)
+
+
+def add_flat(buf, g):
+    def work(lo, hi):
+        buf[lo:hi] += g[lo:hi]
+
+    parallel_ranges(work, buf.shape[0], work=buf.size)
+
+
+def copy_in(buf, g, h, w):
+    """Fill a padded buffer from g: (C, H, W) into the interior (border zeroed), or padded as a whole."""
+    whole = g.shape[1:] == buf.shape[1:]
+    if not whole:
+        padded.zero_border(buf, h, w)
+
+    def work(lo, hi):
+        if whole:
+            buf[lo:hi] = g[lo:hi]
+        else:
+            buf[lo:hi, 1:h + 1, 1:w + 1] = g[lo:hi]
+
+    parallel_ranges(work, buf.shape[0], work=buf.size)
+    return buf
+
+
+# --- pooling ------------------------------------------------------------------------------------------
+
+def windows(buf, ho, wo):
+    """The four 2x2-window corners of the interior: strided (C, Ho, Wo) views."""
+    return [buf[:, 1 + di:1 + di + 2 * ho:2, 1 + dj:1 + dj + 2 * wo:2] for di in (0, 1) for dj in (0, 1)]
+
+
+def avg_pool(buf, h, w, out):
+    ho, wo = h // 2, w // 2
+
+    def work(lo, hi):
+        a, b_, c_, d = windows(buf[lo:hi], ho, wo)
+        dst = out[lo:hi, 1:ho + 1, 1:wo + 1]
+        np.add(a, b_, out=dst)
+        dst += c_
+        dst += d
+        dst *= buf.dtype.type(0.25)
+
+    parallel_ranges(work, buf.shape[0], work=buf.size)
+
+
+def max_pool(buf, h, w, out, winner):
+    ho, wo = h // 2, w // 2
+
+    def work(lo, hi):
+        views = windows(buf[lo:hi], ho, wo)
+        dst = out[lo:hi, 1:ho + 1, 1:wo + 1]
+        np.copyto(dst, views[0])
+        winner[lo:hi] = 0
+        for idx in range(1, 4):
+            better = views[idx] > dst  # strict: the first offset keeps a tie, as in reference/pool.py
+            np.copyto(winner[lo:hi], idx, where=better)
+            np.copyto(dst, views[idx], where=better)
+
+    parallel_ranges(work, buf.shape[0], work=buf.size)
+
+
+def pool_backward(dout, h, w, winner, dx):
+    """Gradient on the (C, h, w) map before a 2x2/2 pool, from the padded gradient after it."""
+    ho, wo = h // 2, w // 2
+    padded.zero_border(dx, h, w)
+
+    def work(lo, hi):
+        g = dout[lo:hi, 1:ho + 1, 1:wo + 1]
+        if h % 2:
+            dx[lo:hi, h, :] = 0  # rows and columns that no window covers get no gradient
+        if w % 2:
+            dx[lo:hi, :, w] = 0
+        for idx, view in enumerate(windows(dx[lo:hi], ho, wo)):
+            if winner is None:
+                np.multiply(g, dout.dtype.type(0.25), out=view)
+            else:
+                np.multiply(g, winner[lo:hi] == idx, out=view)
+
+    parallel_ranges(work, dx.shape[0], work=dx.size)
+    return dx

@@ -1,0 +1,85 @@
+"""The losses of Gatys et al., each with its gradient derived by hand.
+
+F is the feature map of one layer for one image, shape (1, N_l, H_l, W_l): N_l channels ("filters")
+and M_l = H_l * W_l positions. Every function returns ``(value, gradient)``; the value is a Python float,
+the gradient has the shape and dtype of the input.
+"""
+from ..backend import get_xp
+
+
+def _as_matrix(F):
+    if F.ndim != 4 or F.shape[0] != 1:
+        raise ValueError(f"expected features of shape (1, N, H, W); got {F.shape}")
+    return F.reshape(F.shape[1], F.shape[2] * F.shape[3])  # a copy only when F is a strided view
+
+
+def _sum_squares(a):
+    """sum(a*a) as a Python float, accumulated by BLAS (a dot product, no temporary array)."""
+    xp = get_xp(a)
+    flat = a.reshape(-1)
+    return float(xp.dot(flat, flat))
+
+
+def content_loss(F, P):
+    """Lc = 1/2 * sum((F - P)^2); dLc/dF = F - P.  (Paper, eq. 1 and 2.)"""
+    diff = F - P
+    return 0.5 * _sum_squares(diff), diff
+
+
+def gram_matrix(F):
+    """G = F F^T with F reshaped to (N_l, M_l): G[i, j] is the inner product of channels i and j."""
+    Fm = _as_matrix(F)
+    return Fm @ Fm.T
+
+
+def style_layer_loss(F, A):
+    """E_l = 1/(4 N^2 M^2) * sum((G - A)^2) with G = gram_matrix(F); A is the target Gram matrix.
+
+    Gradient (paper, eq. 6, before the ReLU's mask): with D = G - A (symmetric, since G and A are),
+    dE = 1/(4N^2M^2) * 2 <D, dG> and dG = dF F^T + F dF^T, so <D, dG> = 2 <D F, dF>; hence
+    dE/dF = (D F) / (N^2 M^2).
+    """
+    Fm = _as_matrix(F)
+    n, m = Fm.shape
+    D = Fm @ Fm.T - A
+    value, S = gram_difference_loss(D, n, m)
+    return value, (S @ Fm).reshape(F.shape)
+
+
+def gram_difference_loss(D, n, m):
+    """E_l from D = G - A for N = n channels and M = m positions, and S = D / (N^2 M^2).
+
+    The gradient is S F; returning the small N x N factor S lets a caller multiply it out in whatever
+    layout it keeps F in (scaling S rather than S F saves a pass over N x M).
+    """
+    scale = 1.0 / (float(n) ** 2 * float(m) ** 2)
+    value = 0.25 * scale * _sum_squares(D)
+    return value, D * D.dtype.type(scale)
+
+
+def blended_gram(grams, blend):
+    """A = sum_s b_s A(s): the target Gram matrix for several style images (blend weights sum to 1)."""
+    if len(grams) != len(blend):
+        raise ValueError(f"{len(grams)} Gram matrices but {len(blend)} blend weights")
+    total = grams[0] * grams[0].dtype.type(blend[0])
+    for g, b in zip(grams[1:], blend[1:]):
+        total += g * g.dtype.type(b)
+    return total
+
+
+def tv_loss(x):
+    """TV = sum of squared differences between vertically and horizontally neighbouring pixels.
+
+    x: (N, C, H, W). Each difference d = x[i+1] - x[i] contributes d^2, so it adds 2d to x[i+1] and
+    -2d to x[i]: the gradient is exact (unlike the absolute-value variant, which is not smooth at 0).
+    """
+    xp = get_xp(x)
+    dv = x[:, :, 1:, :] - x[:, :, :-1, :]
+    dh = x[:, :, :, 1:] - x[:, :, :, :-1]
+    value = _sum_squares(dv) + _sum_squares(dh)
+    grad = xp.zeros_like(x)
+    grad[:, :, 1:, :] += 2 * dv
+    grad[:, :, :-1, :] -= 2 * dv
+    grad[:, :, :, 1:] += 2 * dh
+    grad[:, :, :, :-1] -= 2 * dh
+    return value, grad

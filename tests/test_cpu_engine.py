@@ -1,0 +1,80 @@
+"""What is particular to the CPU engine: thread counts, inputs left alone, traces used once, buffers reused
+and let go. Its values and gradients against the reference engine: test_engines.py."""
+import numpy as np
+import pytest
+
+from nstyle.model.gradcheck import random_image, random_vgg_params, rel_error
+from nstyle.cpu import threads
+from nstyle.cpu.engine import CpuEngine
+from nstyle.model.objective import StyleObjective
+from nstyle.model.vgg import VGG19
+
+def cpu_winograd_always(params, pooling):
+    return CpuEngine(params, pooling, winograd="always")
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_thread_counts_give_the_reference_result(rng, n_threads):
+    params = random_vgg_params(rng)
+    x = random_image(rng, 32, 24)
+    ref = VGG19(params, dtype=np.float64, engine="reference")
+    feats, trace = ref.forward(x, ["relu2_1", "relu4_1"])
+    grads = {t: rng.standard_normal(feats[t].shape) for t in feats}
+    dx_ref = ref.backward(trace, {k: g.copy() for k, g in grads.items()})
+    threads.set_num_threads(n_threads)
+    try:
+        fast = VGG19(params, dtype=np.float64, engine=cpu_winograd_always)
+        dx = fast.backward(fast.forward(x, ["relu2_1", "relu4_1"])[1], grads)
+    finally:
+        threads.set_num_threads(None)
+    assert rel_error(dx, dx_ref) < 1e-12
+
+
+def test_fast_path_without_per_thread_blas_control(rng, monkeypatch):
+    """Where OpenBLAS's per-thread setting is missing (simulated: the control handle removed), bands
+    run in order and element-wise steps split; the result is the reference's."""
+    monkeypatch.setattr(threads, "_blas_control", None)
+    test_thread_counts_give_the_reference_result(rng, 2)
+
+
+def test_fast_path_leaves_inputs_alone(rng):
+    vgg = VGG19(random_vgg_params(rng), dtype=np.float32)
+    x = random_image(rng, 16, 20).astype(np.float32)
+    x0 = x.copy()
+    feats, trace = vgg.forward(x, ["relu2_1", "relu1_1"])
+    g = {n: np.ones(feats[n].shape, np.float32) for n in feats}
+    g0 = {n: v.copy() for n, v in g.items()}
+    vgg.backward(trace, g)
+    np.testing.assert_array_equal(x, x0)
+    for n in g:
+        np.testing.assert_array_equal(g[n], g0[n])
+
+
+def test_trace_serves_one_backward_and_buffers_are_recycled(rng):
+    vgg = VGG19(random_vgg_params(rng), dtype=np.float32)
+    x = random_image(rng, 16, 20).astype(np.float32)
+    feats, trace = vgg.forward(x, ["relu1_1", "relu2_1"])
+    kept = feats["relu1_1"].copy()
+    g = {"relu2_1": np.ones(feats["relu2_1"].shape, np.float32)}
+    vgg.backward(trace, g)
+    with pytest.raises(ValueError, match="already used"):
+        vgg.backward(trace, g)
+    assert vgg.engine.buffers.nbytes() > 0, "the backward gives its buffers back to the pool"
+    # relu1_1's buffer is still viewed by feats: it must not be reused by the next forward
+    vgg.forward(x + 1, ["relu1_1", "relu2_1"])
+    np.testing.assert_array_equal(feats["relu1_1"], kept)
+
+
+def test_buffers_pooled_for_the_target_images_are_let_go(rng):
+    """The style image's forward pools buffers of its own size; once the targets exist they are freed,
+    and evaluations then keep only buffers of the image being optimised."""
+    vgg = VGG19(random_vgg_params(rng), dtype=np.float32)
+    content = random_image(rng, 24, 16).astype(np.float32)
+    style = random_image(rng, 40, 32).astype(np.float32)
+    vgg.forward(style, ["relu3_1"])
+    assert vgg.engine.buffers.nbytes() > 0  # the premise: a forward leaves pooled buffers behind
+    obj = StyleObjective(vgg, content, [style], style_layers=["relu1_1", "relu3_1"])
+    assert vgg.engine.buffers.nbytes() == 0
+    obj.value_and_grad(content)
+    kept_sizes = {shape[1:] for shape, _ in vgg.engine.buffers._free}
+    assert kept_sizes and all(s[0] <= 24 + 3 for s in kept_sizes), kept_sizes
