@@ -16,8 +16,8 @@ loss L and time T), then nstyle.stylize(scales=...) with --iters at every stage,
 as soon as the last stage's loss is at or below L. Target: at most 0.6 T.
 
 Real weights and images make the coarse-to-fine comparison meaningful (default: the nstyle default
-weights if present or fetchable, and /work/shared/images/{tubingen,starry_night}.jpg when they exist;
-otherwise seeded random weights and images, and the output says so). Writes bench/results/run.json/.md.
+weights if present or fetchable; pass a photo and a painting with --content and --style, otherwise
+seeded random images are used, and the output says so). Writes bench/results/run.json/.md.
 """
 import argparse
 import os
@@ -28,9 +28,6 @@ import numpy as np
 
 import common
 import nstyle
-
-DEFAULT_IMAGES = Path("/work/shared/images")
-
 
 def load_inputs(args):
     """(params, content PIL, style PIL, notes): real when available, else seeded random."""
@@ -50,9 +47,7 @@ def load_inputs(args):
     params = {k: (np.asarray(params[k][0], np.float32), np.asarray(params[k][1], np.float32)) for k in keep}
     rng = np.random.default_rng(3)
     images = []
-    for path, fallback in ((args.content, DEFAULT_IMAGES / "tubingen.jpg"),
-                           (args.style, DEFAULT_IMAGES / "starry_night.jpg")):
-        path = path or (fallback if fallback.exists() else None)
+    for path in (args.content, args.style):
         if path:
             images.append(Image.open(path).convert("RGB"))
             notes.append(f"image: {Path(path).name}")

@@ -1,6 +1,6 @@
 """Shared pieces of the nstyle-vs-PyTorch benchmarks: the machine, the rival, timing, memory, output.
 
-Both sides get the same float32 weights, the same images and the same loss (DESIGN.md: content relu4_2,
+Both sides get the same float32 weights, the same images and the same loss (content relu4_2,
 Gram losses at relu1_1..relu5_1 with w_l = 1/5, alpha = 1, beta = 1e3, average pooling). The PyTorch side
 is what a careful user would write: torch.nn.functional, in-place ReLU, autograd for the gradient with
 respect to the pixels only (weights do not require grad), targets computed under no_grad.

@@ -101,7 +101,42 @@ def test_bad_numbers_are_refused_at_parse_time(capsys, flag, value):
     assert len(err.strip().splitlines()) == 2, f"one error line and one hint expected: {err}"
 
 
+@pytest.mark.parametrize("command", [["stylize", "c.png", "s.png", "-o", "o.png"],
+                                     ["grid", "c.png", "s.png", "-o", "o.png"],
+                                     ["reconstruct", "c.png", "-o", "o.png"]])
+@pytest.mark.parametrize("flag,value", [("--style-layers", "relu1_1,,relu2_1"), ("--style-layers", "relu1_1,"),
+                                        ("--style-layers", "relu1_1,relu1_1"), ("--size", "0"),
+                                        ("--size", "-3"), ("--iters", "-1"), ("--seed", "-1"),
+                                        ("--engine", "turbo")])
+def test_every_command_shares_the_argument_types(capsys, command, flag, value):
+    """grid and reconstruct accept exactly what stylize accepts: empty list items, repeated layers and
+    out-of-range counts are refused at parse time, in one line, exit 2."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(command + [flag, value])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, f"{command[0]} {flag} {value}"
+    assert err.startswith("nstyle: error:") and flag in err and "Traceback" not in err, err
+
+
 # --- what a run writes ---------------------------------------------------------------------------
+
+def test_reference_engine_runs_end_to_end_and_ends_at_the_fast_engines_loss(tmp_path, images, weights, capsys):
+    """--engine reference runs the readable layer loop through the whole command; 10 iterations at
+    64 px end at the default engine's loss (relative difference < 1e-3), and the log names the engine."""
+    content, style = images
+    finals = {}
+    for engine in ("auto", "reference"):
+        log = tmp_path / f"log-{engine}.json"
+        code, _, err = run_cli(capsys, "stylize", content, style, "-o", tmp_path / f"{engine}.png", "--size", 64,
+                               "--iters", 10, "--weights", weights, "--engine", engine, "--log-json", log,
+                               *FAST_LAYERS)
+        assert code == 0, err
+        doc = json.loads(log.read_text())
+        assert doc["settings"]["engine"] == ("cpu" if engine == "auto" else "reference")
+        assert len(doc["records"]) == 10
+        finals[engine] = doc["records"][-1]["loss"]
+    assert abs(finals["reference"] - finals["auto"]) / finals["auto"] < 1e-3, finals
+
 
 def test_log_json_plot_and_save_every(tmp_path, images, weights, capsys):
     content, style = images

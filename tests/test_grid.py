@@ -102,7 +102,7 @@ def test_grid_refuses_bad_settings(images, vgg, kwargs, message):
 def test_grid_command(images, rng, tmp_path, monkeypatch, capsys):
     params = random_vgg_params(rng)
     monkeypatch.setattr(VGG19, "load", classmethod(
-        lambda cls, path=None, pooling="avg", device="cpu", dtype=np.float32: cls(params, pooling=pooling)))
+        lambda cls, path=None, pooling="avg", device="cpu", dtype=np.float32, engine="auto": cls(params, pooling=pooling, engine=engine)))
     content, style = tmp_path / "c.png", tmp_path / "s.png"
     images[0].save(content)
     images[1].save(style)

@@ -1,5 +1,7 @@
 """The memory estimate: it grows with the image, counts what it claims, and the machine's free memory
 is read without psutil."""
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -83,10 +85,14 @@ def test_cpu_model_bounds_a_measured_evaluation(rng):
 def test_network_model_follows_the_engine():
     taps = ("relu4_2",) + STYLE
     assert network_bytes(256, 256, taps) == cpu_network_bytes(256, 256, taps)
-    assert network_bytes(256, 256, taps, device="gpu") == memory.layer_path_network_bytes(256, 256, taps)
+    for engine in ("gpu", "reference"):
+        assert network_bytes(256, 256, taps, engine=engine) == memory.layer_path_network_bytes(256, 256, taps)
     cpu, gpu = estimate(256, 256, ("relu4_2",), STYLE), estimate(256, 256, ("relu4_2",), STYLE, device="gpu")
+    ref = estimate(256, 256, ("relu4_2",), STYLE, engine="reference")
     assert cpu.parts["kernel weights"] > 0 and cpu.parts["thread buffers"] > 0
-    assert "kernel weights" not in gpu.parts and "thread buffers" not in gpu.parts
+    for other in (gpu, ref):
+        assert "kernel weights" not in other.parts and "thread buffers" not in other.parts
+    assert ref.parts["network"] == gpu.parts["network"] != cpu.parts["network"]
 
 
 def test_largest_fitting_size_bisects():
@@ -97,18 +103,66 @@ def test_largest_fitting_size_bisects():
     assert largest_fitting_size(1, make) is None
 
 
-def test_available_bytes_reads_the_system(monkeypatch):
-    free, source = available_bytes()
-    assert free is None or (free > 0 and source)
-    real_open = open
+def fake_system(root, meminfo_kb=8 * 2**20, cgroup="0::/job/step\n", files=None):
+    """A folder laid out like /proc and /sys, for available_bytes(root=...)."""
+    (root / "proc/self").mkdir(parents=True, exist_ok=True)
+    if meminfo_kb is not None:
+        (root / "proc/meminfo").write_text(f"MemTotal: {2 * meminfo_kb} kB\nMemAvailable: {meminfo_kb} kB\n")
+    (root / "proc/self/cgroup").write_text(cgroup)
+    for rel, text in (files or {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return str(root)
 
-    def no_proc(path, *a, **k):
-        if str(path).startswith(("/proc/meminfo", "/sys/fs/cgroup")):
-            raise OSError("not here")
-        return real_open(path, *a, **k)
-    monkeypatch.setattr("builtins.open", no_proc)
-    free, source = available_bytes()  # falls back to sysconf, or says it does not know
-    assert (free is None and "not" in source) or (free > 0 and source == "free physical pages")
+
+def test_available_bytes_reads_meminfo(tmp_path):
+    free, source = available_bytes(fake_system(tmp_path))
+    assert (free, source) == (8 * 2**30, "MemAvailable")
+
+
+@pytest.mark.parametrize("where", ["sys/fs/cgroup/job/step", "sys/fs/cgroup/job", "sys/fs/cgroup"])
+def test_a_cgroup_v2_limit_on_the_process_or_an_ancestor_binds(tmp_path, where):
+    """A limit set on this process's own cgroup, on a parent (a Slurm job, a systemd slice) or at the
+    root is found, and the room under it counts when it is tighter than the machine's free memory."""
+    files = {"sys/fs/cgroup/job/step/memory.max": "max"}  # no limit of its own...
+    files.update({f"{where}/memory.max": str(3 * 2**30), f"{where}/memory.current": str(2**30)})
+    root = fake_system(tmp_path, files=files)
+    assert available_bytes(root) == (2 * 2**30, "cgroup memory limit")
+
+
+def test_the_tightest_of_several_cgroup_limits_wins(tmp_path):
+    root = fake_system(tmp_path, files={"sys/fs/cgroup/job/memory.max": str(5 * 2**30),
+                                         "sys/fs/cgroup/job/memory.current": "0",
+                                         "sys/fs/cgroup/job/step/memory.max": str(4 * 2**30),
+                                         "sys/fs/cgroup/job/step/memory.current": str(2**30)})
+    assert available_bytes(root)[0] == 3 * 2**30
+
+
+def test_a_cgroup_v1_memory_controller_limit_binds(tmp_path):
+    root = fake_system(tmp_path, cgroup="12:cpu,cpuacct:/x\n4:memory:/pod7\n",
+                       files={"sys/fs/cgroup/memory/pod7/memory.limit_in_bytes": str(2**30),
+                              "sys/fs/cgroup/memory/pod7/memory.usage_in_bytes": str(2**28),
+                              "sys/fs/cgroup/memory/memory.limit_in_bytes": str(2**63 - 4096)})
+    assert available_bytes(root) == (2**30 - 2**28, "cgroup memory limit")
+
+
+def test_a_limit_larger_than_free_memory_changes_nothing(tmp_path):
+    root = fake_system(tmp_path, meminfo_kb=2**20, files={"sys/fs/cgroup/job/step/memory.max": str(2**40),
+                                                           "sys/fs/cgroup/job/step/memory.current": "0"})
+    assert available_bytes(root) == (2**30, "MemAvailable")
+
+
+def test_an_address_space_limit_binds(tmp_path):
+    """ulimit -v, set in a child process so that the test's own process keeps its limits."""
+    code = ("import resource, nstyle.app.memory as m; resource.setrlimit(resource.RLIMIT_AS, (2**34, 2**34)); "
+            "free, source = m.available_bytes(); print(free, source)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    free, source = int(out[0]), out[1].strip()
+    assert source == "address-space limit (ulimit -v)" and 0 < free < 2**34
+
+
+def test_unknown_memory_is_said(tmp_path):
+    assert available_bytes(fake_system(tmp_path, meminfo_kb=None))[0] is None
 
 
 def test_format_bytes():

@@ -118,6 +118,19 @@ def test_objective_validates_its_inputs(rng):
         StyleObjective(vgg, content=c, styles=[])
 
 
-def test_public_api_names():
-    for name in ("VGG19", "preprocess", "deprocess", "StyleObjective", "stylize"):
-        assert hasattr(nstyle, name)
+def test_public_api_keeps_its_stable_signatures():
+    """The names and keywords users and outside checks rely on (the README's API section)."""
+    import inspect
+    assert set(nstyle.__all__) <= set(dir(nstyle))
+    assert list(inspect.signature(nstyle.VGG19).parameters) == ["params", "pooling", "device", "dtype", "engine"]
+    assert list(inspect.signature(nstyle.VGG19.load).parameters)[:3] == ["path", "pooling", "device"]
+    objective = inspect.signature(nstyle.StyleObjective).parameters
+    for name in ("vgg", "content", "styles", "style_blend", "content_weight", "style_weight", "tv_weight",
+                 "content_layers", "style_layers", "style_layer_weights"):
+        assert name in objective, name
+    stylize = inspect.signature(nstyle.stylize).parameters
+    assert list(stylize)[:2] == ["content", "style"]
+    assert all(p.kind == p.KEYWORD_ONLY for p in list(stylize.values())[2:])
+    x = nstyle.preprocess(np.zeros((4, 6, 3), np.uint8))
+    assert x.shape == (1, 3, 4, 6) and x.dtype == np.float32
+    assert nstyle.deprocess(x).size == (6, 4)

@@ -184,8 +184,8 @@ def small_weights(monkeypatch, rng):
     """`VGG19.load` returns a small random network, so the commands run without the real weights."""
     params = random_vgg_params(rng)
     monkeypatch.setattr(VGG19, "load", classmethod(
-        lambda cls, path=None, pooling="avg", device="cpu", dtype=np.float32: cls(params, pooling=pooling,
-                                                                                   device=device)))
+        lambda cls, path=None, pooling="avg", device="cpu", dtype=np.float32, engine="auto":
+        cls(params, pooling=pooling, device=device, engine=engine)))
 
 
 def test_reconstruct_command(small_weights, tmp_path, capsys):

@@ -33,7 +33,8 @@ def torch_gram(F):
 
 def torch_objective(torch, params, content, styles, blend, content_layers, style_layers, style_layer_weights,
                     alpha, beta, gamma, pooling="avg", inplace=False):
-    """Returns loss(x) -> scalar tensor, with targets computed once (the DESIGN.md definitions).
+    """Returns loss(x) -> scalar tensor, with targets computed once (the paper's definitions, as in
+    nstyle/reference/losses.py and nstyle/model/objective.py).
     inplace: see :func:`torch_taps`."""
     with torch.no_grad():
         P = torch_taps(torch, params, content, content_layers, pooling, inplace) if content_layers else {}

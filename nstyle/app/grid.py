@@ -12,15 +12,15 @@ is rebuilt from the cells after each one.
 """
 import math
 
-from ..backend import resolve_device
 from .cells import (Cell, CellStore, cells_folder, cells_sheet, check_output, fill_sheet, image_fingerprint,
                     weights_fingerprint)
 from ..errors import InputError
 from .imageio import resize_longest
 from ..model.objective import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 from .reconstruct import style_subset_label
-from .stylize import as_image, stylize
-from ..model.vgg import VGG19
+from .network import load_network
+from .plan import as_image
+from .stylize import stylize
 
 GRID_INITS = ("noise", "content", "style")
 
@@ -73,7 +73,7 @@ def grid_cells(ratios, depths, style_layers=DEFAULT_STYLE_LAYERS):
 
 def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), depths=(1, 2, 3, 4, 5), size=256,
               iters=300, init="noise", seed=0, content_layer=DEFAULT_CONTENT_LAYERS[0],
-              style_layers=DEFAULT_STYLE_LAYERS, pooling="avg", device="cpu", weights=None, vgg=None,
+              style_layers=DEFAULT_STYLE_LAYERS, pooling="avg", device="cpu", engine="auto", weights=None, vgg=None,
               restart=False, callback=None, log=None):
     """Stylise ``content`` with ``style`` at every (ratio, depth) and lay the results out as a sheet.
 
@@ -81,7 +81,7 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
     kept in ``<out stem>_cells/`` and reused by later calls with the same settings (restart=True
     discards cells made with other settings), and the sheet is rewritten after each finished cell.
     ratios: alpha/beta per column. depths: how many of ``style_layers`` each row uses.
-    size, iters, init ("noise", "content" or "style"), seed, pooling, device, weights, vgg: as in
+    size, iters, init ("noise", "content" or "style"), seed, pooling, device, engine, weights, vgg: as in
     ``stylize``. content_layer: the one content layer. callback(cell, record, get_x) follows each
     iteration; log(message) gets one line per cell. Returns (sheet, cells).
     """
@@ -97,7 +97,7 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
     content_img = resize_longest(as_image(content, "content image"), int(size))
     style_img = as_image(style, "style image")
     if vgg is None:
-        vgg = VGG19.load(weights, pooling=pooling, device=resolve_device(device, announce=log))
+        vgg = load_network(weights, pooling=pooling, device=device, engine=engine, log=log)
     cells = grid_cells(ratios, depths, style_layers)
 
     store = None

@@ -65,7 +65,7 @@ class MemoryEstimate:
         return sum(v for k, v in self.parts.items() if k in ("network", "weights"))
 
 
-def _walk(height, width, deepest, pooling):
+def _walk(height, width, deepest):
     """Per-layer shapes up to ``deepest``: yields (name, in_channels, out_channels, h, w) at that layer's
     output resolution (pools halve h and w, flooring like the engine)."""
     channels, h, w = 3, height, width
@@ -95,7 +95,7 @@ def layer_path_network_bytes(height, width, taps, pooling="avg", itemsize=4):
     deepest = max(taps, key=LAYER_INDEX.__getitem__)
     masks = features = 0
     forward_peak = backward_transient = 0
-    for name, c_in, c_out, h, w in _walk(height, width, deepest, pooling):
+    for name, c_in, c_out, h, w in _walk(height, width, deepest):
         elems = c_out * h * w
         if name.startswith("conv"):
             in_elems, padded = c_in * h * w, c_in * (h + 2) * (w + 2)
@@ -129,7 +129,7 @@ def cpu_network_bytes(height, width, taps, pooling="avg", itemsize=4):
     deepest = max(taps, key=LAYER_INDEX.__getitem__)
     masks = 0
     widest = {}  # padded pixels of each resolution -> the most channels a map there has
-    for name, _, c_out, h, w in _walk(height, width, deepest, pooling):
+    for name, _, c_out, h, w in _walk(height, width, deepest):
         padded = (h + 3) * (w + 2)
         widest[padded] = max(widest.get(padded, 0), c_out)
         if name.startswith("relu"):
@@ -146,7 +146,7 @@ def cpu_weight_form_bytes(deepest, itemsize=4, height=512, width=512):
     kernels' 9 x O x C matrices (the forward's direct one with the bias as one more column). Maps
     with an odd side at a deep layer (too small for Winograd) add a direct form there."""
     total = 0
-    for name, c_in, c_out, h, w in _walk(height, width, deepest, "avg"):
+    for name, c_in, c_out, h, w in _walk(height, width, deepest):
         if not name.startswith("conv"):
             continue
         forward, backward = choose_kernel(c_in, c_out, h, w), choose_kernel(c_out, c_in, h, w)
@@ -159,49 +159,51 @@ def cpu_weight_form_bytes(deepest, itemsize=4, height=512, width=512):
     return total * itemsize
 
 
-def network_bytes(height, width, taps, pooling="avg", itemsize=4, device="cpu"):
-    """Peak bytes of one evaluation's network work: the CPU fast path's model on the CPU (which
-    ``VGG19.forward`` takes for one image in the network's dtype), the generic layer path's on the GPU."""
-    if device == "cpu":
+def network_bytes(height, width, taps, pooling="avg", itemsize=4, engine="cpu"):
+    """Peak bytes of one evaluation's network work: the CPU engine's model for engine "cpu", the layer
+    loop's (the reference and GPU engines') otherwise."""
+    if engine == "cpu":
         return cpu_network_bytes(height, width, taps, pooling, itemsize)
     return layer_path_network_bytes(height, width, taps, pooling, itemsize)
 
 
 def estimate(height, width, content_layers, style_layers, style_shapes=(), pooling="avg",
-             optimizer="lbfgs", history_size=10, image_bytes=0, device="cpu", itemsize=4):
+             optimizer="lbfgs", history_size=10, image_bytes=0, device="cpu", itemsize=4, engine=None):
     """Bytes a run at (height, width) needs at its peak, by part.
 
     style_shapes: (h, w) of each style image as the network sees it; image_bytes: the decoded input
     images (their pixel counts times 3 bytes, times 2 for the RGB copy). Parts: base, weights,
     network (one evaluation, or a style image's forward if larger), targets, optimizer, images; on the
-    CPU also the kernels' weight forms and the threads' band buffers.
+    CPU engine also the kernels' weight forms and the threads' band buffers. engine: "cpu", "gpu" or
+    "reference" (default: the device's fast engine).
     """
+    engine = engine or device
     taps = tuple(dict.fromkeys(tuple(content_layers) + tuple(style_layers)))
     pixels = 3 * height * width
     parts = {"base": BASE_BYTES}
     deepest = max(taps, key=LAYER_INDEX.__getitem__) if taps else None
     weights = 0
     if deepest is not None:
-        for name, c_in, c_out, _, _ in _walk(1, 1, deepest, pooling):
+        for name, c_in, c_out, _, _ in _walk(1, 1, deepest):
             if name.startswith("conv"):
                 weights += (c_out * c_in * 9 + c_out) * itemsize
     # load_params reads every layer of the file before the network keeps the ones it needs
     parts["weights"] = max(weights, 20_024_384 * itemsize)
-    net = network_bytes(height, width, taps, pooling, itemsize, device)
+    net = network_bytes(height, width, taps, pooling, itemsize, engine)
     for sh, sw in style_shapes:
-        net = max(net, network_bytes(sh, sw, tuple(style_layers), pooling, itemsize, device) // 2)
+        net = max(net, network_bytes(sh, sw, tuple(style_layers), pooling, itemsize, engine) // 2)
     parts["network"] = net
-    if device == "cpu" and deepest is not None:
+    if engine == "cpu" and deepest is not None:
         from ..cpu.threads import num_threads  # noqa: PLC0415
         parts["kernel weights"] = cpu_weight_form_bytes(deepest, itemsize)
         parts["thread buffers"] = CPU_SCRATCH_BYTES_PER_THREAD * num_threads() + CPU_SCRATCH_BYTES_MAIN
     targets = 0
     for name in content_layers:
-        for lname, _, c_out, h, w in _walk(height, width, name, pooling):
+        for lname, _, c_out, h, w in _walk(height, width, name):
             if lname == name:
                 targets += c_out * h * w * itemsize
     for name in style_layers:
-        c = next(c_out for lname, _, c_out, _, _ in _walk(1, 1, name, pooling) if lname == name)
+        c = next(c_out for lname, _, c_out, _, _ in _walk(1, 1, name) if lname == name)
         targets += 3 * c * c * itemsize  # target Gram, the evaluation's Gram and its difference
     parts["targets"] = targets
     if optimizer == "lbfgs":
@@ -224,37 +226,96 @@ def _read_int(path):
     return int(text) if text.isdigit() else None
 
 
-def _cgroup_free():
-    """Room left under a cgroup memory limit (v2 or v1), or None when there is no limit."""
-    for limit_path, usage_path in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+def _cgroup_limits(root):
+    """(limit file, usage file) pairs that bound this process: for each cgroup it belongs to (read
+    from /proc/self/cgroup; v2's unified hierarchy and v1's memory controller), that cgroup and every
+    ancestor up to the mount point -- a limit set on a parent (a Slurm job, a systemd slice, a
+    Kubernetes pod) binds its children too."""
+    try:
+        with open(os.path.join(root, "proc/self/cgroup"), encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        lines = ["0::/"]
+    pairs = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":  # cgroup v2
+            mount, files = "sys/fs/cgroup", ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            mount, files = "sys/fs/cgroup/memory", ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        rel = path.strip("/")
+        while True:
+            folder = os.path.join(root, mount, rel)
+            pairs.append((os.path.join(folder, files[0]), os.path.join(folder, files[1])))
+            if not rel:
+                break
+            rel = os.path.dirname(rel)
+    return pairs
+
+
+def _cgroup_free(root="/"):
+    """Room left under the tightest cgroup memory limit on this process, or None when none is set."""
+    rooms = []
+    for limit_path, usage_path in _cgroup_limits(root):
         limit, usage = _read_int(limit_path), _read_int(usage_path)
-        if limit is not None and usage is not None and limit < 2**60:
-            return max(0, limit - usage)
-    return None
+        if limit is not None and limit < 2**60:  # "max" (v2) is not a number; v1 says "no limit" with ~2^63
+            rooms.append(max(0, limit - (usage or 0)))
+    return min(rooms) if rooms else None
 
 
-def available_bytes():
-    """(bytes, source) the machine can give this process now, or (None, reason) when unknown."""
+def _address_space_free(root="/"):
+    """Room left under ``ulimit -v`` (RLIMIT_AS), or None when unlimited."""
+    try:
+        import resource  # noqa: PLC0415 -- POSIX only
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY or soft < 0:
+        return None
+    used = 0
+    try:
+        with open(os.path.join(root, "proc/self/status"), encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    used = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(0, soft - used)
+
+
+def available_bytes(root="/"):
+    """(bytes, source) the machine can give this process now, or (None, reason) when unknown.
+
+    The smallest of: the kernel's MemAvailable (else free physical pages), the room under each cgroup
+    memory limit on this process (v2 or v1, its own cgroup and its ancestors) and the room under
+    ``ulimit -v``. root: where /proc and /sys are found (tests give a folder of their own).
+    """
     free, source = None, None
     try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
+        with open(os.path.join(root, "proc/meminfo"), encoding="ascii") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
                     free, source = int(line.split()[1]) * 1024, "MemAvailable"
                     break
     except (OSError, ValueError, IndexError):
         pass
-    if free is None:
+    if free is None and root == "/":
         try:
             free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
             source = "free physical pages"
         except (ValueError, OSError, AttributeError):
-            return None, "the operating system does not say"
-    room = _cgroup_free()
-    if room is not None and room < free:
-        free, source = room, "container memory limit"
+            pass
+    for room, what in ((_cgroup_free(root), "cgroup memory limit"),
+                       (_address_space_free(root), "address-space limit (ulimit -v)")):
+        if room is not None and (free is None or room < free):
+            free, source = room, what
+    if free is None:
+        return None, "the operating system does not say"
     return free, source
 
 

@@ -15,16 +15,15 @@ The paper names its layers conv1_1 ... conv5_1, but its Caffe network ran each R
 responses it read from those blobs were the rectified ones: relu1_1 ... relu5_1 here. Any layer name
 is accepted (conv3_1 gives the pre-ReLU responses).
 """
-
-from ..backend import resolve_device
 from .cells import (Cell, CellStore, cells_folder, cells_sheet, check_output, fill_sheet, image_fingerprint,
                     weights_fingerprint)
 from ..errors import InputError
 from .imageio import deprocess, preprocess, resize_longest, white_noise
 from ..model.objective import DEFAULT_STYLE_LAYERS, StyleObjective
-from .optimize import STOP_INTERRUPTED, STOP_NONFINITE, lbfgs
-from .stylize import NonFiniteLoss, StylizeInterrupted, as_image
-from ..model.vgg import VGG19
+from .network import load_network
+from .optimize import lbfgs
+from .plan import as_image
+from .stops import raise_for_stop
 
 # The paper's rows (see the module docstring for why relu, not conv).
 PAPER_CONTENT_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -51,37 +50,28 @@ def reconstruction_objective(vgg, x, content_layer=None, style_layers=None):
                           style_layers=style_layers)
 
 
-def _network(vgg, weights, pooling, device, log):
-    if vgg is not None:
-        return vgg
-    return VGG19.load(weights, pooling=pooling, device=resolve_device(device, announce=log))
-
-
 def reconstruct(image, *, content_layer=None, style_layers=None, size=256, iters=300, seed=0, bounds=True,
-                pooling="avg", device="cpu", weights=None, vgg=None, callback=None, log=None):
+                pooling="avg", device="cpu", engine="auto", weights=None, vgg=None, callback=None, log=None):
     """Reconstruct ``image`` from white noise using only one layer's content or some layers' Grams.
 
     image: path, PIL image or uint8 RGB array, resized so its longest side is ``size``.
     content_layer: one layer name (content reconstruction); or style_layers: a list of layer names
     (style reconstruction) -- exactly one of the two. iters: L-BFGS-B iterations from seeded white
-    noise (``seed``). bounds, pooling, device, weights, vgg, callback, log: as in ``stylize``.
+    noise (``seed``). bounds, pooling, device, engine, weights, vgg, callback, log: as in ``stylize``.
     Returns a PIL image of the resized image's size. Raises StylizeInterrupted (holding the best image)
     on Ctrl-C and NonFiniteLoss on NaN/Inf.
     """
     if int(size) < 1 or int(iters) < 0:
         raise InputError("size must be >= 1 and iters >= 0")
     target = resize_longest(as_image(image, "image"), int(size))
-    vgg = _network(vgg, weights, pooling, device, log)
+    if vgg is None:
+        vgg = load_network(weights, pooling=pooling, device=device, engine=engine, log=log)
     x = preprocess(target)
     objective = reconstruction_objective(vgg, x, content_layer=content_layer, style_layers=style_layers)
     x0 = preprocess(white_noise(x.shape[3], x.shape[2], seed))
     result = lbfgs(objective, x0, iters=int(iters), bounds=bounds, callback=callback)
-    out = deprocess(result.x)
-    if result.stop == STOP_INTERRUPTED:
-        raise StylizeInterrupted(out, result.iterations, result.message)
-    if result.stop == STOP_NONFINITE:
-        raise NonFiniteLoss(out, result.message)
-    return out
+    raise_for_stop(result, lambda: deprocess(result.x))
+    return deprocess(result.x)
 
 
 def style_subset_label(layers):
@@ -118,7 +108,7 @@ def reconstruct_sheet(image, *, content_layers=PAPER_CONTENT_LAYERS, style_layer
     out: the sheet's path. When given, every finished cell is also written to ``<out stem>_cells/``
     and reused by a later call with the same settings (restart=True discards cells made with other
     settings), and the sheet is rewritten after each cell. options: ``reconstruct``'s keywords (size,
-    iters, seed, bounds, pooling, device, weights, vgg). callback(cell, record, get_x) follows each
+    iters, seed, bounds, pooling, device, engine, weights, vgg). callback(cell, record, get_x) follows each
     iteration. Returns (sheet, cells).
     """
     defaults = {k: v for k, v in reconstruct.__kwdefaults__.items()
@@ -135,7 +125,9 @@ def reconstruct_sheet(image, *, content_layers=PAPER_CONTENT_LAYERS, style_layer
     if out is not None:
         check_output(out, [image])
     target = resize_longest(as_image(image, "image"), int(opts["size"]))
-    opts["vgg"] = _network(opts["vgg"], opts["weights"], opts["pooling"], opts["device"], log)
+    if opts["vgg"] is None:
+        opts["vgg"] = load_network(opts["weights"], pooling=opts["pooling"], device=opts["device"],
+                                   engine=opts["engine"], log=log)
     has_content = bool(content_layers)
     row_labels = (["content"] if has_content else []) + (["style"] if style_layers else [])
 

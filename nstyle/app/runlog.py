@@ -1,7 +1,7 @@
 """A run's record: ``--log-json`` (settings plus one record per iteration) and ``--plot`` (loss curves).
 
 The JSON file holds ``{"nstyle": version, "status": "done" | "interrupted" | "nonfinite" | "failed",
-"message", "output", "settings": {...}, "records": [{"iter", "step", "stage", "loss", "content", "style",
+"message", "output", "settings": {..., "engine": the engine that ran}, "records": [{"iter", "step", "stage", "loss", "content", "style",
 "tv", "seconds", "style/relu1_1", ...}, ...]}``. It is written atomically when the run ends, however it
 ends, so a log never disagrees with the image beside it.
 """
@@ -12,6 +12,7 @@ from PIL import Image
 
 from ..atomic import atomic_write
 from ..errors import InputError
+from ..version import __version__
 
 
 def _jsonable(value):
@@ -32,8 +33,6 @@ def _jsonable(value):
 
 def write_log(path, settings, records, status, message="", output=None):
     """Write the run log as JSON, atomically."""
-    from ..version import __version__  # noqa: PLC0415 -- the package imports this module's users
-
     doc = {"nstyle": __version__, "status": status, "message": message, "output": output,
            "settings": _jsonable(settings), "records": _jsonable(records)}
     text = json.dumps(doc, indent=1, allow_nan=False)

@@ -4,245 +4,30 @@ This function's keyword defaults are the library's defaults; the command line re
 ``stylize.__kwdefaults__`` rather than repeating them.
 
 A run has two halves. ``prepare`` opens and checks every input, works out the size of every
-coarse-to-fine stage and estimates the memory the run needs -- all before any weights load, so that a
-run which cannot finish says so in its first second. ``stylize`` then loads the network and runs the
-stages: each one starts from the previous stage's result, upsampled.
+coarse-to-fine stage and estimates the memory the run needs -- all before any weights load
+(``plan.py``). ``run`` then loads the network and runs the stages: each one starts from the previous
+stage's result, upsampled.
 """
-import os
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
 from . import color
-from ..backend import resolve_device
-from ..errors import InputError, NStyleError, RunError, WeightsError
-from .imageio import DEFAULT_MAX_PIXELS, deprocess, fit_size, load_rgb, pixel_bounds, preprocess, white_noise
-from .memory import available_bytes, estimate, format_bytes, gpu_available_bytes, largest_fitting_size
 from ..model.objective import (DEFAULT_CONTENT_LAYERS, DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_LAYERS,
-                        DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, StyleObjective)
-from .optimize import STOP_CONVERGED, STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED, adam, lbfgs
-from ..model.arch import LAYER_INDEX, LAYER_NAMES, POOLINGS
-from ..model.vgg import VGG19, check_layer_names
-
-INITS = ("content", "noise", "style")
-OPTIMIZERS = ("lbfgs", "adam")
-ORIGINAL_COLORS = ("none", "luminance", "match")
-DEVICES = ("auto", "cpu", "gpu")
-
-
-class StylizeInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; ``image`` is the best image so far (at the output size), ``iteration``
-    the number of iterations done over all stages."""
-
-    def __init__(self, image, iteration, message):
-        super().__init__(message)
-        self.image, self.iteration, self.message = image, iteration, message
-
-
-class NonFiniteLoss(RunError):
-    """The loss became NaN or infinite; ``image`` is the best image before that."""
-
-    def __init__(self, image, message, iteration=None):
-        super().__init__(message, hint="lower the weights or the Adam learning rate, or keep bounds on")
-        self.image, self.iteration = image, iteration
-
-
-# ---------------------------------------------------------------------------------------------------
-# Checking the settings (each raises InputError naming the setting).
-
-def _count(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"{name} must be a whole number >= {minimum} (got {value!r})")
-    return int(value)
-
-
-def _number(name, value, positive=False):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number (got {value!r})") from None
-    if not np.isfinite(value) or value < 0 or (positive and value == 0):
-        raise InputError(f"{name} must be a finite number {'>' if positive else '>='} 0 (got {value})")
-    return value
-
-
-def _choice(name, value, choices):
-    if value not in choices:
-        raise InputError(f"unknown {name} {value!r}; choose {', '.join(choices)}")
-    return value
-
-
-def _stage_plan(size, scales, iters):
-    """[(size, iters)] for each stage. iters: one count for every stage, or one per stage."""
-    sizes = [_count("size", size, 1)] if scales is None else [_count("scale", s, 1) for s in scales]
-    if not sizes:
-        raise InputError("scales must name at least one size")
-    counts = list(iters) if isinstance(iters, (list, tuple)) else [iters]
-    counts = [_count("iters", n, 0) for n in counts]
-    if len(counts) == 1:
-        counts *= len(sizes)
-    if len(counts) != len(sizes):
-        raise InputError(f"{len(counts)} iteration counts given for {len(sizes)} scales",
-                         hint="give one count for all stages, or one per stage")
-    return list(zip(sizes, counts))
-
-
-def _pools_before(layer):
-    return sum(1 for name in LAYER_NAMES[:LAYER_INDEX[layer]] if name.startswith("pool"))
-
-
-def _check_reach(what, original, size, layers, stage_size, is_content):
-    """InputError when an image, resized to ``size`` (width, height), is too small for its features to
-    reach the deepest of ``layers``. original: its (width, height) as loaded, for the hint."""
-    if not layers:
-        return
-    deepest = max(layers, key=LAYER_INDEX.__getitem__)
-    need = 2 ** _pools_before(deepest)  # every pool on the way halves the map, and needs 2 pixels
-    width, height = size
-    if min(width, height) < need:
-        ratio = max(original) / min(original)
-        hint = (f"use --size {int(np.ceil(need * ratio))} or more, or a shallower deepest layer" if is_content
-                else "use a larger --style-scale, or a shallower deepest style layer")
-        raise InputError(f"{what} ({original[0]}x{original[1]}) becomes {width}x{height} at size {stage_size}: "
-                         f"too small for the network to reach {deepest}, which needs at least {need} pixels "
-                         f"on each side", hint=hint)
-
-
-def _name(item, what):
-    """How messages name an input: its path when it came from a file."""
-    if isinstance(item, (str, bytes)) or hasattr(item, "__fspath__"):
-        return f"{what} {os.fsdecode(item)}"
-    return what
-
-
-def as_image(item, what, max_pixels=DEFAULT_MAX_PIXELS):
-    """A path or a PIL image or an (H, W, 3) uint8 array -> RGB PIL image."""
-    if isinstance(item, Image.Image):
-        return item.convert("RGB")
-    if isinstance(item, (str, bytes)) or hasattr(item, "__fspath__"):
-        return load_rgb(item, max_pixels=max_pixels, what=what)
-    arr = np.asarray(item)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or 0 in arr.shape:
-        raise InputError(f"{what}: expected a path, a PIL image or a uint8 (H, W, 3) array")
-    return Image.fromarray(arr, "RGB")
-
-
-# ---------------------------------------------------------------------------------------------------
-# The plan: everything known before the network loads.
-
-@dataclass
-class Stage:
-    size: int                  # longest side of this stage's image
-    iters: int
-    content_size: tuple        # (width, height)
-    style_sizes: list          # [(width, height)] per style image
-
-
-@dataclass
-class Plan:
-    content: Image.Image       # decoded inputs, full size
-    styles: list
-    init: object               # "content" | "noise" | "style" | PIL image
-    stages: list
-    options: dict              # every stylize keyword, defaults filled in
-    memory: object = None      # MemoryEstimate of the largest stage
-    notes: list = field(default_factory=list)
-
-    @property
-    def output_size(self):
-        return self.stages[-1].content_size
-
-    @property
-    def total_iters(self):
-        return sum(s.iters for s in self.stages)
-
-    def _estimate_at(self, stage_size):
-        o = self.options
-        w, h = fit_size(self.content.width, self.content.height, stage_size)
-        longest = max(1, round(max(w, h) * o["style_scale"]))
-        style_shapes = [fit_size(s.width, s.height, longest)[::-1] for s in self.styles]
-        images = 6 * (self.content.width * self.content.height
-                      + sum(s.width * s.height for s in self.styles))  # RGB bytes, and a converted copy
-        return estimate(h, w, o["content_layers"] if o["content_weight"] > 0 else (),
-                        o["style_layers"] if o["style_weight"] > 0 else (), style_shapes,
-                        pooling=o["pooling"], optimizer=o["optimizer"], image_bytes=images,
-                        device="gpu" if self._on_gpu() else "cpu")
-
-    def memory_report(self):
-        """(needed, free, source, largest size that fits or None)."""
-        needed = self.memory.total
-        free, source = available_bytes()
-        largest = None
-        if free is not None:
-            largest = largest_fitting_size(free, self._estimate_at)
-        return needed, free, source, largest
-
-    def _on_gpu(self):
-        device = self.options["device"]
-        if device in ("gpu", "cuda"):
-            return True
-        if device == "auto":
-            from ..backend import gpu_available  # noqa: PLC0415 -- imports CuPy, only when asked
-            return gpu_available()
-        return False
-
-    def check_memory(self):
-        """InputError when the estimate says the run will not fit in free memory (host, then GPU).
-
-        On the GPU the network's activations and weights live on the device; the host keeps the rest
-        (L-BFGS-B's history, the images)."""
-        on_gpu = self._on_gpu()
-        needed, free, source, largest = self.memory_report()
-        if on_gpu:
-            needed -= self.memory.parts["network"]
-        w, h = self.output_size
-        hint = (f"the largest size that fits is about {largest}: try --size {largest}"
-                if largest and not on_gpu else "use a smaller --size, or close other programs")
-        hint += " (or --no-memory-check to try anyway)"
-        if free is not None and needed > free:
-            raise InputError(f"a {w}x{h} run needs about {format_bytes(needed)} of memory, but only "
-                             f"{format_bytes(free)} is free ({source})", hint=hint)
-        if on_gpu:
-            gfree, _ = gpu_available_bytes()
-            if gfree is not None and self.memory.on_device > gfree:
-                raise InputError(f"a {w}x{h} run needs about {format_bytes(self.memory.on_device)} of GPU "
-                                 f"memory, but only {format_bytes(gfree)} is free", hint=hint)
-
-    def describe(self):
-        """Lines for ``--dry-run``: sizes, stages, layers, memory."""
-        o = self.options
-        w, h = self.output_size
-        lines = [f"output size      {w}x{h}"]
-        for i, st in enumerate(self.stages, 1):
-            styles = ", ".join(f"{sw}x{sh}" for sw, sh in st.style_sizes)
-            lines.append(f"stage {i}/{len(self.stages)}        {st.content_size[0]}x{st.content_size[1]}, "
-                         f"{st.iters} iterations (style {styles})")
-        if o["content_weight"] > 0:
-            lines.append(f"content layers   {', '.join(o['content_layers'])} (weight {o['content_weight']:g})")
-        if o["style_weight"] > 0:
-            lines.append(f"style layers     {', '.join(o['style_layers'])} (weight {o['style_weight']:g})")
-        lines.append(f"optimizer        {o['optimizer']}, pooling {o['pooling']}, init "
-                     f"{o['init'] if isinstance(o['init'], str) else 'image'}, colours {o['original_colors']}")
-        needed, free, source, largest = self.memory_report()
-        parts = ", ".join(f"{k} {format_bytes(v)}" for k, v in self.memory.parts.items())
-        lines.append(f"memory needed    about {format_bytes(needed)} ({parts})")
-        if free is None:
-            lines.append(f"memory free      unknown ({source})")
-        else:
-            verdict = "fits" if needed <= free else "DOES NOT FIT"
-            lines.append(f"memory free      {format_bytes(free)} ({source}): {verdict}")
-            if largest:
-                lines.append(f"largest size     about {largest} (longest side) fits in that memory")
-        return lines
+                               DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, StyleObjective)
+from .imageio import DEFAULT_MAX_PIXELS, deprocess, pixel_bounds, preprocess, white_noise
+from .network import load_network
+from .optimize import STOP_CONVERGED, STOP_REQUESTED, adam, lbfgs
+from .plan import DEVICES, INITS, OPTIMIZERS, ORIGINAL_COLORS, Plan, as_image, make_plan  # noqa: F401
+from .stops import NonFiniteLoss, StylizeInterrupted, raise_for_stop  # noqa: F401 -- re-exported
 
 
 def prepare(content, style, **options):
     """Open and check every input and setting, and plan the stages; loads no weights.
 
     Takes the same arguments as :func:`stylize` (defaults from its keyword defaults). Raises InputError
-    naming the first problem found.
+    naming the first problem found. Returns a ``plan.Plan``.
     """
     defaults = stylize.__kwdefaults__
     unknown = set(options) - set(defaults)
@@ -251,76 +36,8 @@ def prepare(content, style, **options):
     o = {**defaults, **options}
     for key in ("vgg", "callback", "log"):
         o.pop(key, None)
-    _choice("optimizer", o["optimizer"], OPTIMIZERS)
-    _choice("pooling", o["pooling"], POOLINGS)
-    _choice("device", o["device"], DEVICES + ("cuda",))
-    o["original_colors"] = "none" if o["original_colors"] in (None, False) else o["original_colors"]
-    _choice("original colours option", o["original_colors"], ORIGINAL_COLORS)
-    for key in ("content_weight", "style_weight", "tv_weight"):
-        o[key] = _number(key.replace("_", " "), o[key])
-    if o["content_weight"] == 0 and o["style_weight"] == 0 and o["tv_weight"] == 0:
-        raise InputError("nothing to optimise: content, style and tv weights are all zero")
-    o["lr"] = _number("learning rate", o["lr"], positive=True)
-    o["style_scale"] = _number("style scale", o["style_scale"], positive=True)
-    o["seed"] = _count("seed", o["seed"], 0)
-    o["max_pixels"] = None if o["max_pixels"] is None else _count("max pixels", o["max_pixels"], 1)
-    o["content_layers"], o["style_layers"] = tuple(o["content_layers"]), tuple(o["style_layers"])
-    check_layer_names(o["content_layers"], "content layer")
-    check_layer_names(o["style_layers"], "style layer")
-    if o["content_weight"] > 0 and not o["content_layers"]:
-        raise InputError("no content layers given, but the content weight is above zero")
-    if o["style_weight"] > 0 and not o["style_layers"]:
-        raise InputError("no style layers given, but the style weight is above zero")
-    if o["style_layer_weights"] is not None:
-        o["style_layer_weights"] = [_number("style layer weight", w) for w in o["style_layer_weights"]]
-        if len(o["style_layer_weights"]) != len(o["style_layers"]):
-            raise InputError(f"{len(o['style_layer_weights'])} style layer weights given for "
-                             f"{len(o['style_layers'])} style layers")
-    styles_in = list(style) if isinstance(style, (list, tuple)) else [style]
-    if not styles_in:
-        raise InputError("at least one style image is needed")
-    if o["style_blend"] is not None:
-        blend = [_number("style blend weight", b) for b in o["style_blend"]]
-        if len(blend) != len(styles_in):
-            raise InputError(f"{len(blend)} style blend weights given for {len(styles_in)} style image(s)")
-        if sum(blend) <= 0:
-            raise InputError("style blend weights must not all be zero")
-        o["style_blend"] = blend
-    stage_list = _stage_plan(o["size"], o["scales"], o["iters"])
+    return make_plan(content, style, o)
 
-    limit = o["max_pixels"]
-    content_img = as_image(content, "content image", limit)
-    style_imgs = [as_image(s, f"style image{'' if len(styles_in) == 1 else ' ' + str(i + 1)}", limit)
-                  for i, s in enumerate(styles_in)]
-    init = o["init"]
-    if isinstance(init, str) and init in INITS:
-        init_img = init
-    else:
-        init_img = as_image(init, "init image", limit)
-
-    content_taps = o["content_layers"] if o["content_weight"] > 0 else ()
-    style_taps = o["style_layers"] if o["style_weight"] > 0 else ()
-    stages = []
-    for stage_size, stage_iters in stage_list:
-        cw, ch = fit_size(content_img.width, content_img.height, stage_size)
-        _check_reach(_name(content, "content image"), content_img.size, (cw, ch), content_taps + style_taps,
-                     stage_size, True)
-        longest = max(1, round(max(cw, ch) * o["style_scale"]))
-        sizes = []
-        for i, s in enumerate(style_imgs):
-            sw, sh = fit_size(s.width, s.height, longest)
-            _check_reach(_name(styles_in[i], f"style image {i + 1}"), s.size, (sw, sh), style_taps, stage_size,
-                         False)
-            sizes.append((sw, sh))
-        stages.append(Stage(stage_size, stage_iters, (cw, ch), sizes))
-    plan = Plan(content_img, style_imgs, init_img, stages, o)
-    biggest = max(stages, key=lambda st: st.content_size[0] * st.content_size[1])
-    plan.memory = plan._estimate_at(biggest.size)
-    return plan
-
-
-# ---------------------------------------------------------------------------------------------------
-# Running the plan.
 
 def _resize_network_image(x, size):
     """Resize a (1, 3, H, W) network-space array to (width, height) without rounding to 8 bits."""
@@ -375,18 +92,6 @@ def _initial_image(plan, images, seed):
     return images.to_network(img.resize((w, h), Image.Resampling.LANCZOS))
 
 
-def _load_network(options, log):
-    device = resolve_device(options["device"], announce=log)
-    try:
-        return VGG19.load(options["weights"], pooling=options["pooling"], device=device)
-    except (NStyleError, MemoryError):
-        raise
-    except Exception as exc:  # anything else a damaged weights file can make a reader raise
-        where = f" from {options['weights']}" if options["weights"] else ""
-        raise WeightsError(f"could not load the VGG-19 weights{where} ({type(exc).__name__}: {exc})",
-                           hint="fetch them again with `nstyle weights fetch`, or pass another --weights") from exc
-
-
 def _setup_stage(plan, stage, vgg, x_prev):
     """The stage's images, objective and starting point (the previous result upsampled, or the init)."""
     o = plan.options
@@ -409,7 +114,8 @@ def _setup_stage(plan, stage, vgg, x_prev):
 def run(plan, vgg=None, callback=None, log=None):
     """Run a prepared plan; returns the output PIL image. See :func:`stylize` for the callback."""
     if vgg is None:
-        vgg = _load_network(plan.options, log)
+        o = plan.options
+        vgg = load_network(o["weights"], pooling=o["pooling"], device=o["device"], engine=o["engine"], log=log)
     # Overflow to inf or NaN is caught by the optimisers (the run stops and keeps the best image), so
     # NumPy's warnings about it would only repeat that, with a traceback-like line, on stderr.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -452,13 +158,8 @@ def _run_stages(plan, vgg, callback, log):
         resize = final_size if stage.content_size != final_size else None
         if result.stop == STOP_REQUESTED:  # the callback asked to stop: this stage's best is the result
             return images.finish(result.x, resize, plan.content)
-        if result.stop in (STOP_INTERRUPTED, STOP_NONFINITE):
-            image = images.finish(result.x, resize, plan.content)
-            where = f" (stage {k} of {n_stages})" if n_stages > 1 else ""
-            if result.stop == STOP_INTERRUPTED:
-                raise StylizeInterrupted(image, done + result.iterations,
-                                         f"interrupted at iteration {done + result.iterations + 1}{where}")
-            raise NonFiniteLoss(image, result.message + where, iteration=done + result.iterations + 1)
+        raise_for_stop(result, lambda: images.finish(result.x, resize, plan.content), done,
+                       f" (stage {k} of {n_stages})" if n_stages > 1 else "")
         done += result.iterations
         if result.stop == STOP_CONVERGED and log is not None:
             log(result.message)
@@ -471,7 +172,7 @@ def stylize(content, style, *, size=512, iters=500, scales=None, content_weight=
             optimizer="lbfgs", lr=10.0, bounds=True, pooling="avg",
             content_layers=DEFAULT_CONTENT_LAYERS, style_layers=DEFAULT_STYLE_LAYERS,
             style_layer_weights=None, style_blend=None, style_scale=1.0, original_colors="none",
-            device="cpu", weights=None, max_pixels=DEFAULT_MAX_PIXELS, check_memory=True,
+            device="cpu", engine="auto", weights=None, max_pixels=DEFAULT_MAX_PIXELS, check_memory=True,
             vgg=None, callback=None, log=None):
     """Paint ``content`` in the style of ``style`` (Gatys et al.); returns a PIL image.
 
@@ -486,10 +187,11 @@ def stylize(content, style, *, size=512, iters=500, scales=None, content_weight=
     content's. style_blend: one weight per style image (default equal).
     original_colors: "none"; "luminance" (transfer the style's luminance only and keep the content's
     colours); or "match" (map the style's colour statistics to the content's before the run).
-    device: "cpu", "gpu" or "auto". weights: a weights file (None: the default weights).
+    device: "cpu", "gpu" or "auto". engine: "auto" or "fast" (the device's fast engine) or "reference"
+    (the readable layer loop of ``nstyle/reference``). weights: a weights file (None: the default weights).
     max_pixels: refuse input images with more pixels (decompression-bomb guard; None: no limit).
     check_memory: refuse, before loading anything, a run the memory estimate says will not fit.
-    vgg: an already built VGG19 (then weights, pooling and device are taken from it).
+    vgg: an already built VGG19 (then weights, pooling, device and engine are taken from it).
     callback(record, get_image): called after each iteration with the record (iter within the stage,
     step over all stages, stage, stages, size, loss, content, style, tv, per-layer terms, seconds since
     the run started) and a function giving the current image as the output would look; True stops.

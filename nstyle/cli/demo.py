@@ -15,8 +15,8 @@ from ..app.progress import Progress
 from ..app.samples import BUNDLED_PHOTOS, bundled_photo, swirl_painting
 from ..app.sheet import contact_sheet
 from ..app.stylize import prepare
-from .stylize import (add_run_options, check_weights_file, check_writable, execute, iters_list,
-                      positive_int)
+from .args import count, iters_list, list_of, positive_int
+from .stylize import add_run_options, check_weights_file, check_writable, execute
 
 DEMO_CONTENT = "chelsea"
 DEMO_SCALES = (128, 256)
@@ -36,12 +36,12 @@ def add_parser(sub):
                    help="folder for the outputs, created if missing (default: ./nstyle-demo)")
     p.add_argument("--content", default=DEMO_CONTENT, metavar="NAME|PATH",
                    help=f"sample photo ({', '.join(BUNDLED_PHOTOS)}) or an image file (default: {DEMO_CONTENT})")
-    p.add_argument("--scales", type=lambda t: [positive_int(v) for v in t.split(",")],
+    p.add_argument("--scales", type=list_of(positive_int),
                    default=list(DEMO_SCALES), metavar="N,N,...",
                    help=f"stage sizes, coarse to fine (default: {','.join(map(str, DEMO_SCALES))})")
     p.add_argument("--iters", type=iters_list, default=list(DEMO_ITERS), metavar="N[,N...]",
                    help=f"iterations per stage (default: {','.join(map(str, DEMO_ITERS))})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated painting (default: 0)")
+    p.add_argument("--seed", type=count, default=0, help="seed of the generated painting (default: 0)")
     add_run_options(p)
     p.set_defaults(run=run)
 
@@ -91,14 +91,15 @@ def run(args):
     style = swirl_painting(final, max(16, round(final * aspect)), seed=args.seed) if aspect <= 1 else \
         swirl_painting(max(16, round(final / aspect)), final, seed=args.seed)
     plan = prepare(content, style, scales=args.scales, iters=args.iters, style_weight=DEMO_STYLE_WEIGHT,
-                   tv_weight=DEMO_TV_WEIGHT, weights=args.weights, device=args.device)
+                   tv_weight=DEMO_TV_WEIGHT, weights=args.weights, device=args.device, engine=args.engine,
+                   pooling=args.pooling)
     plan.check_memory()
     save_image(content, paths["content.png"])
     save_image(style, paths["style.png"])
     stages = [(st.iters, st.content_size[0] * st.content_size[1]) for st in plan.stages]
     progress = Progress(stages, mode="quiet" if args.quiet else "auto", breakdown_every=args.print_every)
     settings = {"command": "demo", "content": args.content, "style": f"swirl_painting(seed={args.seed})",
-                **plan.options}
+                **plan.options, "engine": plan.engine}
     code = execute(plan, paths["result.png"], progress=progress, log_json=paths["log.json"], plot=plot,
                    settings=settings, say=lambda *_: None)
     save_image(demo_sheet(content, style, load_rgb(paths["result.png"], what="result")), paths["sheet.png"])

@@ -4,19 +4,9 @@ import sys
 from ..app.cells import CellsInterrupted
 from ..app.grid import make_grid
 from ..app.progress import say
-from .reconstruct import layer_list
+from .args import add_network_options, count, layers, list_of, positive_float, positive_int
 
 DEFAULTS = make_grid.__kwdefaults__
-
-
-def _numbers(kind):
-    def parse(text):
-        try:
-            return [kind(t) for t in text.split(",") if t.strip()]
-        except ValueError:
-            import argparse  # noqa: PLC0415
-            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
-    return parse
 
 
 def add_parser(sub):
@@ -30,23 +20,21 @@ def add_parser(sub):
     p.add_argument("content", help="content image (the photo)")
     p.add_argument("style", help="style image (the painting)")
     p.add_argument("-o", "--output", required=True, help="the sheet (image path)")
-    p.add_argument("--ratios", type=_numbers(float), default=list(d["ratios"]),
+    p.add_argument("--ratios", type=list_of(positive_float), default=list(d["ratios"]),
                    help="alpha/beta per column (default " + ",".join(f"{r:g}" for r in d["ratios"]) + ")")
-    p.add_argument("--depths", type=_numbers(int), default=list(d["depths"]),
+    p.add_argument("--depths", type=list_of(positive_int), default=list(d["depths"]),
                    help="style layers used per row (default " + ",".join(map(str, d["depths"])) + ")")
-    p.add_argument("--size", type=int, default=d["size"], help=f"longest side of each cell (default {d['size']})")
-    p.add_argument("--iters", type=int, default=d["iters"], help=f"L-BFGS-B iterations per cell (default {d['iters']})")
+    p.add_argument("--size", type=positive_int, default=d["size"], help=f"longest side of each cell (default {d['size']})")
+    p.add_argument("--iters", type=count, default=d["iters"], help=f"L-BFGS-B iterations per cell (default {d['iters']})")
     p.add_argument("--init", choices=("noise", "content", "style"), default=d["init"],
                    help=f"start of every cell (default {d['init']}, as in the paper)")
-    p.add_argument("--seed", type=int, default=d["seed"])
+    p.add_argument("--seed", type=count, default=d["seed"], help=f"white-noise seed (default {d['seed']})")
     p.add_argument("--content-layer", default=d["content_layer"])
-    p.add_argument("--style-layers", type=layer_list, default=d["style_layers"],
+    p.add_argument("--style-layers", type=layers, default=d["style_layers"],
                    help="the layers whose prefixes the depths count (default " + ",".join(d["style_layers"]) + ")")
-    p.add_argument("--pooling", choices=("avg", "max"), default=d["pooling"])
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default=d["device"])
-    p.add_argument("--weights", default=d["weights"], help="VGG-19 weights file (default: the cached file)")
+    add_network_options(p, d)
     p.add_argument("--restart", action="store_true", help="discard cells made with other settings")
-    p.add_argument("--print-every", type=int, default=50, help="progress line every N iterations (0: none)")
+    p.add_argument("--print-every", type=count, default=50, help="progress line every N iterations (0: none)")
     p.set_defaults(run=run)
 
 
@@ -60,7 +48,7 @@ def run(args):
         make_grid(args.content, args.style, out=args.output, ratios=args.ratios, depths=args.depths,
                   size=args.size, iters=args.iters, init=args.init, seed=args.seed,
                   content_layer=args.content_layer, style_layers=args.style_layers, pooling=args.pooling,
-                  device=args.device, weights=args.weights, restart=args.restart, callback=progress, log=say)
+                  device=args.device, engine=args.engine, weights=args.weights, restart=args.restart, callback=progress, log=say)
     except CellsInterrupted as exc:
         say(exc.message)
         return 130

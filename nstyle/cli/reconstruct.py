@@ -7,13 +7,9 @@ from ..app.progress import say
 from ..app.reconstruct import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, reconstruct, reconstruct_sheet
 from ..app.stylize import NonFiniteLoss, StylizeInterrupted
 from ..errors import InputError
+from .args import add_network_options, count, layers, positive_int
 
 DEFAULTS = reconstruct.__kwdefaults__
-
-
-def layer_list(text):
-    """'relu1_1, relu2_1' -> ('relu1_1', 'relu2_1'); empty items are skipped (also used by ``grid``)."""
-    return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 def add_parser(sub):
@@ -28,20 +24,18 @@ def add_parser(sub):
                     "Sheet cells are kept in <OUT stem>_cells/ and reused when the command is run again.")
     p.add_argument("image", help="the image to reconstruct")
     p.add_argument("-o", "--output", required=True, help="output image (with --all: the sheet)")
-    p.add_argument("--content-layer", "--content-layers", dest="content_layer", type=layer_list, default=None,
+    p.add_argument("--content-layer", "--content-layers", dest="content_layer", type=layers, default=None,
                    metavar="LAYER", help="content reconstruction from this layer (with --all: a comma list)")
-    p.add_argument("--style-layers", type=layer_list, default=None, metavar="L1,L2,...",
+    p.add_argument("--style-layers", type=layers, default=None, metavar="L1,L2,...",
                    help="style reconstruction from these layers (with --all: each growing prefix)")
     p.add_argument("--all", action="store_true", help="make whole rows and a labelled contact sheet")
-    p.add_argument("--size", type=int, default=d["size"], help=f"longest side in pixels (default {d['size']})")
-    p.add_argument("--iters", type=int, default=d["iters"], help=f"L-BFGS-B iterations (default {d['iters']})")
-    p.add_argument("--seed", type=int, default=d["seed"], help=f"white-noise seed (default {d['seed']})")
+    p.add_argument("--size", type=positive_int, default=d["size"], help=f"longest side in pixels (default {d['size']})")
+    p.add_argument("--iters", type=count, default=d["iters"], help=f"L-BFGS-B iterations (default {d['iters']})")
+    p.add_argument("--seed", type=count, default=d["seed"], help=f"white-noise seed (default {d['seed']})")
     p.add_argument("--no-bounds", dest="bounds", action="store_false", help="let pixels leave 0..255")
-    p.add_argument("--pooling", choices=("avg", "max"), default=d["pooling"])
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default=d["device"])
-    p.add_argument("--weights", default=d["weights"], help="VGG-19 weights file (default: the cached file)")
+    add_network_options(p, d)
     p.add_argument("--restart", action="store_true", help="with --all: discard cells made with other settings")
-    p.add_argument("--print-every", type=int, default=50, help="progress line every N iterations (0: none)")
+    p.add_argument("--print-every", type=count, default=50, help="progress line every N iterations (0: none)")
     p.set_defaults(run=run)
 
 
@@ -55,7 +49,7 @@ def _progress(args, label):
 
 def run(args):
     options = {"size": args.size, "iters": args.iters, "seed": args.seed, "bounds": args.bounds,
-               "pooling": args.pooling, "device": args.device, "weights": args.weights}
+               "pooling": args.pooling, "device": args.device, "engine": args.engine, "weights": args.weights}
     if args.all:
         content = args.content_layer
         style = args.style_layers

