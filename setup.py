@@ -9,6 +9,8 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["nstyle", "nstyle.*"]),
+    # The GPU engine's CUDA source, read at run time (nstyle/gpu/program.py).
+    package_data={"nstyle.gpu": ["cuda/*.cu"]},
     install_requires=["numpy>=1.22", "scipy>=1.11", "h5py>=3.0", "pillow>=9.1"],
     extras_require={
         "gpu": ["cupy-cuda12x>=13"],

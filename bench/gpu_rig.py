@@ -1,9 +1,10 @@
 """The machine under test in bench/gpu_check.py, and the two objectives it compares.
 
-``Rig`` says where each side runs -- nstyle on CuPy and the rival on CUDA PyTorch, or in a dry run nstyle
-on NumPy through the emulated GPU path and PyTorch on the CPU -- and how to synchronise, free memory
-and read peak memory on each. ``Problem`` builds nstyle's and PyTorch's objective from the same random
-weights and images.
+``Rig`` says where each side runs -- nstyle's GPU engine on CuPy and the rival on CUDA PyTorch, or in a
+dry run the same engine on NumPy (its kernels and cuBLAS calls emulated) and PyTorch on the CPU -- and
+how to synchronise, free memory and read peak memory on each. ``Problem`` builds nstyle's and PyTorch's objective from the same random
+weights and images. ``Context`` is what each section of the check gets, ``conv_setup`` the GPU
+convolution settings a section runs under.
 """
 import contextlib
 import gc
@@ -16,6 +17,7 @@ import tracemalloc
 import numpy as np
 
 from nstyle import backend
+from nstyle.gpu import conv as conv_gpu
 from nstyle.model.gradcheck import random_image, random_vgg_params
 from nstyle.model.objective import StyleObjective
 from nstyle.model.vgg import VGG19
@@ -36,6 +38,35 @@ def load_torch_reference():
     return module
 
 
+class SkipRest(Exception):
+    """Raised inside a section when the budget runs out: the section keeps what it measured."""
+
+
+class Context:
+    """What a section gets: the arguments, the rig, the time budget, the log, the run's sizes (cfg) and
+    its result dict, which the section fills as it goes so that a budget stop keeps what was measured."""
+
+    def __init__(self, args, rig, budget, log, cfg):
+        self.args, self.rig, self.budget, self.log, self.cfg = args, rig, budget, log, cfg
+        self.result = None
+
+    def need(self, seconds, what):
+        if self.budget.left() < seconds:
+            raise SkipRest(f"budget: {self.budget.left():.0f} s left, {what} needs ~{seconds:.0f} s")
+
+
+@contextlib.contextmanager
+def conv_setup(lowering, band_rows=None):
+    """Run the block with this GPU convolution lowering and, if given, bands of at most ``band_rows``
+    output rows (tile rows for Winograd) -- the multi-band code on small maps. Restored after."""
+    before = conv_gpu.set_lowering(lowering), conv_gpu.set_band_rows(band_rows)
+    try:
+        yield
+    finally:
+        conv_gpu.set_lowering(before[0])
+        conv_gpu.set_band_rows(before[1])
+
+
 def mb(nbytes):
     return None if nbytes is None else round(nbytes / MB, 1)
 
@@ -45,7 +76,7 @@ def ratio(a, b):
 
 
 class Rig:
-    """Where each side runs: nstyle on CuPy (or, dry, on NumPy through the emulated GPU path) and the
+    """Where each side runs: nstyle's GPU engine on CuPy (or, dry, on NumPy, its kernels emulated) and the
     PyTorch rival on CUDA (or, dry, on the CPU)."""
 
     def __init__(self, dry, log):
@@ -57,10 +88,6 @@ class Rig:
         self.broken = set()  # code paths the smoke test found failing on this device ("winograd")
 
     # nstyle side -------------------------------------------------------------------------------------
-    def on_device(self):
-        """Context in which nstyle's layers take the GPU path (automatic for CuPy arrays)."""
-        return backend.emulate_device_kernels() if self.dry else contextlib.nullcontext()
-
     def to_dev(self, a):
         return backend.to_device(np.asarray(a), self.device)
 
@@ -195,12 +222,12 @@ class Problem:
         self.x = random_image(rng, h, w).astype(np.float32)
         self.rig, self.h, self.w, self.pooling = rig, h, w, pooling
 
-    def nstyle_objective(self, dtype=np.float32):
+    def nstyle_objective(self, dtype=np.float32, engine="gpu"):
+        """nstyle's objective on the GPU engine (or ``engine``: a name or factory, see VGG19)."""
         rig = self.rig
-        with rig.on_device():
-            vgg = VGG19(self.params, pooling=self.pooling, device=rig.device, dtype=dtype)
-            return StyleObjective(vgg, content=self.content, styles=[self.style], content_weight=ALPHA,
-                                  style_weight=BETA, content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS)
+        vgg = VGG19(self.params, pooling=self.pooling, device=rig.device, dtype=dtype, engine=engine)
+        return StyleObjective(vgg, content=self.content, styles=[self.style], content_weight=ALPHA,
+                              style_weight=BETA, content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS)
 
     def torch_objective(self, dtype=None):
         rig, torch = self.rig, self.rig.torch
@@ -214,8 +241,7 @@ class Problem:
 
 
 def nstyle_eval(rig, obj, x_dev):
-    with rig.on_device():
-        f, g = obj.value_and_grad(x_dev)
+    f, g = obj.value_and_grad(x_dev)
     rig.sync()
     return f, g
 
@@ -249,8 +275,7 @@ class TimedObjective:
 
     def value_and_grad(self, x):
         t0 = time.perf_counter()
-        with self.rig.on_device():
-            f, g = self.obj.value_and_grad(x)
+        f, g = self.obj.value_and_grad(x)
         self.rig.sync()
         self.seconds.append(time.perf_counter() - t0)
         self.last_breakdown = self.obj.last_breakdown

@@ -7,7 +7,6 @@ alone, then convolution through it. The parent picks the GEMM mode for the run f
 
     python bench/gpu_smoke.py [--dry-run]
 """
-import contextlib
 import json
 import os
 import sys
@@ -21,13 +20,19 @@ if ROOT not in sys.path:
 
 from nstyle import backend  # noqa: E402
 from nstyle.model.gradcheck import rel_error  # noqa: E402
-from nstyle.reference import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward, max_pool2d_backward, max_pool2d_forward, relu_forward)
-from nstyle.gpu import conv as conv_gpu, blas as gpu_blas, kernels as gpu_kernels
+from nstyle.gpu import blas as gpu_blas, conv as conv_gpu, kernels as gpu_kernels  # noqa: E402
+from nstyle.gpu.conv import conv2d_backward_gpu, conv2d_forward_gpu  # noqa: E402
+from nstyle.gpu.pool import (avg_pool2d_backward_gpu, avg_pool2d_forward_gpu, max_pool2d_backward_gpu,  # noqa: E402
+                             max_pool2d_forward_gpu)
+from nstyle.gpu.relu import relu_forward_gpu  # noqa: E402
+from nstyle.reference import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,  # noqa: E402
+                              max_pool2d_backward, max_pool2d_forward)
 
 
 def smoke_child(dry):
     """Run every step, printing one SMOKE line each (see the module docstring). A step that raises is
-    reported as failed with its exception and the next step still runs."""
+    reported as failed with its exception and the next step still runs. The GPU ops run on CuPy arrays
+    (dry: on NumPy arrays, their kernels emulated); the references are the reference ops on NumPy."""
     def report(step, ok, **extra):
         print("SMOKE " + json.dumps({"step": step, "ok": bool(ok), **extra}, default=str), flush=True)
 
@@ -51,14 +56,14 @@ def smoke_child(dry):
     def kernels(dtype, tol):
         x = rng.standard_normal((2, 3, 9, 11)).astype(dtype)
         errs = {}
-        out, _ = relu_forward(dev(x))
+        out, _ = relu_forward_gpu(dev(x))
         errs["relu"] = rel_error(backend.to_host(out), np.maximum(x, 0))
-        for name, fwd, bwd in (("avg", avg_pool2d_forward, avg_pool2d_backward),
-                               ("max", max_pool2d_forward, max_pool2d_backward)):
+        for name, fwd, bwd, ref_fwd, ref_bwd in (
+                ("avg", avg_pool2d_forward_gpu, avg_pool2d_backward_gpu, avg_pool2d_forward, avg_pool2d_backward),
+                ("max", max_pool2d_forward_gpu, max_pool2d_backward_gpu, max_pool2d_forward, max_pool2d_backward)):
             out, cache = fwd(dev(x), 2, 2)
-            with backend.emulate_device_kernels(False):
-                ref, ref_cache = fwd(x, 2, 2)
-                ref_dx = bwd(np.ones_like(ref), ref_cache)
+            ref, ref_cache = ref_fwd(x, 2, 2)
+            ref_dx = ref_bwd(np.ones_like(ref), ref_cache)
             errs[f"{name}_pool"] = max(rel_error(backend.to_host(out), ref),
                                        rel_error(backend.to_host(bwd(dev(np.ones_like(ref)), cache)), ref_dx))
         return all(e < tol for e in errs.values()), {"errors": errs}
@@ -67,14 +72,13 @@ def smoke_child(dry):
         x = rng.standard_normal((2, 5, 10, 12)).astype(dtype)
         w = rng.standard_normal((7, 5, 3, 3)).astype(dtype)
         b = rng.standard_normal(7).astype(dtype)
-        with backend.emulate_device_kernels(False):
-            ref, ref_cache = conv2d_forward(*(a.astype(np.float64) for a in (x, w, b)), 1, 1)
-            dout = rng.standard_normal(ref.shape)
-            refs = conv2d_backward(dout, ref_cache, weight_grads=True)
+        ref, ref_cache = conv2d_forward(*(a.astype(np.float64) for a in (x, w, b)), 1, 1)
+        dout = rng.standard_normal(ref.shape)
+        refs = conv2d_backward(dout, ref_cache, weight_grads=True)
         before_mode, before_lowering = gpu_blas.set_mode(gemm_mode), conv_gpu.set_lowering(lowering)
         try:
-            out, cache = conv2d_forward(dev(x), dev(w), dev(b), 1, 1)
-            grads = conv2d_backward(dev(dout.astype(dtype)), cache, weight_grads=True)
+            out, cache = conv2d_forward_gpu(dev(x), dev(w), dev(b), 1, 1)
+            grads = conv2d_backward_gpu(dev(dout.astype(dtype)), cache, weight_grads=True)
         finally:
             gpu_blas.set_mode(before_mode)
             conv_gpu.set_lowering(before_lowering)
@@ -94,18 +98,17 @@ def smoke_child(dry):
             gpu_blas.set_mode(before)
         return all(e < 1e-5 for e in errs.values()), {"errors": errs}
 
-    with backend.emulate_device_kernels() if dry else contextlib.nullcontext():
-        step("compile", compile_kernels)
-        step("kernels_float32", lambda: kernels(np.float32, 1e-5))
-        step("kernels_float64", lambda: kernels(np.float64, 1e-12))
-        # the GEMM through cupy.matmul first: it relies on CuPy's public API only
-        step("conv_matmul", lambda: conv("im2col", "matmul"))
-        step("conv_winograd", lambda: conv("winograd", "matmul"))
-        # the direct cuBLAS call last: if it brings the process down, the steps above have reported
-        step("gemm_cublas", gemm_cublas)
-        step("conv_cublas", lambda: conv("im2col", "cublas"))
-        if not dry:
-            xp.cuda.Device().synchronize()
+    step("compile", compile_kernels)
+    step("kernels_float32", lambda: kernels(np.float32, 1e-5))
+    step("kernels_float64", lambda: kernels(np.float64, 1e-12))
+    # the GEMM through cupy.matmul first: it relies on CuPy's public API only
+    step("conv_matmul", lambda: conv("im2col", "matmul"))
+    step("conv_winograd", lambda: conv("winograd", "matmul"))
+    # the direct cuBLAS call last: if it brings the process down, the steps above have reported
+    step("gemm_cublas", gemm_cublas)
+    step("conv_cublas", lambda: conv("im2col", "cublas"))
+    if not dry:
+        xp.cuda.Device().synchronize()
     report("done", True)
 
 

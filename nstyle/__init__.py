@@ -10,15 +10,30 @@ The folders are the architecture, arrows pointing down only:
     cpu/, gpu/  the fast engines, held to the reference by the tests
     backend.py, errors.py, atomic.py, version.py   what every layer may use
 """
-from .app.imageio import deprocess, preprocess
-from .app.optimize import adam, lbfgs
-from .app.stylize import NonFiniteLoss, StylizeInterrupted, stylize
-from .errors import DeviceError, InputError, NStyleError, RunError, WeightsError
-from .model.arch import LAYER_NAMES
-from .model.objective import StyleObjective
-from .model.vgg import VGG19
 from .version import __version__
 
-__all__ = ["VGG19", "LAYER_NAMES", "StyleObjective", "preprocess", "deprocess", "stylize", "lbfgs", "adam",
-           "NStyleError", "InputError", "DeviceError", "WeightsError", "RunError", "StylizeInterrupted",
-           "NonFiniteLoss", "__version__"]
+# The public names, imported on first use (PEP 562) rather than here: `nstyle` on the command line then
+# starts without loading NumPy, SciPy or Pillow before it can handle Ctrl-C, and `import nstyle` stays
+# cheap. ``from nstyle import VGG19`` works as usual.
+_PUBLIC = {
+    "VGG19": "model.vgg", "LAYER_NAMES": "model.arch", "StyleObjective": "model.objective",
+    "preprocess": "app.imageio", "deprocess": "app.imageio", "stylize": "app.stylize",
+    "lbfgs": "app.optimize", "adam": "app.optimize",
+    "NStyleError": "errors", "InputError": "errors", "DeviceError": "errors", "WeightsError": "errors",
+    "RunError": "errors", "StylizeInterrupted": "app.stops", "NonFiniteLoss": "app.stops",
+}
+
+__all__ = list(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        import importlib  # noqa: PLC0415
+        value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -4,12 +4,9 @@ This is the only module that imports CuPy. Code elsewhere asks ``xp = get_xp(x)`
 array expressions for both; it splits CPU and GPU code only where the algorithm itself differs.
 
 It also holds the GPU's knobs and gauges: the TF32 switch for float32 matrix products, the memory pool
-(what it holds, freeing it), a device description for benchmarks, and ``emulate_device_kernels``, which
-sends NumPy arrays through the GPU code path with every CUDA kernel replaced by a NumPy transcription of
-its index arithmetic -- how the CPU-only test suite checks the GPU path's logic.
+(what it holds, freeing it) and a device description for benchmarks. (Which code runs is the engine's
+choice, not the arrays': the GPU engine, ``nstyle/gpu``, emulates its kernels when given NumPy arrays.)
 """
-import contextlib
-
 import numpy as np
 
 from .errors import DeviceError
@@ -117,40 +114,10 @@ def to_host(a):
     return np.asarray(a)
 
 
-def device_of(a):
-    return "gpu" if is_gpu_array(a) else "cpu"
-
-
 def synchronize(xp):
     """Wait for queued device work (no-op on the CPU); call before reading a clock."""
     if xp is not np:
         xp.cuda.Device().synchronize()
-
-
-# ---------------------------------------------------------------------------------------------------
-# Which code path an array takes through the layers.
-
-_emulating = False
-
-
-def uses_device_kernels(a):
-    """True when a layer should take its GPU path for this array: a CuPy array, or any array while
-    :func:`emulate_device_kernels` is active."""
-    return _emulating or is_gpu_array(a)
-
-
-@contextlib.contextmanager
-def emulate_device_kernels(enabled=True):
-    """Within this block, NumPy arrays go through the layers' GPU code path (band sizes, buffer handling,
-    cuBLAS call arguments), with each CUDA kernel and each cuBLAS call emulated in NumPy. Slow; for tests
-    and ``bench/gpu_check.py --dry-run``. ``enabled=False`` switches it off inside an enclosing block."""
-    global _emulating
-    before = _emulating
-    _emulating = bool(enabled)
-    try:
-        yield
-    finally:
-        _emulating = before
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Run the GPU kernels' own CUDA source on the CPU, compiled as plain C++.
 
-The kernels in ``nstyle/layers/gpu_kernels.py`` use no shared memory, no synchronisation and no atomics,
-so running their threads one after another is one valid schedule. A small shim gives C++ the CUDA
-built-ins they use (``blockIdx``, ``threadIdx``, ``blockDim``, ``gridDim`` as unsigned ints, ``min``,
-``__global__``, ``__device__``); for every template instantiation an ``extern "C"`` launcher loops over the grid and
-calls the kernel once per thread. The launchers' parameter lists are parsed from the kernel source, so a
+The kernels in ``nstyle/gpu/cuda/*.cu`` -- read through ``nstyle.gpu.program.source()``, the very text
+the device compiles -- use no shared memory, no synchronisation and no atomics, so running their threads
+one after another is one valid schedule. A small shim gives C++ the CUDA built-ins they use
+(``blockIdx``, ``threadIdx``, ``blockDim``, ``gridDim`` as unsigned ints, ``min``, ``__global__``,
+``__device__``); for every template instance an ``extern "C"`` launcher loops over the grid and calls the
+kernel once per thread. The launchers' parameter lists are parsed from the kernel source, so a
 wrapper that passes arguments in the wrong order or of the wrong kind fails here too.
 
 This complements the NumPy emulations (which check bounds and races): here the exact source that NVRTC
@@ -21,7 +22,7 @@ import tempfile
 
 import numpy as np
 
-from nstyle.gpu import kernels as gpu_kernels
+from nstyle.gpu import kernels as gpu_kernels, program
 
 SHIM = r"""
 #include <algorithm>
@@ -44,7 +45,7 @@ def _kernel_params():
     """{kernel name: (template parameter names, [(type, name), ...])} parsed from the CUDA source."""
     found = {}
     pattern = re.compile(r"template<([^>]*)>\s*__global__\s+void\s+(\w+)\s*\(([^)]*)\)", re.S)
-    for tparams, name, params in pattern.findall(gpu_kernels._SOURCE):
+    for tparams, name, params in pattern.findall(program.source()):
         tnames = [t.split()[-1] for t in tparams.split(",")]
         plist = []
         for p in params.split(","):
@@ -72,9 +73,9 @@ def _substitute(ptype, mapping):
 
 def _build_source():
     params = _kernel_params()
-    lines = [SHIM, gpu_kernels._SOURCE]
+    lines = [SHIM, program.source()]
     signatures = {}
-    for expr in gpu_kernels._name_expressions():
+    for expr in program.name_expressions():
         name, targs = _split_instance(expr)
         tnames, plist = params[name]
         mapping = dict(zip(tnames, targs))
@@ -124,7 +125,7 @@ def _load():
 
 
 def run(expr, grid, block, args):
-    """gpu_kernels.host_runner: call the compiled launcher for kernel instance ``expr``."""
+    """The host runner (``kernels.set_host_runner``): call the compiled launcher for kernel instance ``expr``."""
     lib, signatures = _load()
     types = signatures[expr]
     if len(types) != len(args):
@@ -136,7 +137,7 @@ def run(expr, grid, block, args):
                 raise TypeError(f"{expr}: a pointer argument needs a contiguous array, got {type(a).__name__}")
             call.append(a.ctypes.data)
         elif t in ("int", "long long"):
-            # gpu_kernels._launch passes Python ints as int and np.int64 as long long; hold the wrappers
+            # kernels._launch passes Python ints as int and np.int64 as long long; hold the wrappers
             # to that here, where a mix-up would otherwise go unnoticed (ctypes converts either way).
             wants_long = t == "long long"
             if not isinstance(a, (int, np.integer)) or isinstance(a, np.int64) != wants_long:
@@ -152,9 +153,8 @@ def run(expr, grid, block, args):
 @contextlib.contextmanager
 def kernels_as_cxx():
     """Within this block, NumPy arrays given to the kernel wrappers run the C++-compiled CUDA source."""
-    before = gpu_kernels.host_runner
-    gpu_kernels.host_runner = run
+    before = gpu_kernels.set_host_runner(run)
     try:
         yield
     finally:
-        gpu_kernels.host_runner = before
+        gpu_kernels.set_host_runner(before)

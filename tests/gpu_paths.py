@@ -1,18 +1,19 @@
-"""The three ways the tests run the layers' GPU code path, and a context manager that selects one.
+"""The three ways the tests run the GPU engine and its ops, and a context manager that selects one.
 
-  gpu       CuPy arrays on a real device (skipped, with the reason, where CuPy or a device is missing)
-  emulated  NumPy arrays; each CUDA kernel replaced by its NumPy transcription (bounds and race checks)
+  emulated  NumPy arrays: each CUDA kernel runs as its NumPy transcription (``nstyle/gpu/emulation.py``,
+            bounds and race checks), which the GPU ops do by themselves for NumPy arrays
   cxx       NumPy arrays; each CUDA kernel's own source compiled as C++ and run thread by thread
-            (skipped where no C++ compiler is installed)
+            (``cuda_on_host.kernels_as_cxx``; skipped where no C++ compiler is installed)
+  gpu       CuPy arrays on a real device (skipped, with the reason, where CuPy or a device is missing)
 
 Everything but the kernels themselves -- band sizes, buffers, the cuBLAS call arguments (emulated by
-``gpu_blas._emulate_gemm`` off the device), caches -- is the same code in all three.
+``nstyle.gpu.blas._emulate_gemm`` off the device), caches -- is the same code in all three. Which ops
+run is chosen by calling the GPU ops (``nstyle.gpu.conv.conv2d_forward_gpu``, ...) or the GPU engine
+(``VGG19(..., engine="gpu")``); the path only says where their kernels run.
 """
 import contextlib
 
 import pytest
-
-from nstyle.backend import emulate_device_kernels
 
 from . import cuda_on_host
 from .conftest import BACKENDS
@@ -25,19 +26,18 @@ GPU_PATHS = [pytest.param("emulated"),
 
 
 def helper_backend(path):
-    """The backend name the CPU tests' check_* helpers take: their arrays live on the GPU only for 'gpu'."""
+    """Where a path's arrays live ("gpu" or "cpu"), as conftest.on/xp_of take it."""
     return "gpu" if path == "gpu" else "cpu"
 
 
 @contextlib.contextmanager
 def gpu_path(path):
-    if path == "gpu":
-        yield  # CuPy arrays take the GPU path by themselves
-    elif path == "emulated":
-        with emulate_device_kernels():
-            yield
+    """The block's GPU kernels run on ``path``: nothing to do for "gpu" (CuPy arrays) and "emulated"
+    (NumPy arrays); the kernels compiled as C++ for "cxx"."""
+    if path in ("gpu", "emulated"):
+        yield
     elif path == "cxx":
-        with emulate_device_kernels(), cuda_on_host.kernels_as_cxx():
+        with cuda_on_host.kernels_as_cxx():
             yield
     else:
         raise ValueError(path)

@@ -8,13 +8,15 @@ import sys
 
 import pytest
 
+from .conftest import require_torch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "bench", "gpu_check.py")
 
 
 @pytest.mark.slow
 def test_gpu_check_dry_run_writes_every_section(tmp_path):
-    pytest.importorskip("torch", reason="the dry run's rival is PyTorch on the CPU")
+    require_torch()  # the dry run's rival is PyTorch on the CPU (a failure, not a skip, in CI)
     out = tmp_path / "gpucheck"
     env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
     proc = subprocess.run([sys.executable, SCRIPT, "--dry-run", "--out", str(out)], capture_output=True, text=True,

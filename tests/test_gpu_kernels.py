@@ -1,10 +1,12 @@
-"""The pieces under the GPU layers: the cuBLAS call's emulation, the kernels' safety checks, the CUDA
-source itself (compiled by NVRTC where CuPy and NVRTC are installed), and the host runner."""
+"""The pieces under the GPU ops: the cuBLAS call's emulation, the kernels' emulation and its safety
+checks, the CUDA source itself (its files, compiled by NVRTC where CuPy and NVRTC are installed), and
+the host runner."""
+import os
+
 import numpy as np
 import pytest
 
-from nstyle import backend
-from nstyle.gpu import blas as gpu_blas, kernels as gpu_kernels
+from nstyle.gpu import blas as gpu_blas, emulation, kernels as gpu_kernels, program
 
 from . import cuda_on_host
 from .conftest import BACKENDS, host, on
@@ -82,10 +84,10 @@ def test_emulated_gemm_refuses_to_reach_past_a_view(rng):
 def test_emulated_kernels_catch_out_of_bounds_and_races():
     x = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
     cols = np.zeros(9 * 2 * 4, dtype=np.float32)
-    grid, block = gpu_kernels._grid(8, 9)
+    grid, block = gpu_kernels.launch_grid(8, 9)
     with pytest.raises(AssertionError, match="outside"):   # a buffer one band too small
-        gpu_kernels._emulate_im2col_band(grid, block, x, cols[:-4], 1, 3, 4, 3, 3, 1, 1, 0, 2, 4)
-    mem = gpu_kernels._Memory(np.zeros(4))
+        emulation.im2col_band(grid, block, x, cols[:-4], 1, 3, 4, 3, 3, 1, 1, 0, 2, 4)
+    mem = emulation.Memory(np.zeros(4))
     mem.store(np.array([0, 1]), 1.0)
     mem.store(np.array([1]), 2.0)
     with pytest.raises(AssertionError, match="same address"):
@@ -94,13 +96,25 @@ def test_emulated_kernels_catch_out_of_bounds_and_races():
 
 def test_kernel_int_arguments_are_checked():
     with pytest.raises(ValueError, match="32-bit"):
-        gpu_kernels._grid(2 ** 31, 1)
+        gpu_kernels.launch_grid(2 ** 31, 1)
 
 
-def test_every_kernel_instance_has_a_host_launcher():
+def test_every_kernel_instance_has_a_host_launcher_and_an_emulation():
     params = cuda_on_host._kernel_params()
-    names = {expr.split("<")[0] for expr in gpu_kernels._name_expressions()}
+    names = {expr.split("<")[0] for expr in program.name_expressions()}
     assert names == set(params), "a kernel in the source without instances, or the other way round"
+    assert all(callable(getattr(emulation, name, None)) for name in names), "a kernel without its emulation"
+
+
+def test_cuda_source_is_the_package_files():
+    """The source compiled (on the device, and by cuda_on_host) is the .cu files, in their stated order."""
+    folder = os.path.join(os.path.dirname(program.__file__), "cuda")
+    assert sorted(program.SOURCE_FILES) == sorted(f for f in os.listdir(folder) if f.endswith(".cu"))
+    texts = []
+    for name in program.SOURCE_FILES:
+        with open(os.path.join(folder, name), encoding="utf-8") as fh:
+            texts.append(fh.read())
+    assert program.source() == "\n".join(texts)
 
 
 def _nvrtc_program():
@@ -117,10 +131,10 @@ def _nvrtc_program():
 def test_cuda_source_compiles_with_nvrtc_for_hopper():
     """The exact module the device compiles, for sm_90 (H100/H200): catches CUDA-only syntax errors."""
     compiler = _nvrtc_program()
-    program = compiler._NVRTCProgram(gpu_kernels._SOURCE, "nstyle_kernels.cu",
-                                     name_expressions=gpu_kernels._name_expressions())
-    ptx, mapping = program.compile(("-arch=compute_90", "-ftz=true"))  # the options CuPy adds itself
-    assert set(mapping) == set(gpu_kernels._name_expressions())
+    nvrtc_program = compiler._NVRTCProgram(program.source(), "nstyle_kernels.cu",
+                                           name_expressions=program.name_expressions())
+    ptx, mapping = nvrtc_program.compile(("-arch=compute_90", "-ftz=true"))  # the options CuPy adds itself
+    assert set(mapping) == set(program.name_expressions())
     assert all(mapping.values()) and len(ptx) > 1000
 
 
@@ -129,10 +143,15 @@ def test_supported_dtypes():
     assert not gpu_kernels.supported_dtype(np.float16)
 
 
-def test_emulation_switch_restores_itself_after_errors():
-    assert not backend.uses_device_kernels(np.zeros(1))
-    with pytest.raises(RuntimeError):
-        with backend.emulate_device_kernels():
-            assert backend.uses_device_kernels(np.zeros(1))
-            raise RuntimeError("boom")
-    assert not backend.uses_device_kernels(np.zeros(1))
+def test_host_runner_switch_restores_itself_after_errors():
+    """kernels_as_cxx sets the host runner for its block only, even when the block raises; NumPy launches
+    outside it run the emulation."""
+    before = gpu_kernels.set_host_runner(None)
+    try:
+        with pytest.raises(RuntimeError):
+            with cuda_on_host.kernels_as_cxx():
+                assert gpu_kernels.set_host_runner(cuda_on_host.run) is cuda_on_host.run
+                raise RuntimeError("boom")
+        assert gpu_kernels.set_host_runner(None) is None
+    finally:
+        gpu_kernels.set_host_runner(before)

@@ -24,16 +24,13 @@ def vgg(rng):
     return VGG19(random_vgg_params(rng))
 
 
-def count_stylize_runs(monkeypatch):
-    runs = []
-    real = grid_module.stylize
+class CellRuns(list):
+    """A make_grid callback that records (style weight, style layers) of every cell optimised: the
+    first iteration of a cell is its start, and a reused cell has none."""
 
-    def counting(*args, **kwargs):
-        runs.append((kwargs["style_weight"], kwargs["style_layers"]))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(grid_module, "stylize", counting)
-    return runs
+    def __call__(self, cell, record, _get_image):
+        if record["iter"] == 1:
+            self.append((1.0 / cell.params["ratio"], cell.params["style_layers"]))
 
 
 def test_ratio_names_are_short_and_distinct():
@@ -45,11 +42,12 @@ def test_ratio_names_are_short_and_distinct():
     assert cells[2].params["style_layers"] == ("relu1_1", "relu2_1", "relu3_1")
 
 
-def test_grid_lays_out_one_labelled_cell_per_ratio_and_depth(images, vgg, tmp_path, monkeypatch):
-    runs = count_stylize_runs(monkeypatch)
+def test_grid_lays_out_one_labelled_cell_per_ratio_and_depth(images, vgg, tmp_path):
+    runs = CellRuns()
     out = tmp_path / "grid.png"
     ratios, depths = [1e-3, 1e-1], [1, 2, 3]
-    sheet, cells = make_grid(*images, out=out, ratios=ratios, depths=depths, size=24, iters=3, vgg=vgg)
+    sheet, cells = make_grid(*images, out=out, ratios=ratios, depths=depths, size=24, iters=3, vgg=vgg,
+                             callback=runs)
     assert len(cells) == 6 and len(runs) == 6
     assert sorted(set(runs)) == sorted({(1 / r, ("relu1_1", "relu2_1", "relu3_1")[:d]) for r in ratios for d in depths})
     assert {(c.row, c.col) for c in cells} == {(r, c) for r in range(3) for c in range(2)}
@@ -67,10 +65,10 @@ def test_grid_lays_out_one_labelled_cell_per_ratio_and_depth(images, vgg, tmp_pa
     assert not np.array_equal(np.asarray(cells[0].image), np.asarray(cells[1].image))
 
 
-def test_grid_resumes_from_existing_cells(images, vgg, tmp_path, monkeypatch):
-    runs = count_stylize_runs(monkeypatch)
+def test_grid_resumes_from_existing_cells(images, vgg, tmp_path):
+    runs = CellRuns()
     out = tmp_path / "g.png"
-    kwargs = dict(out=out, ratios=[1e-2, 1e-1], depths=[1, 2], size=24, iters=2, vgg=vgg)
+    kwargs = dict(out=out, ratios=[1e-2, 1e-1], depths=[1, 2], size=24, iters=2, vgg=vgg, callback=runs)
     sheet, _ = make_grid(*images, **kwargs)
     assert len(runs) == 4
     sheet2, cells = make_grid(*images, **kwargs)

@@ -10,6 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nstyle"
 # Lower numbers sit lower. A module may import its own layer and the layers below it, never above.
 LAYERS = {
     "nstyle.errors": 0, "nstyle.backend": 0, "nstyle.atomic": 0, "nstyle.validate": 0, "nstyle.version": 0,
+    "nstyle.interrupts": 0,
     "nstyle.model.arch": 0,   # the layer table: data every layer needs, importing nothing
     "nstyle.reference": 1,
     "nstyle.cpu": 2, "nstyle.gpu": 2, "nstyle.weights": 2,

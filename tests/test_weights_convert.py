@@ -176,7 +176,7 @@ def test_nstyle_hdf5_wrong_shape_and_truncated(tmp_path, rng):
     params = random_params(rng)
     path = write_hdf5(params, tmp_path / "narrow.h5", {"source": "test"})
     assert read_hdf5(path, exact=False)[1]["source"] == "test"
-    with pytest.raises(WeightsError, match=r"narrow\.h5: layer conv1_1 has weight \(8, 3, 3, 3\)"):
+    with pytest.raises(WeightsError, match=r"narrow\.h5: /conv1_1/weight has shape \(8, 3, 3, 3\); expected \(64, 3, 3, 3\)"):
         read_hdf5(path)
     cut = tmp_path / "cut.h5"
     cut.write_bytes(path.read_bytes()[:3000])

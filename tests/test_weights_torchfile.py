@@ -210,7 +210,7 @@ def test_not_a_torch_file(tmp_path):
     path.write_text("hello")
     with pytest.raises(WeightsError, match="not a torch.save file"):
         torchfile.load(path)
-    with pytest.raises(WeightsError, match="cannot read"):
+    with pytest.raises(WeightsError, match="not found"):
         torchfile.load(tmp_path / "missing.pth")
 
 

@@ -31,27 +31,86 @@ def torch_gram(F):
     return m @ m.T
 
 
+def torch_guides(torch, mask, taps, mode):
+    """A mask (H, W) carried to every tap's resolution, then normalised: {tap: guide or None}.
+
+    Written independently of nstyle/reference/guides.py with torch's pooling: a 3x3 max pool with stride
+    1 and padding 1 is a dilation that ignores the outside (torch pads max pooling with -inf), and
+    -maxpool(-g) the matching erosion; 2x2 pools (min, max or mean) follow each pooling layer."""
+    F = torch.nn.functional
+    g = mask[None, None]
+    if mode != "simple":
+        g = (g >= 0.5).to(mask.dtype)
+    out, last = {}, max(LAYER_NAMES.index(t) for t in taps)
+    for name in LAYER_NAMES[:last + 1]:
+        if name.startswith("conv") and mode == "inside":
+            g = -F.max_pool2d(-g, 3, stride=1, padding=1)
+        elif name.startswith("conv") and mode == "all":
+            g = F.max_pool2d(g, 3, stride=1, padding=1)
+        elif name.startswith("pool"):
+            g = {"inside": lambda a: -F.max_pool2d(-a, 2), "all": lambda a: F.max_pool2d(a, 2),
+                 "simple": lambda a: F.avg_pool2d(a, 2)}[mode](g)
+        if name in taps:
+            power = (g ** 2).mean()
+            out[name] = None if power.item() <= 0 else (g / power.sqrt())[0, 0]
+    return out
+
+
 def torch_objective(torch, params, content, styles, blend, content_layers, style_layers, style_layer_weights,
-                    alpha, beta, gamma, pooling="avg", inplace=False):
-    """Returns loss(x) -> scalar tensor, with targets computed once (the paper's definitions, as in
+                    alpha, beta, gamma, pooling="avg", inplace=False, masks=None, mask_mode="inside",
+                    region_weights=None):
+    """Returns loss(x) -> scalar tensor, with the style statistics computed once (the definitions of
     nstyle/reference/losses.py and nstyle/model/objective.py).
+
+    Style targets: A_l = M_l * sum_s b_s G_s / M_s,l for an output of M_l positions at layer l.
+    masks: None, or (content_masks {region: (H, W) tensor}, style_masks [{region: tensor or None}, ...])
+    for the guided loss, with region_weights {region: w} (default equal, normalised to sum to 1).
     inplace: see :func:`torch_taps`."""
+    grams = {n: [] for n in style_layers}  # (region or None, G, M_s, b_s)
     with torch.no_grad():
         P = torch_taps(torch, params, content, content_layers, pooling, inplace) if content_layers else {}
-        A = {}
-        for s, b in zip(styles, blend):
+        for i, (s, b) in enumerate(zip(styles, blend)):
             feats = torch_taps(torch, params, s, style_layers, pooling, inplace)
-            for n in style_layers:
-                A[n] = A.get(n, 0) + b * torch_gram(feats[n])
+            regions = {None: None} if masks is None else masks[1][i]
+            for t, m in regions.items():
+                if masks is not None:
+                    m = torch.ones(s.shape[2:], dtype=s.dtype) if m is None else m
+                    guides = torch_guides(torch, m, style_layers, mask_mode)
+                for n in style_layers:
+                    f = feats[n]
+                    if masks is not None:
+                        if guides[n] is None:
+                            continue
+                        f = f * guides[n]
+                    grams[n].append((t, torch_gram(f), f.shape[2] * f.shape[3], b))
+    if masks is not None:
+        names = list(masks[0])
+        w = [(region_weights or {}).get(t, 1.0) for t in names]
+        w = dict(zip(names, [v / sum(w) for v in w]))
+        out_guides = {t: torch_guides(torch, m, style_layers, mask_mode) for t, m in masks[0].items()}
+
+    def target(n, region, M):
+        parts = [(G, Ms, b) for t, G, Ms, b in grams[n] if t == region]
+        total = sum(b for _, _, b in parts)
+        return sum((b / total) * (M / Ms) * G for G, Ms, b in parts) if parts else None
 
     def loss(x):
         feats = torch_taps(torch, params, x, tuple(content_layers) + tuple(style_layers), pooling, inplace)
         total = x.new_zeros(())
         for n in content_layers:
             total = total + alpha * 0.5 * ((feats[n] - P[n]) ** 2).sum()
-        for n, w in zip(style_layers, style_layer_weights):
+        for n, wl in zip(style_layers, style_layer_weights):
             N, M = feats[n].shape[1], feats[n].shape[2] * feats[n].shape[3]
-            total = total + beta * w * ((torch_gram(feats[n]) - A[n]) ** 2).sum() / (4.0 * N ** 2 * M ** 2)
+            if masks is None:
+                E = ((torch_gram(feats[n]) - target(n, None, M)) ** 2).sum() / (4.0 * N ** 2 * M ** 2)
+            else:
+                E = x.new_zeros(())
+                for t in names:
+                    g, A = out_guides[t][n], target(n, t, M)
+                    if g is None or A is None:
+                        continue
+                    E = E + w[t] * ((torch_gram(feats[n] * g) - A) ** 2).sum() / (4.0 * N ** 2 * M ** 2)
+            total = total + beta * wl * E
         if gamma:
             total = total + gamma * (((x[:, :, 1:] - x[:, :, :-1]) ** 2).sum()
                                      + ((x[:, :, :, 1:] - x[:, :, :, :-1]) ** 2).sum())

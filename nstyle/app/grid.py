@@ -12,15 +12,17 @@ is rebuilt from the cells after each one.
 """
 import math
 
-from .cells import (Cell, CellStore, cells_folder, cells_sheet, check_output, fill_sheet, image_fingerprint,
+from .cells import (Cell, CellStore, cells_folder, cells_sheet, fill_sheet, image_fingerprint,
                     weights_fingerprint)
 from ..errors import InputError
 from .imageio import resize_longest
 from ..model.objective import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 from .reconstruct import style_subset_label
 from .network import load_network
+from .outputs import check_output_path, read_paths
 from .plan import as_image
-from .stylize import stylize
+from .stylize import prepare, run
+from ..validate import whole_number
 
 GRID_INITS = ("noise", "content", "style")
 
@@ -74,7 +76,7 @@ def grid_cells(ratios, depths, style_layers=DEFAULT_STYLE_LAYERS):
 def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), depths=(1, 2, 3, 4, 5), size=256,
               iters=300, init="noise", seed=0, content_layer=DEFAULT_CONTENT_LAYERS[0],
               style_layers=DEFAULT_STYLE_LAYERS, pooling="avg", device="cpu", engine="auto", weights=None, vgg=None,
-              restart=False, callback=None, log=None):
+              restart=False, check_memory=True, callback=None, log=None):
     """Stylise ``content`` with ``style`` at every (ratio, depth) and lay the results out as a sheet.
 
     content, style: path, PIL image or uint8 RGB array. out: the sheet's path; when given, cells are
@@ -82,7 +84,8 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
     discards cells made with other settings), and the sheet is rewritten after each finished cell.
     ratios: alpha/beta per column. depths: how many of ``style_layers`` each row uses.
     size, iters, init ("noise", "content" or "style"), seed, pooling, device, engine, weights, vgg: as in
-    ``stylize``. content_layer: the one content layer. callback(cell, record, get_x) follows each
+    ``stylize``. check_memory: refuse up front a grid whose cells would not fit in memory.
+    content_layer: the one content layer. callback(cell, record, get_image) follows each
     iteration; log(message) gets one line per cell. Returns (sheet, cells).
     """
     style_layers = tuple(style_layers)
@@ -90,15 +93,22 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
     depths = _check_depths(depths, style_layers)
     if init not in GRID_INITS:
         raise InputError(f"unknown init {init!r}; choose {', '.join(GRID_INITS)}")
-    if int(size) < 1 or int(iters) < 0:
-        raise InputError("size must be >= 1 and iters >= 0")
     if out is not None:
-        check_output(out, [content, style])
-    content_img = resize_longest(as_image(content, "content image"), int(size))
+        check_output_path(out, "sheet", read_paths([content, style], weights))
+    content_img = resize_longest(as_image(content, "content image"), whole_number("size", size, 1))
     style_img = as_image(style, "style image")
+    cells = grid_cells(ratios, depths, style_layers)
+    # Every cell planned (and so checked) before anything loads or any file is written.
+    plans = {cell.name: prepare(content_img, style_img, size=max(content_img.size), iters=iters,
+                                content_weight=1.0, style_weight=1.0 / cell.params["ratio"], init=init,
+                                seed=seed, content_layers=(content_layer,),
+                                style_layers=cell.params["style_layers"], pooling=pooling, device=device,
+                                engine=engine, weights=weights)
+             for cell in cells}
+    if check_memory:
+        max(plans.values(), key=lambda p: p.memory.total).check_memory()
     if vgg is None:
         vgg = load_network(weights, pooling=pooling, device=device, engine=engine, log=log)
-    cells = grid_cells(ratios, depths, style_layers)
 
     store = None
     if out is not None:
@@ -106,7 +116,8 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
                     "size": list(content_img.size), "iters": int(iters), "init": init, "seed": int(seed),
                     "content_layer": content_layer, "style_layers": list(style_layers),
                     "weights": weights_fingerprint(vgg)}
-        store = CellStore(cells_folder(out), settings, restart=restart)
+        store = CellStore(cells_folder(out), settings, restart=restart, protect=[content, style])
+        store.check_writable([cell.name for cell in cells])
 
     row_labels = [f"depth {d}\n{style_subset_label(style_layers[:d])}" for d in depths]
     col_labels = [f"alpha/beta\n{format_ratio(r)}" for r in ratios]
@@ -115,10 +126,7 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
         return cells_sheet(cells, row_labels=row_labels, col_labels=col_labels)
 
     def make(cell):
-        cb = None if callback is None else (lambda rec, get_x: callback(cell, rec, get_x))
-        return stylize(content_img, style_img, size=max(content_img.size), iters=int(iters),
-                       content_weight=1.0, style_weight=1.0 / cell.params["ratio"], init=init, seed=seed,
-                       content_layers=(content_layer,), style_layers=cell.params["style_layers"],
-                       vgg=vgg, callback=cb, log=log)
+        cb = None if callback is None else (lambda rec, get_image: callback(cell, rec, get_image))
+        return run(plans[cell.name], vgg=vgg, callback=cb, log=log)
 
     return fill_sheet(cells, make, content_img.size, sheet, out=out, store=store, log=log)

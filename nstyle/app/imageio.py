@@ -4,6 +4,7 @@ The network sees what Caffe's VGG-19 saw: BGR channel order, values 0..255, minu
 pixel per channel, laid out (1, 3, H, W) float32. ``deprocess`` undoes that exactly (then rounds and
 clips to 0..255).
 """
+import io
 import os
 import warnings
 
@@ -20,14 +21,37 @@ CAFFE_MEAN_BGR = np.array(arch.CAFFE_MEAN_BGR, dtype=np.float32)
 
 
 def _as_rgb_array(img):
+    """(H, W, 3) pixel values 0..255 from a PIL image, or from an array of 8-bit or float pixel values.
+
+    A float array must hold pixel values, 0..255. One whose values all lie in 0..1 is refused: it is
+    almost surely an image scaled to 0..1, which read as 0..255 would be almost black.
+    """
     if isinstance(img, Image.Image):
         img = img.convert("RGB") if img.mode != "RGB" else img
-        return np.asarray(img, dtype=np.uint8)
-    arr = np.asarray(img)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"expected an RGB image of shape (H, W, 3); got {arr.shape}")
+        arr = np.asarray(img, dtype=np.uint8)
+    else:
+        arr = np.asarray(img)
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise InputError(f"expected an RGB image of shape (H, W, 3); got an array of shape {arr.shape}")
+        if arr.dtype.kind == "f":
+            if arr.size and not np.isfinite(arr).all():
+                raise InputError("the image array holds NaN or infinite values")
+            if arr.size and (arr.min() < 0 or arr.max() > 255):
+                raise InputError(f"the image array's values run from {arr.min():g} to {arr.max():g}; pixel "
+                                 "values must lie in 0..255")
+            if arr.size and arr.max() <= 1.0 and arr.max() > 0:
+                raise InputError("the float image array's values all lie in 0..1; nstyle reads pixel values "
+                                 "0..255", hint="multiply by 255, or pass a uint8 array or a PIL image")
+        elif arr.dtype.kind in "iub":
+            if arr.size and (arr.min() < 0 or arr.max() > 255):
+                raise InputError(f"the image array's values run from {arr.min()} to {arr.max()}; pixel "
+                                 "values must lie in 0..255")
+        else:
+            raise InputError(f"an image array of dtype {arr.dtype} is not an image")
+    if 0 in arr.shape[:2]:
+        raise InputError(f"the image is empty ({arr.shape[1]}x{arr.shape[0]} pixels)")
     return arr
 
 
@@ -38,7 +62,8 @@ def white_noise(width, height, seed):
 
 
 def preprocess(img):
-    """PIL image or uint8 (H, W, 3) RGB array -> float32 (1, 3, H, W), BGR, minus the Caffe mean."""
+    """PIL image or (H, W, 3) RGB array of pixel values 0..255 (uint8, or float) -> float32 (1, 3, H, W),
+    BGR, minus the Caffe mean. InputError for anything that cannot be pixel values (see _as_rgb_array)."""
     rgb = _as_rgb_array(img).astype(np.float32)
     bgr = rgb[:, :, ::-1] - CAFFE_MEAN_BGR
     return np.ascontiguousarray(bgr.transpose(2, 0, 1)[None])
@@ -175,20 +200,36 @@ def load_rgb(path, max_pixels=DEFAULT_MAX_PIXELS, what="image"):
         raise InputError(f"{what} {path}: the image data is damaged or truncated ({detail})") from None
 
 
-def output_format(path):
-    """The Pillow format name for an output path's suffix; InputError when Pillow cannot write it."""
+def output_format(path, what="output"):
+    """The Pillow format name for an output path's suffix; InputError when Pillow cannot write an RGB
+    image in it (no suffix, an unknown one, or a format that takes other modes only, like XBM's 1-bit).
+
+    Checked with a real 1x1 RGB save to memory, so what is refused here is exactly what would fail at
+    the end of a run."""
     suffix = os.path.splitext(os.fspath(path))[1].lower()
     fmt = Image.registered_extensions().get(suffix)
+    hint = "end the name with .png, .jpg, .webp, .tif or .bmp"
     if not suffix or fmt is None or fmt not in Image.SAVE:
-        raise InputError(f"output {path}: cannot tell which image format to write from its suffix "
-                         f"{suffix or '(none)'}", hint="end the name with .png, .jpg, .webp, .tif or .bmp")
+        raise InputError(f"{what} {path}: cannot tell which image format to write from its suffix "
+                         f"{suffix or '(none)'}", hint=hint)
+    if fmt not in _RGB_WRITABLE:
+        try:
+            Image.new("RGB", (1, 1)).save(io.BytesIO(), format=fmt)
+        except Exception as exc:  # Pillow raises OSError, ValueError, KeyError... by format
+            raise InputError(f"{what} {path}: Pillow cannot write an RGB image as {fmt} ({exc})",
+                             hint=hint) from None
+        _RGB_WRITABLE.add(fmt)
     return fmt
 
 
+_RGB_WRITABLE = set()
+
+
 def save_image(img, path):
-    """Write a PIL image atomically (see ``atomic.py``), in the format its suffix names (PNG without one).
+    """Write a PIL image atomically (see ``atomic.py``), in the format its suffix names (InputError for
+    a suffix Pillow cannot write as RGB: see :func:`output_format`).
 
     A crash or Ctrl-C part-way leaves any previous file at ``path`` intact and no partial file.
     """
-    fmt = Image.registered_extensions().get(os.path.splitext(os.fspath(path))[1].lower()) or "PNG"
+    fmt = output_format(path)
     return atomic_write(path, lambda fh: img.save(fh, format=fmt))

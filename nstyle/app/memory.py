@@ -168,14 +168,17 @@ def network_bytes(height, width, taps, pooling="avg", itemsize=4, engine="cpu"):
 
 
 def estimate(height, width, content_layers, style_layers, style_shapes=(), pooling="avg",
-             optimizer="lbfgs", history_size=10, image_bytes=0, device="cpu", itemsize=4, engine=None):
+             optimizer="lbfgs", history_size=10, image_bytes=0, device="cpu", itemsize=4, engine=None,
+             regions=0):
     """Bytes a run at (height, width) needs at its peak, by part.
 
     style_shapes: (h, w) of each style image as the network sees it; image_bytes: the decoded input
     images (their pixel counts times 3 bytes, times 2 for the RGB copy). Parts: base, weights,
     network (one evaluation, or a style image's forward if larger), targets, optimizer, images; on the
     CPU engine also the kernels' weight forms and the threads' band buffers. engine: "cpu", "gpu" or
-    "reference" (default: the device's fast engine).
+    "reference" (default: the device's fast engine). regions: the number of regions of a guided run
+    (spatial control): each adds a target per style layer and per style image, its guides at every
+    style layer, and the guided loss works on a masked copy of each style tap (part "guides").
     """
     engine = engine or device
     taps = tuple(dict.fromkeys(tuple(content_layers) + tuple(style_layers)))
@@ -204,8 +207,17 @@ def estimate(height, width, content_layers, style_layers, style_shapes=(), pooli
                 targets += c_out * h * w * itemsize
     for name in style_layers:
         c = next(c_out for lname, _, c_out, _, _ in _walk(1, 1, name) if lname == name)
-        targets += 3 * c * c * itemsize  # target Gram, the evaluation's Gram and its difference
+        # target Gram, the evaluation's Gram and its difference; each style image's own Gram (kept to
+        # rebuild the target at another output size); per region a target and each image's guided Gram
+        targets += (3 + len(style_shapes) + regions * (1 + len(style_shapes))) * c * c * itemsize
     parts["targets"] = targets
+    if regions and style_layers:
+        deepest_style = max(style_layers, key=LAYER_INDEX.__getitem__)
+        shapes = [(c, h, w) for lname, _, c, h, w in _walk(height, width, deepest_style) if lname in style_layers]
+        guide_px = sum(h * w for _, h, w in shapes)
+        # the guides (float64 while propagated, then in the network's dtype) and, in an evaluation, the
+        # masked tap, the product with the Gram difference and the accumulated gradient of one layer
+        parts["guides"] = regions * guide_px * (8 + itemsize) + 3 * max(c * h * w for c, h, w in shapes) * itemsize
     if optimizer == "lbfgs":
         parts["optimizer"] = (LBFGS_IMPORT_BYTES
                               + (LBFGS_VECTORS_PER_PAIR * history_size + LBFGS_EXTRA_VECTORS) * pixels * 8)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backend import get_xp, synchronize, to_device, to_host
+from ..interrupts import interruptible
 from .imageio import pixel_bounds
 
 STOP_DONE = "done"                # ran the requested number of iterations
@@ -132,8 +133,9 @@ def lbfgs(objective, x0, iters=500, bounds=True, callback=None, history_size=10,
     if bounds:
         x_start = np.clip(x_start, box.lb, box.ub)
     try:
-        res = scipy.optimize.minimize(fun, x_start, jac=True, method="L-BFGS-B", bounds=box,
-                                      callback=on_iteration, options=options)
+        with interruptible():
+            res = scipy.optimize.minimize(fun, x_start, jac=True, method="L-BFGS-B", bounds=box,
+                                          callback=on_iteration, options=options)
     except _Stop as stop:
         return tracker.result(stop.reason, stop.message, to_host(x0))
     except KeyboardInterrupt:
@@ -163,21 +165,22 @@ def adam(objective, x0, iters=500, lr=10.0, bounds=True, callback=None, beta1=0.
     m = xp.zeros_like(x)
     v = xp.zeros_like(x)
     try:
-        for t in range(1, iters + 1):
-            f, g, breakdown = tracker.evaluate(x)
-            # m, v: running means of the gradient and of its square; hats undo their bias toward 0.
-            m *= beta1
-            m += (1 - beta1) * g
-            v *= beta2
-            v += (1 - beta2) * (g * g)
-            step = lr * (m / (1 - beta1 ** t)) / (xp.sqrt(v / (1 - beta2 ** t)) + eps)
-            x_eval = x
-            x = x - step.astype(dtype, copy=False)
-            if bounds:
-                xp.clip(x, lo, hi, out=x)
-            if tracker.record(f, breakdown, lambda x_eval=x_eval: to_host(x_eval).astype(np.float32)):
-                return tracker.result(STOP_REQUESTED, "stopped by the callback", to_host(x0))
-        synchronize(xp)
+        with interruptible():
+            for t in range(1, iters + 1):
+                f, g, breakdown = tracker.evaluate(x)
+                # m, v: running means of the gradient and of its square; hats undo their bias toward 0.
+                m *= beta1
+                m += (1 - beta1) * g
+                v *= beta2
+                v += (1 - beta2) * (g * g)
+                step = lr * (m / (1 - beta1 ** t)) / (xp.sqrt(v / (1 - beta2 ** t)) + eps)
+                x_eval = x
+                x = x - step.astype(dtype, copy=False)
+                if bounds:
+                    xp.clip(x, lo, hi, out=x)
+                if tracker.record(f, breakdown, lambda x_eval=x_eval: to_host(x_eval).astype(np.float32)):
+                    return tracker.result(STOP_REQUESTED, "stopped by the callback", to_host(x0))
+            synchronize(xp)
     except _Stop as stop:
         return tracker.result(stop.reason, stop.message, to_host(x0))
     except KeyboardInterrupt:

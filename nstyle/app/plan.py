@@ -13,7 +13,9 @@ from ..model.arch import LAYER_INDEX, POOLINGS, pools_before
 from ..model.vgg import ENGINES, check_layer_names, resolve_engine
 from ..validate import choice, distinct, finite_number, whole_number
 from .imageio import DEFAULT_MAX_PIXELS, fit_size, load_rgb
+from .masks import plan_regions
 from .memory import available_bytes, estimate, format_bytes, gpu_available_bytes, largest_fitting_size
+from .weighting import check_scaling
 
 INITS = ("content", "noise", "style")
 OPTIMIZERS = ("lbfgs", "adam")
@@ -95,6 +97,7 @@ class Plan:
     options: dict              # every stylize keyword, defaults filled in
     memory: object = None      # MemoryEstimate of the largest stage
     notes: list = field(default_factory=list)
+    regions: object = None     # masks.RegionPlan (spatial control) or None
 
     @property
     def output_size(self):
@@ -114,7 +117,8 @@ class Plan:
         return estimate(h, w, o["content_layers"] if o["content_weight"] > 0 else (),
                         o["style_layers"] if o["style_weight"] > 0 else (), style_shapes,
                         pooling=o["pooling"], optimizer=o["optimizer"], image_bytes=images,
-                        device=self.device, engine=self.engine)
+                        device=self.device, engine=self.engine,
+                        regions=len(self.regions.keys) if self.regions else 0)
 
     def memory_report(self):
         """(needed, free, source, largest size that fits or None)."""
@@ -179,6 +183,9 @@ class Plan:
             lines.append(f"content layers   {', '.join(o['content_layers'])} (weight {o['content_weight']:g})")
         if o["style_weight"] > 0:
             lines.append(f"style layers     {', '.join(o['style_layers'])} (weight {o['style_weight']:g})")
+        lines.append(f"weight scaling   {o['weight_scaling']}")
+        if self.regions:
+            lines.append(f"regions          {', '.join(self.regions.keys)} (mask mode {self.regions.mode})")
         lines.append(f"engine           {self.engine} on the {self.device.upper()}")
         lines.append(f"optimizer        {o['optimizer']}, pooling {o['pooling']}, init "
                      f"{o['init'] if isinstance(o['init'], str) else 'image'}, colours {o['original_colors']}")
@@ -266,7 +273,10 @@ def make_plan(content, style, o):
                          False)
             sizes.append((sw, sh))
         stages.append(Stage(stage_size, stage_iters, (cw, ch), sizes))
-    plan = Plan(content_img, style_imgs, init_img, stages, o)
+    o["weight_scaling"] = check_scaling(o["weight_scaling"])
+    regions = plan_regions(content_img, style_imgs, o["content_mask"], o["style_masks"], o["region_styles"],
+                           o["region_weights"], o["mask_mode"], limit)
+    plan = Plan(content_img, style_imgs, init_img, stages, o, regions=regions)
     biggest = max(stages, key=lambda st: st.content_size[0] * st.content_size[1])
     plan.memory = plan._estimate_at(biggest.size)
     return plan

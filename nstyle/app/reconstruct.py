@@ -15,63 +15,74 @@ The paper names its layers conv1_1 ... conv5_1, but its Caffe network ran each R
 responses it read from those blobs were the rectified ones: relu1_1 ... relu5_1 here. Any layer name
 is accepted (conv3_1 gives the pre-ReLU responses).
 """
-from .cells import (Cell, CellStore, cells_folder, cells_sheet, check_output, fill_sheet, image_fingerprint,
+from .cells import (Cell, CellStore, cells_folder, cells_sheet, fill_sheet, image_fingerprint,
                     weights_fingerprint)
 from ..errors import InputError
-from .imageio import deprocess, preprocess, resize_longest, white_noise
+from .imageio import resize_longest
 from ..model.objective import DEFAULT_STYLE_LAYERS, StyleObjective
 from .network import load_network
-from .optimize import lbfgs
+from .outputs import check_output_path, read_paths
 from .plan import as_image
-from .stops import raise_for_stop
+from .stylize import prepare, run
+from ..validate import whole_number
 
 # The paper's rows (see the module docstring for why relu, not conv).
 PAPER_CONTENT_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 PAPER_STYLE_LAYERS = DEFAULT_STYLE_LAYERS
 
 
-def reconstruction_objective(vgg, x, content_layer=None, style_layers=None):
-    """The loss that a reconstruction minimises, for the preprocessed image x (1, 3, H, W).
-
-    Exactly one of: content_layer (one layer name: ``Lc`` at that layer, weight 1) or style_layers
-    (names: ``Ls`` over them, w_l = 1/len, weight 1).
-    """
+def reconstruction_options(content_layer=None, style_layers=None):
+    """The stylize weights and layers of a reconstruction: exactly one of content_layer (one layer
+    name: ``Lc`` at that layer, weight 1) or style_layers (names: ``Ls`` over them, w_l = 1/len, weight 1)."""
     if (content_layer is None) == (style_layers is None):
         raise InputError("give either one content layer or a set of style layers")
     if content_layer is not None:
         if not isinstance(content_layer, str):
             raise InputError(f"one content layer at a time (got {content_layer!r})")
-        return StyleObjective(vgg, content=x, styles=[], content_weight=1.0, style_weight=0.0,
-                              content_layers=(content_layer,))
+        return {"content_weight": 1.0, "style_weight": 0.0, "content_layers": (content_layer,)}
     style_layers = tuple(style_layers)
     if not style_layers:
         raise InputError("style reconstruction needs at least one style layer")
-    return StyleObjective(vgg, content=None, styles=[x], content_weight=0.0, style_weight=1.0,
-                          style_layers=style_layers)
+    return {"content_weight": 0.0, "style_weight": 1.0, "style_layers": style_layers}
+
+
+def reconstruction_objective(vgg, x, content_layer=None, style_layers=None):
+    """The loss that a reconstruction minimises, for the preprocessed image x (1, 3, H, W)."""
+    o = reconstruction_options(content_layer, style_layers)
+    return StyleObjective(vgg, content=x if o["content_weight"] else None, styles=[x] if o["style_weight"] else [],
+                          **o)
+
+
+def plan_reconstruction(image, *, content_layer=None, style_layers=None, size=256, iters=300, seed=0,
+                        bounds=True, pooling="avg", device="cpu", engine="auto", weights=None):
+    """A reconstruction as a stylize plan: the image (resized so its longest side is ``size``) is both
+    the content and the style, the start is seeded white noise, one of the two terms weighs 0. So a
+    reconstruction gets every check a stylisation gets (sizes, reach of the layers, memory)."""
+    target = resize_longest(as_image(image, "image"), whole_number("size", size, 1))
+    return prepare(target, target, size=max(target.size), iters=iters, init="noise", seed=seed, bounds=bounds,
+                   pooling=pooling, device=device, engine=engine, weights=weights,
+                   **reconstruction_options(content_layer, style_layers))
 
 
 def reconstruct(image, *, content_layer=None, style_layers=None, size=256, iters=300, seed=0, bounds=True,
-                pooling="avg", device="cpu", engine="auto", weights=None, vgg=None, callback=None, log=None):
+                pooling="avg", device="cpu", engine="auto", weights=None, check_memory=True, vgg=None,
+                callback=None, log=None):
     """Reconstruct ``image`` from white noise using only one layer's content or some layers' Grams.
 
     image: path, PIL image or uint8 RGB array, resized so its longest side is ``size``.
     content_layer: one layer name (content reconstruction); or style_layers: a list of layer names
     (style reconstruction) -- exactly one of the two. iters: L-BFGS-B iterations from seeded white
-    noise (``seed``). bounds, pooling, device, engine, weights, vgg, callback, log: as in ``stylize``.
-    Returns a PIL image of the resized image's size. Raises StylizeInterrupted (holding the best image)
-    on Ctrl-C and NonFiniteLoss on NaN/Inf.
+    noise (``seed``). bounds, pooling, device, engine, weights, check_memory, vgg, callback(record,
+    get_image), log: as in ``stylize``. Returns a PIL image of the resized image's size. Raises
+    InputError before any work for bad input, StylizeInterrupted (holding the best image) on Ctrl-C
+    and NonFiniteLoss on NaN/Inf.
     """
-    if int(size) < 1 or int(iters) < 0:
-        raise InputError("size must be >= 1 and iters >= 0")
-    target = resize_longest(as_image(image, "image"), int(size))
-    if vgg is None:
-        vgg = load_network(weights, pooling=pooling, device=device, engine=engine, log=log)
-    x = preprocess(target)
-    objective = reconstruction_objective(vgg, x, content_layer=content_layer, style_layers=style_layers)
-    x0 = preprocess(white_noise(x.shape[3], x.shape[2], seed))
-    result = lbfgs(objective, x0, iters=int(iters), bounds=bounds, callback=callback)
-    raise_for_stop(result, lambda: deprocess(result.x))
-    return deprocess(result.x)
+    plan = plan_reconstruction(image, content_layer=content_layer, style_layers=style_layers, size=size,
+                               iters=iters, seed=seed, bounds=bounds, pooling=pooling, device=device,
+                               engine=engine, weights=weights)
+    if check_memory:
+        plan.check_memory()
+    return run(plan, vgg=vgg, callback=callback, log=log)
 
 
 def style_subset_label(layers):
@@ -108,7 +119,8 @@ def reconstruct_sheet(image, *, content_layers=PAPER_CONTENT_LAYERS, style_layer
     out: the sheet's path. When given, every finished cell is also written to ``<out stem>_cells/``
     and reused by a later call with the same settings (restart=True discards cells made with other
     settings), and the sheet is rewritten after each cell. options: ``reconstruct``'s keywords (size,
-    iters, seed, bounds, pooling, device, engine, weights, vgg). callback(cell, record, get_x) follows each
+    iters, seed, bounds, pooling, device, engine, weights, check_memory, vgg). callback(cell, record,
+    get_image) follows each
     iteration. Returns (sheet, cells).
     """
     defaults = {k: v for k, v in reconstruct.__kwdefaults__.items()
@@ -117,17 +129,21 @@ def reconstruct_sheet(image, *, content_layers=PAPER_CONTENT_LAYERS, style_layer
     if unknown:
         raise TypeError(f"reconstruct_sheet() got unexpected keyword(s): {', '.join(sorted(unknown))}")
     opts = {**defaults, **options}
+    vgg, check_memory = opts.pop("vgg"), opts.pop("check_memory")
     cells = reconstruction_cells(tuple(content_layers or ()), tuple(style_layers or ()))
     if not cells:
         raise InputError("nothing to reconstruct: no content layers and no style layers")
-    if int(opts["size"]) < 1 or int(opts["iters"]) < 0:
-        raise InputError("size must be >= 1 and iters >= 0")
     if out is not None:
-        check_output(out, [image])
-    target = resize_longest(as_image(image, "image"), int(opts["size"]))
-    if opts["vgg"] is None:
-        opts["vgg"] = load_network(opts["weights"], pooling=opts["pooling"], device=opts["device"],
-                                   engine=opts["engine"], log=log)
+        check_output_path(out, "sheet", read_paths([image], opts["weights"]))
+    target = resize_longest(as_image(image, "image"), whole_number("size", opts.pop("size"), 1))
+    # Every cell planned (and so checked) before anything loads or any file is written.
+    plans = {cell.name: plan_reconstruction(target, size=max(target.size), **cell.params, **opts)
+             for cell in cells}
+    if check_memory:
+        max(plans.values(), key=lambda p: p.memory.total).check_memory()
+    if vgg is None:
+        vgg = load_network(opts["weights"], pooling=opts["pooling"], device=opts["device"],
+                           engine=opts["engine"], log=log)
     has_content = bool(content_layers)
     row_labels = (["content"] if has_content else []) + (["style"] if style_layers else [])
 
@@ -140,15 +156,14 @@ def reconstruct_sheet(image, *, content_layers=PAPER_CONTENT_LAYERS, style_layer
 
     store = None
     if out is not None:
-        vgg = opts["vgg"]
         settings = {"job": "reconstruct", "image": image_fingerprint(target), "size": list(target.size),
                     "iters": int(opts["iters"]), "seed": int(opts["seed"]), "bounds": bool(opts["bounds"]),
                     "weights": weights_fingerprint(vgg)}
-        store = CellStore(cells_folder(out), settings, restart=restart)
+        store = CellStore(cells_folder(out), settings, restart=restart, protect=[image])
+        store.check_writable([cell.name for cell in cells])
 
     def make(cell):
-        cb = None if callback is None else (lambda rec, get_x: callback(cell, rec, get_x))
-        kwargs = {k: v for k, v in opts.items() if k != "size"}
-        return reconstruct(target, size=max(target.size), callback=cb, log=log, **cell.params, **kwargs)
+        cb = None if callback is None else (lambda rec, get_image: callback(cell, rec, get_image))
+        return run(plans[cell.name], vgg=vgg, callback=cb, log=log)
 
     return fill_sheet(cells, make, target.size, sheet, out=out, store=store, log=log)

@@ -21,6 +21,7 @@ from .network import load_network
 from .optimize import STOP_CONVERGED, STOP_REQUESTED, adam, lbfgs
 from .plan import DEVICES, INITS, OPTIMIZERS, ORIGINAL_COLORS, Plan, as_image, make_plan  # noqa: F401
 from .stops import NonFiniteLoss, StylizeInterrupted, raise_for_stop  # noqa: F401 -- re-exported
+from .weighting import attach_normalization, network_normalization, term_scales
 
 
 def prepare(content, style, **options):
@@ -96,12 +97,18 @@ def _setup_stage(plan, stage, vgg, x_prev):
     """The stage's images, objective and starting point (the previous result upsampled, or the init)."""
     o = plan.options
     images = _StageImages(plan, stage)
+    content_layers = o["content_layers"] if o["content_weight"] > 0 else ()
+    style_layers = o["style_layers"] if o["style_weight"] > 0 else ()
+    scales = term_scales(*stage.content_size, content_layers, style_layers, o["weight_scaling"],
+                         network_normalization(vgg))
+    masks = plan.regions.masks_at(stage.content_size, stage.style_sizes) if plan.regions else (None,) * 3
     objective = StyleObjective(
         vgg, content=preprocess(images.net_content) if o["content_weight"] > 0 else None,
         styles=[preprocess(s) for s in images.net_styles], style_blend=o["style_blend"],
         content_weight=o["content_weight"], style_weight=o["style_weight"], tv_weight=o["tv_weight"],
         content_layers=o["content_layers"], style_layers=o["style_layers"],
-        style_layer_weights=o["style_layer_weights"])
+        style_layer_weights=o["style_layer_weights"], term_scales=scales, content_masks=masks[0],
+        style_masks=masks[1], region_weights=masks[2], mask_mode=o["mask_mode"])
     if x_prev is None:
         return images, objective, _initial_image(plan, images, o["seed"])
     x0 = _resize_network_image(x_prev, stage.content_size)
@@ -116,6 +123,8 @@ def run(plan, vgg=None, callback=None, log=None):
     if vgg is None:
         o = plan.options
         vgg = load_network(o["weights"], pooling=o["pooling"], device=o["device"], engine=o["engine"], log=log)
+    if not hasattr(vgg, "normalization"):  # is the network normalised? (weight_scaling="invariant" adapts)
+        attach_normalization(vgg, plan.options["weights"])
     # Overflow to inf or NaN is caught by the optimisers (the run stops and keeps the best image), so
     # NumPy's warnings about it would only repeat that, with a traceback-like line, on stderr.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -138,6 +147,11 @@ def _run_stages(plan, vgg, callback, log):
                 raise  # nothing computed yet: nothing to keep
             image = previous.finish(x_prev, final_size, plan.content)
             raise StylizeInterrupted(image, done, f"interrupted between stages {k - 1} and {k}") from None
+        for note in objective.notes:  # regions left out at some layer: said once, not once per stage
+            if note not in plan.notes:
+                plan.notes.append(note)
+                if log is not None:
+                    log(note)
         if stage.iters == 0:  # nothing to optimise: the stage's start is its result
             x_prev, previous = x0, images
             continue
@@ -172,6 +186,8 @@ def stylize(content, style, *, size=512, iters=500, scales=None, content_weight=
             optimizer="lbfgs", lr=10.0, bounds=True, pooling="avg",
             content_layers=DEFAULT_CONTENT_LAYERS, style_layers=DEFAULT_STYLE_LAYERS,
             style_layer_weights=None, style_blend=None, style_scale=1.0, original_colors="none",
+            weight_scaling="invariant", content_mask=None, style_masks=None, region_styles=None,
+            region_weights=None, mask_mode="inside",
             device="cpu", engine="auto", weights=None, max_pixels=DEFAULT_MAX_PIXELS, check_memory=True,
             vgg=None, callback=None, log=None):
     """Paint ``content`` in the style of ``style`` (Gatys et al.); returns a PIL image.
@@ -187,6 +203,14 @@ def stylize(content, style, *, size=512, iters=500, scales=None, content_weight=
     content's. style_blend: one weight per style image (default equal).
     original_colors: "none"; "luminance" (transfer the style's luminance only and keep the content's
     colours); or "match" (map the style's colour statistics to the content's before the run).
+    weight_scaling: "invariant" (the weights mean at every size, and on a normalised network, what they
+    mean at 512 pixels with the plain network: ``weighting.py``) or "paper" (the paper's loss, literally).
+    content_mask: a colour-coded segmentation of the content (path, PIL image or uint8 array) for
+    spatial control (Gatys et al. 2017), with style_masks (one per style image: a region takes its
+    target from the regions of its colour in the style images) or region_styles ({colour: style image
+    number, 1-based}: the region takes the whole image); region_weights {colour: weight} (default
+    equal); mask_mode "inside", "all" or "simple" (how masks follow the network: ``reference/guides.py``).
+    Colours: names (red, green, blue, black, white, yellow, grey, cyan, magenta) or "#rrggbb".
     device: "cpu", "gpu" or "auto". engine: "auto" or "fast" (the device's fast engine) or "reference"
     (the readable layer loop of ``nstyle/reference``). weights: a weights file (None: the default weights).
     max_pixels: refuse input images with more pixels (decompression-bomb guard; None: no limit).

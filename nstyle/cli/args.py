@@ -5,6 +5,8 @@ so ``--iters 0,`` or ``--size -3`` is refused at parse time -- one line, exit 2 
 NaN, infinities, negatives, empty list items and junk never reach a run.
 """
 import argparse
+import os
+import sys
 
 from ..app.stylize import DEVICES
 from ..errors import InputError
@@ -103,3 +105,19 @@ def add_reporting_options(p, print_every=0):
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show full tracebacks on errors")
+
+
+def print_path(path):
+    """Print a file name on stdout, even one that is not valid in the terminal's encoding (a non-UTF-8
+    name under a strict UTF-8 locale): then the bytes the file system holds are written as they are."""
+    text = os.fspath(path)
+    try:
+        print(text, flush=True)
+    except UnicodeEncodeError:
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:
+            print(text.encode("utf-8", "backslashreplace").decode("ascii", "replace"), flush=True)
+            return
+        sys.stdout.flush()
+        buffer.write(os.fsencode(text) + b"\n")
+        buffer.flush()

@@ -16,7 +16,10 @@ from ..app.samples import BUNDLED_PHOTOS, bundled_photo, swirl_painting
 from ..app.sheet import contact_sheet
 from ..app.stylize import prepare
 from .args import count, iters_list, list_of, positive_int
-from .stylize import add_run_options, check_weights_file, check_writable, execute
+from ..app.outputs import check_outputs, read_paths
+from .args import print_path
+from .checks import check_run
+from .stylize import add_run_options, execute
 
 DEMO_CONTENT = "chelsea"
 DEMO_SCALES = (128, 256)
@@ -62,28 +65,6 @@ def _content_image(spec):
 
 
 def run(args):
-    check_weights_file(args.weights)
-    out = args.out_dir
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise InputError(f"--out-dir {out}: exists and is not a folder")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"--out-dir {out}: cannot create it ({exc.strerror or exc})") from None
-    paths = {name: os.path.join(out, name) for name in
-             ("content.png", "style.png", "result.png", "sheet.png", "loss.png", "log.json")}
-    inputs = [] if args.content in BUNDLED_PHOTOS else [args.content]
-    for path in paths.values():
-        check_writable(path, "demo output", inputs + ([args.weights] if args.weights else []))
-    plot = paths["loss.png"]
-    try:
-        import matplotlib  # noqa: F401,PLC0415
-    except ImportError:
-        plot = None
-        if not args.quiet:
-            print("nstyle: matplotlib is not installed, so no loss plot (pip install 'nstyle[demo]')",
-                  file=sys.stderr)
-
     content = _content_image(args.content)
     final = args.scales[-1]
     # Paint the style at the content's final size: its strokes then have the scale the run sees.
@@ -93,7 +74,27 @@ def run(args):
     plan = prepare(content, style, scales=args.scales, iters=args.iters, style_weight=DEMO_STYLE_WEIGHT,
                    tv_weight=DEMO_TV_WEIGHT, weights=args.weights, device=args.device, engine=args.engine,
                    pooling=args.pooling)
-    plan.check_memory()
+    inputs = [] if args.content in BUNDLED_PHOTOS else [args.content]
+    check_run(reads=inputs, weights=args.weights, device=args.device, plans=[plan])
+    out = args.out_dir
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"--out-dir {out}: exists and is not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out-dir {out}: cannot create it ({exc.strerror or exc})") from None
+    paths = {name: os.path.join(out, name) for name in
+             ("content.png", "style.png", "result.png", "sheet.png", "loss.png", "log.json")}
+    check_outputs([(path, "demo output", not name.endswith(".json")) for name, path in paths.items()],
+                  read_paths(inputs, args.weights))
+    plot = paths["loss.png"]
+    try:
+        import matplotlib  # noqa: F401,PLC0415
+    except ImportError:
+        plot = None
+        if not args.quiet:
+            print("nstyle: matplotlib is not installed, so no loss plot (pip install 'nstyle[demo]')",
+                  file=sys.stderr)
     save_image(content, paths["content.png"])
     save_image(style, paths["style.png"])
     stages = [(st.iters, st.content_size[0] * st.content_size[1]) for st in plan.stages]
@@ -104,6 +105,7 @@ def run(args):
                    settings=settings, say=lambda *_: None)
     save_image(demo_sheet(content, style, load_rgb(paths["result.png"], what="result")), paths["sheet.png"])
     if not args.quiet:
-        written = [paths[k] for k in ("result.png", "sheet.png")] + ([plot] if plot else []) + [paths["log.json"]]
-        print("\n".join(written))
+        for key in ("result.png", "sheet.png", "loss.png", "log.json"):
+            if key != "loss.png" or plot:
+                print_path(paths[key])
     return code

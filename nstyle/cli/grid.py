@@ -4,7 +4,8 @@ import sys
 from ..app.cells import CellsInterrupted
 from ..app.grid import make_grid
 from ..app.progress import say
-from .args import add_network_options, count, layers, list_of, positive_float, positive_int
+from .args import add_network_options, count, layers, list_of, positive_float, positive_int, print_path
+from .checks import check_run
 
 DEFAULTS = make_grid.__kwdefaults__
 
@@ -34,6 +35,8 @@ def add_parser(sub):
                    help="the layers whose prefixes the depths count (default " + ",".join(d["style_layers"]) + ")")
     add_network_options(p, d)
     p.add_argument("--restart", action="store_true", help="discard cells made with other settings")
+    p.add_argument("--no-memory-check", dest="check_memory", action="store_false",
+                   help="run even when the memory estimate says it will not fit")
     p.add_argument("--print-every", type=count, default=50, help="progress line every N iterations (0: none)")
     p.set_defaults(run=run)
 
@@ -44,13 +47,16 @@ def run(args):
             print(f"{cell.label}: iter {rec['iter']:5d}  loss {rec['loss']:.4e}  content {rec['content']:.3e}  "
                   f"style {rec['style']:.3e}  {rec['seconds']:.1f}s", file=sys.stderr, flush=True)
 
+    check_run(reads=[args.content, args.style], weights=args.weights, device=args.device,
+              outputs=[(args.output, "sheet", True)])
     try:
         make_grid(args.content, args.style, out=args.output, ratios=args.ratios, depths=args.depths,
                   size=args.size, iters=args.iters, init=args.init, seed=args.seed,
                   content_layer=args.content_layer, style_layers=args.style_layers, pooling=args.pooling,
-                  device=args.device, engine=args.engine, weights=args.weights, restart=args.restart, callback=progress, log=say)
+                  device=args.device, engine=args.engine, weights=args.weights, restart=args.restart,
+                  check_memory=args.check_memory, callback=progress, log=say)
     except CellsInterrupted as exc:
         say(exc.message)
         return 130
-    print(args.output)
+    print_path(args.output)
     return 0

@@ -1,16 +1,18 @@
 """The ``nstyle`` command line: sub-commands, error reporting and exit codes.
 
-Exit codes: 0 success; 2 bad usage or input; 1 failure while running; 130 interrupted (Ctrl-C).
-An error prints one line (plus an optional hint) and no traceback unless ``--debug`` is given (before
-or after the sub-command). Each sub-command lives in its own module under ``nstyle/commands/`` with
-``add_parser`` and ``run``.
+Exit codes: 0 success; 2 bad usage or input; 1 failure while running; 130 interrupted (Ctrl-C or
+SIGTERM, at any instant: see ``interrupts.py``). An error prints one line (plus an optional hint) and no
+traceback unless ``--debug`` is given (before or after the sub-command). Each sub-command lives in its
+own module beside this one with ``add_parser`` and ``run``. This module imports nothing heavy, so the
+signal handlers are in place before NumPy, SciPy and Pillow load.
 """
 import argparse
 import os
 import sys
 
-from ..version import __version__
+from .. import interrupts
 from ..errors import NStyleError
+from ..version import __version__
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -65,6 +67,21 @@ def report(message, hint=None):
 
 
 def main(argv=None):
+    interrupts.install()
+    try:
+        code = _main(argv)
+        if interrupts.interrupted() and code == EXIT_OK:
+            # a signal arrived while the finished result was being written: it is written; say so
+            print("nstyle: interrupted after the result was written", file=sys.stderr)
+            code = EXIT_INTERRUPTED
+        return code
+    except KeyboardInterrupt:  # in the last instants, after _main's own handler
+        return EXIT_INTERRUPTED
+    finally:
+        interrupts.uninstall()
+
+
+def _main(argv):
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:

@@ -1,13 +1,14 @@
 """``nstyle reconstruct IMAGE -o OUT``: what one layer (content) or a set of layers (style) keeps of an image."""
 import sys
 
-from ..app.cells import CellsInterrupted, check_output
+from ..app.cells import CellsInterrupted
 from ..app.imageio import save_image
 from ..app.progress import say
 from ..app.reconstruct import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, reconstruct, reconstruct_sheet
 from ..app.stylize import NonFiniteLoss, StylizeInterrupted
 from ..errors import InputError
-from .args import add_network_options, count, layers, positive_int
+from .args import add_network_options, count, layers, positive_int, print_path
+from .checks import check_run
 
 DEFAULTS = reconstruct.__kwdefaults__
 
@@ -35,6 +36,8 @@ def add_parser(sub):
     p.add_argument("--no-bounds", dest="bounds", action="store_false", help="let pixels leave 0..255")
     add_network_options(p, d)
     p.add_argument("--restart", action="store_true", help="with --all: discard cells made with other settings")
+    p.add_argument("--no-memory-check", dest="check_memory", action="store_false",
+                   help="run even when the memory estimate says it will not fit")
     p.add_argument("--print-every", type=count, default=50, help="progress line every N iterations (0: none)")
     p.set_defaults(run=run)
 
@@ -49,7 +52,10 @@ def _progress(args, label):
 
 def run(args):
     options = {"size": args.size, "iters": args.iters, "seed": args.seed, "bounds": args.bounds,
-               "pooling": args.pooling, "device": args.device, "engine": args.engine, "weights": args.weights}
+               "pooling": args.pooling, "device": args.device, "engine": args.engine, "weights": args.weights,
+               "check_memory": args.check_memory}
+    check_run(reads=[args.image], weights=args.weights, device=args.device,
+              outputs=[(args.output, "sheet" if args.all else "output", True)])
     if args.all:
         content = args.content_layer
         style = args.style_layers
@@ -63,7 +69,7 @@ def run(args):
         except CellsInterrupted as exc:
             say(exc.message)
             return 130
-        print(args.output)
+        print_path(args.output)
         return 0
 
     if (args.content_layer is None) == (args.style_layers is None):
@@ -71,7 +77,6 @@ def run(args):
     if args.content_layer is not None and len(args.content_layer) != 1:
         raise InputError(f"one content layer at a time (got {','.join(args.content_layer)})",
                          hint="add --all for one reconstruction per layer on a sheet")
-    check_output(args.output, [args.image])
     if args.content_layer is not None:
         what = {"content_layer": args.content_layer[0]}
         label = f"content {args.content_layer[0]}"
@@ -88,5 +93,5 @@ def run(args):
         save_image(exc.image, args.output)
         raise
     save_image(image, args.output)
-    print(args.output)
+    print_path(args.output)
     return 0

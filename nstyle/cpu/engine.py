@@ -22,7 +22,7 @@ The element-wise steps run on the thread pool of ``threads.py``.
 """
 import numpy as np
 
-from ..reference.engine import ReferenceEngine
+from ..reference.engine import ReferenceEngine, too_small
 from ..reference.losses import gram_matrix
 from . import padded
 from .buffers import BufferPool
@@ -103,6 +103,8 @@ def forward(engine, x, names, want, pool):
                 i += 1
             buf = out
         elif kind == "pool":
+            if min(h, w) < 2:
+                raise too_small(name, h, w)
             ho, wo = h // 2, w // 2
             out = pool.take(padded.padded_shape(buf.shape[0], ho, wo), dtype)
             padded.zero_border(out, ho, wo)

@@ -1,17 +1,10 @@
 """Winograd F(2x2, 3x3) convolution between padded buffers (CPU fast path, NumPy only).
 
-Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016): each 2x2 block of output is
-computed from the 4x4 block of input around it as
+The algebra -- Y = A^T [ (G g G^T) * (B^T d B) ] A per 2x2 output tile, the matrices, the derivation
+and the weight transform :func:`winograd_weights` (shared with the GPU engine) -- is in
+``nstyle/reference/winograd.py``.
 
-    Y = A^T [ (G g G^T) * (B^T d B) ] A          (* element-wise over the 4x4 "Winograd domain")
-
-with d the 4x4 input tile, g the 3x3 kernel and
-
-    B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
-    G   = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]],
-    A^T = [[1, 1, 1, 0], [0, 1, -1, -1]].
-
-Summing over input channels inside the Winograd domain turns the 16 element-wise products into 16
+Here, summing over input channels inside the Winograd domain turns the 16 element-wise products into 16
 matrix products U[k] (O, C) @ V[k] (C, tiles): 16 multiply-adds per 2x2 output block and channel pair
 instead of 36 -- 2.25 times fewer than direct convolution. The transforms of d and of the output are
 additions only (done here with NumPy on channel ranges spread over the thread pool); the kernel's
@@ -28,13 +21,11 @@ as a transposed operand.
 """
 import numpy as np
 
+from ..reference.winograd import A_T, B_T, G, winograd_weights  # noqa: F401 -- this module's API too
 from . import padded
-from .conv3x3 import band_rows
+from .conv3x3 import balanced_band_rows
 from .threads import for_each_task, num_threads, parallel_ranges, scratch
 
-B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
-G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
-A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 FLIP_PERMUTATION = (3, 1, 2, 0)
 
 # Winograd-domain elements (16 * channels * tiles) per band: the input and output bands then stay in
@@ -44,17 +35,6 @@ BAND_ELEMS = 1 << 20
 # band, the 16 products shared out between the threads: 5-10% faster than two thin bands for VGG's
 # 8x8 and 16x16 maps of 512 channels (best of 15 runs, 2 threads; bench/NOTES.md).
 SMALL_MAP_ELEMS = 1 << 20
-
-
-def winograd_weights(w):
-    """U[4*u + v] = (G g G^T)[u, v] for every (o, c): (O, C, 3, 3) -> (16, O, C), in w's dtype.
-
-    One float64 matrix product with kron(G, G) -- (G g G^T)[u, v] = sum_ij G[u,i] G[v,j] g[i,j] --
-    rounded once, at the end.
-    """
-    o, c = w.shape[:2]
-    u = np.kron(G, G) @ w.reshape(o * c, 9).astype(np.float64).T  # (16, O*C), written in that order
-    return u.astype(w.dtype).reshape(16, o, c)
 
 
 def transposed_index():
@@ -171,7 +151,7 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
         if epilogue is not None:
             epilogue(1, 1 + h)
         return outbuf
-    rows = rows or band_rows(th, 16 * max(c, o) * tw, BAND_ELEMS)
+    rows = rows or balanced_band_rows(th, 16 * max(c, o) * tw, BAND_ELEMS)
     starts = list(range(0, th, rows))
 
     def band(i):

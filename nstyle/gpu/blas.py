@@ -8,11 +8,11 @@ no copy per band.
 BLAS is column-major: a matrix M with leading dimension ld has M(i, j) at ``ptr[i + j*ld]``. A row-major
 (R, S) block whose rows are ``ld`` apart is therefore the column-major (S, R) matrix with that ld -- its
 transpose -- and ``C = A @ B`` in row-major terms is ``C^T = B^T @ A^T`` in column-major terms. The
-callers in ``conv_gpu.py`` spell out each product in these terms.
+callers in ``conv.py`` spell out each product in these terms.
 
-With NumPy arrays (inside ``backend.emulate_device_kernels``) the same call is carried out by
-``_emulate_gemm``, which follows the BLAS definition and checks that every address the call would touch
-lies inside the arrays given -- so the CPU tests check the leading dimensions and offsets.
+With NumPy arrays the same call is carried out by ``_emulate_gemm``, which follows the BLAS definition
+and checks that every address the call would touch lies inside the arrays given -- so the CPU tests
+check the leading dimensions and offsets.
 """
 import numpy as np
 

@@ -19,11 +19,16 @@ smallest band gives cuBLAS thousands of columns -- while the buffer stays below 
 the peak memory of an evaluation (set by the activations of the first block) hardly grows; the cap
 bounds it at 4K sizes.
 
-Derivations are the CPU path's (``conv.py``, ``conv2d_backward``): only the order of work differs.
+:func:`set_band_rows` overrides the budget with a fixed number of rows per band (the tests run every
+multi-band branch on small maps with it).
+
+Derivations are the reference's (``reference/conv.py``, ``conv2d_backward``): only the order of work
+differs.
 
 A second lowering, chosen with :func:`set_lowering` ("winograd"), computes 3x3 stride-1 convolutions
 (all of VGG's) with Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for
-Convolutional Neural Networks", 2016): per band of 2x2 output tiles, one kernel turns each 4x4 input tile
+Convolutional Neural Networks", 2016; the algebra and the weight transform, shared with the CPU engine:
+``reference/winograd.py``): per band of 2x2 output tiles, one kernel turns each 4x4 input tile
 d into V = B^T d B, 16 batched GEMMs multiply by the transformed weights U = G g G^T (summing over
 input channels), and one kernel turns each tile back with Y = A^T M A (+ bias). 16 multiplications per
 2x2 outputs instead of 36: 2.25x fewer. The backward's dx is the same algorithm: dx is the correlation
@@ -33,6 +38,8 @@ channels swapped. Weight gradients always use im2col.
 import numpy as np
 
 from ..backend import get_xp
+from ..reference.conv import _check
+from ..reference.winograd import winograd_weights
 from . import blas, kernels
 from .blas import OP_N, OP_T
 
@@ -47,8 +54,8 @@ LOWERINGS = ("im2col", "winograd")
 # against float64 as im2col and cuDNN (8e-4 at 1024 with random weights).
 LOWERING = "winograd"
 
-# Winograd F(2x2, 3x3)'s weight transform: U = G g G^T for each 3x3 filter g.
-_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+# None: rows per band from the budget (gpu_band_rows, winograd_band_tile_rows); an int: at most that many.
+_BAND_ROWS = None
 
 
 def set_lowering(name):
@@ -59,6 +66,21 @@ def set_lowering(name):
         raise ValueError(f"unknown lowering {name!r}; choose one of {LOWERINGS}")
     before, LOWERING = LOWERING, name
     return before
+
+
+def set_band_rows(rows):
+    """Bands of at most ``rows`` output rows (im2col) or tile rows of two output rows (Winograd) instead of
+    the memory budget's, so that small maps run the multi-band code; None: back to the budget. Returns the
+    previous setting."""
+    global _BAND_ROWS
+    if rows is not None and int(rows) < 1:
+        raise ValueError(f"rows per band must be >= 1 (got {rows})")
+    before, _BAND_ROWS = _BAND_ROWS, None if rows is None else int(rows)
+    return before
+
+
+def _capped(rows):
+    return rows if _BAND_ROWS is None else min(rows, _BAND_ROWS)
 
 
 def _winograd_applies(kh, kw, stride, padding):
@@ -79,9 +101,8 @@ def _common_dtype(xp, *arrays):
 
 
 def conv2d_forward_gpu(x, w, b=None, stride=1, padding=0, keep_input=True):
-    """Same contract as :func:`nstyle.layers.conv.conv2d_forward`."""
-    from ..reference.conv import _check  # noqa: PLC0415 -- conv.py imports this module lazily too
-
+    """Same contract as :func:`nstyle.reference.conv.conv2d_forward`; the cache also says which lowering
+    ran ("im2col" or "winograd")."""
     xp = get_xp(x)
     ho, wo = _check(x, w, b, stride, padding)
     dtype = _common_dtype(xp, x, w, b)
@@ -92,11 +113,12 @@ def conv2d_forward_gpu(x, w, b=None, stride=1, padding=0, keep_input=True):
     k = c * kh * kw
     out = xp.empty((n, o, ho, wo), dtype=dtype)
     cache = {"x": x if keep_input else None, "w": w_c, "has_bias": b is not None, "stride": stride,
-             "padding": padding, "x_shape": x.shape, "gpu": True}
+             "padding": padding, "x_shape": x.shape, "gpu": True, "lowering": "im2col"}
     if _winograd_applies(kh, kw, stride, padding):
+        cache["lowering"] = "winograd"
         winograd_conv(x, w_c, None if b is None else xp.asarray(b, dtype=dtype), padding, out)
         return out, cache
-    rows = gpu_band_rows(k, ho, wo, o * ho * wo)
+    rows = _capped(gpu_band_rows(k, ho, wo, o * ho * wo))
     cols = xp.empty(k * rows * wo, dtype=dtype)
     w_flat = w_c.reshape(-1)
     for i, r0, nrows, band in _bands(n, ho, wo, rows, k, cols):
@@ -121,7 +143,7 @@ def _bands(n, ho, wo, rows, k, buf):
 
 
 def conv2d_backward_gpu(dout, cache, weight_grads=False):
-    """Same contract as :func:`nstyle.layers.conv.conv2d_backward`."""
+    """Same contract as :func:`nstyle.reference.conv.conv2d_backward`."""
     xp = get_xp(dout)
     dtype = _common_dtype(xp, dout, cache["w"])
     w = xp.ascontiguousarray(cache["w"], dtype=dtype)
@@ -132,7 +154,7 @@ def conv2d_backward_gpu(dout, cache, weight_grads=False):
     _, _, ho, wo = dout.shape
     dout = xp.ascontiguousarray(dout, dtype=dtype)
     w_flat = w.reshape(-1)
-    rows = gpu_band_rows(k, ho, wo, o * ho * wo)
+    rows = _capped(gpu_band_rows(k, ho, wo, o * ho * wo))
     if _winograd_applies(kh, kw, stride, padding):
         # dx[c, y, x] = sum_{o,i,j} dout[o, y + p - i, x + p - j] w[o, c, i, j]: a correlation of dout,
         # padded by 2 - p, with w flipped in i and j and its channel axes swapped.
@@ -176,16 +198,6 @@ def _weight_grads(xp, dx, dout, cache, w, rows):
     return dx, dw.reshape(w.shape), db
 
 
-def winograd_weights(w):
-    """U = G g G^T for every filter g of w (O, C, 3, 3), laid out (16, O, C) with entry e = 4*a + b."""
-    xp = get_xp(w)
-    g = xp.asarray(_G, dtype=w.dtype)
-    t1 = xp.tensordot(g, w, axes=([1], [2]))      # (4, O, C, 3): sum_i G[a, i] w[o, c, i, j]
-    u = xp.tensordot(t1, g, axes=([3], [1]))      # (4, O, C, 4): sum_j t1[a, o, c, j] G[b, j]
-    o, c = w.shape[0], w.shape[1]
-    return xp.ascontiguousarray(u.transpose(0, 3, 1, 2)).reshape(16, o, c)
-
-
 def winograd_band_tile_rows(c, o, th, tw, out_elems):
     """Tile rows per band: the two tile buffers (16*(C+O) per tile) hold ~out_elems/2 elements, clamped."""
     budget = min(max(out_elems // 2, WINOGRAD_BAND_MIN_ELEMS), WINOGRAD_BAND_MAX_ELEMS)
@@ -210,7 +222,7 @@ def winograd_conv(x, w, b, padding, out):
     ho, wo = out.shape[2], out.shape[3]
     th, tw = -(-ho // 2), -(-wo // 2)
     u = winograd_weights(w)
-    rows = winograd_band_tile_rows(c, o, th, tw, o * ho * wo)
+    rows = _capped(winograd_band_tile_rows(c, o, th, tw, o * ho * wo))
     v_buf = xp.empty(16 * c * rows * tw, dtype=x.dtype)
     m_buf = xp.empty(16 * o * rows * tw, dtype=x.dtype)
     for i in range(n):

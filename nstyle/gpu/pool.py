@@ -1,16 +1,15 @@
 """2-D average and max pooling on the GPU: one kernel launch per forward and per backward.
 
-Same contracts and caches as ``pool.py``; the backwards are gathers (each input element sums what the
+Same contracts and caches as the reference's ``reference/pool.py``; the backwards are gathers (each input element sums what the
 windows containing it send back), so they write every element once, need no zero fill and no atomics.
-Derivations: ``pool.py``, ``avg_pool2d_backward`` and ``max_pool2d_backward``.
+Derivations: ``reference/pool.py``, ``avg_pool2d_backward`` and ``max_pool2d_backward``.
 """
 from ..backend import get_xp
+from ..reference.pool import _geometry
 from . import kernels
 
 
 def _prepare(x, kernel_size, stride):
-    from ..reference.pool import _geometry  # noqa: PLC0415 -- pool.py imports this module lazily too
-
     xp = get_xp(x)
     k, s, ho, wo = _geometry(x, kernel_size, stride)
     if not kernels.supported_dtype(x.dtype):

@@ -1,13 +1,13 @@
 """ReLU on the GPU: the forward rectifies and records the mask in one kernel (one read of x, one write
 of out, one byte of mask per element), in place when asked. The backward is one elementwise product,
-the same expression as on the CPU. Derivation: ``relu.py``, ``relu_backward``.
+the same expression as the reference's. Derivation: ``reference/relu.py``, ``relu_backward``.
 """
 from ..backend import get_xp
 from . import kernels
 
 
 def relu_forward_gpu(x, inplace=False):
-    """Same contract as :func:`nstyle.layers.relu.relu_forward`: returns (out, mask), mask = x > 0."""
+    """Same contract as :func:`nstyle.reference.relu.relu_forward`: returns (out, mask), mask = x > 0."""
     xp = get_xp(x)
     if not (x.flags.c_contiguous and kernels.supported_dtype(x.dtype)):
         # Strided or non-float input: the generic expressions (still on the device with CuPy).

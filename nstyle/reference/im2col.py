@@ -10,7 +10,11 @@ conv1_2 at 1024x1024 would be 2.4 GB); the loops are over taps and bands, never 
 
 
 def band_rows(c, kh, kw, wo, budget_elems=1 << 21):
-    """How many output rows one band holds so that its column matrix has about ``budget_elems`` entries."""
+    """How many output rows one band holds so that its column matrix has about ``budget_elems`` entries.
+
+    The reference's single-threaded bands; the fast engines size theirs their own way
+    (``cpu/conv3x3.balanced_band_rows``: a multiple of the thread count; ``gpu/conv.gpu_band_rows``:
+    a budget that grows with the layer)."""
     return max(1, budget_elems // max(1, c * kh * kw * wo))
 
 

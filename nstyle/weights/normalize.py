@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-
-from ..reference import avg_pool2d_forward, conv2d_forward, max_pool2d_forward
 from ..model.arch import CONV_LAYERS, LAYER_NAMES
+from ..reference import avg_pool2d_forward, conv2d_forward, max_pool2d_forward
+from .hdf5 import write_hdf5
+from .sources import read_source
 
 
 def normalize_params(params, images, pooling="avg"):
@@ -98,36 +99,27 @@ def image_files(folder):
 MIN_SIDE = 16  # four 2x2 poolings before conv5_1 leave a 16-pixel side 1 pixel wide
 
 
-def normalize_file(source, output, images_dir, *, size=256, pooling="avg", log=None):
-    """Read weights ``source`` (any supported format), normalise on the images in ``images_dir``
-    (each resized so its longest side is ``size``; 0 keeps the original size) and write ``output``.
-
-    Returns (output path, dead filters per layer).
-    """
-    from ..app.imageio import load_rgb, preprocess, resize_longest  # noqa: PLC0415
-    from .sources import read_source  # noqa: PLC0415
-    from .store import write_hdf5  # noqa: PLC0415
-
-    source, output = Path(source), Path(output)
-    if output.exists() and output.resolve() == source.resolve():
-        raise InputError(f"{output} is the source file; choose another output path")
+def check_settings(size, pooling):
+    """InputError for a size or pooling normalize_file cannot use (checked before any image is read)."""
     if size < 0 or 0 < size < MIN_SIDE:
         raise InputError(f"size {size} is too small: the network needs images of at least {MIN_SIDE} pixels",
                          hint=f"use 0 (keep each image's size) or {MIN_SIDE} and up")
     if pooling not in ("avg", "max"):
         raise InputError(f"unknown pooling {pooling!r}; choose avg or max")
+
+
+def normalize_file(source, output, images, *, size=256, pooling="avg", log=None):
+    """Read weights ``source`` (any supported format), normalise on ``images`` and write ``output``.
+
+    images: network-space arrays (``app.imageio.preprocess``; the caller reads and resizes them, so this
+    package needs nothing from the application); size: the longest side they were resized to (0: kept),
+    recorded in the file. Returns (output path, dead filters per layer).
+    """
+    source, output = Path(source), Path(output)
+    if output.exists() and output.resolve() == source.resolve():
+        raise InputError(f"{output} is the source file; choose another output path")
+    check_settings(size, pooling)
     params, attrs = read_source(source)
-    images = []
-    for path in image_files(images_dir):
-        try:
-            img = load_rgb(path)
-        except OSError as exc:
-            raise InputError(f"cannot read image {path} ({exc})") from None
-        img = resize_longest(img, size) if size else img
-        if min(img.size) < MIN_SIDE:
-            raise InputError(f"image {path} is {img.width}x{img.height} after resizing; each side must be "
-                             f"at least {MIN_SIDE} pixels")
-        images.append(preprocess(img))
     if log:
         log(f"measuring mean activations on {len(images)} image(s)")
     new, scales, dead = normalize_params(params, images, pooling=pooling)

@@ -18,18 +18,24 @@ command. :class:`_SafeUnpickler` maps the handful of names a tensor rebuild need
 ours that build NumPy arrays, and refuses every other name before anything is called. Storage reads are
 bounds-checked against the file, and every strided view against its storage.
 
+Nothing is read whole: the pickles are capped at ``guard.MAX_PICKLE_BYTES`` and their opcodes walked
+before unpickling (an opcode declaring a huge string is refused before anything is allocated), a tensor's bytes are read only when asked for (:class:`TorchFile`),
+every read is charged to a byte budget (a pickle naming one storage thousands of times stops there), and
+zip members are read only if stored or deflated, unencrypted, with the size the object declares.
+
 ``load(path)`` returns the saved object with each tensor as a NumPy array (``nn.Parameter`` too).
 """
 import collections
 import io
 import pickle
+import pickletools
 import struct
 import zipfile
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import WeightsError
+from . import guard
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -62,19 +68,20 @@ STORAGE_TYPES = {name: _StorageType(name, dtype) for name, dtype in {
 
 
 class _Storage:
-    """One storage: its dtype, element count and (once read) its bytes as a 1-D array."""
+    """One storage: its dtype and element count; ``where`` (set once the pickle is read) says where its
+    bytes lie (a zip member, or an offset in the legacy stream). Its bytes are read only on demand."""
 
-    __slots__ = ("type", "numel", "array")
+    __slots__ = ("type", "numel", "where")
 
     def __init__(self, storage_type, numel):
-        self.type, self.numel, self.array = storage_type, numel, None
+        self.type, self.numel, self.where = storage_type, numel, None
 
     def __setstate__(self, state):
         raise pickle.UnpicklingError("a storage cannot carry state")
 
 
-class _TensorRef:
-    """A tensor waiting for its storage's bytes (the legacy layout stores them after the pickle)."""
+class TensorRef:
+    """A tensor not read yet: its storage, offset, size (its shape) and stride, all checked."""
 
     __slots__ = ("storage", "offset", "size", "stride")
 
@@ -83,6 +90,22 @@ class _TensorRef:
 
     def __setstate__(self, state):
         raise pickle.UnpicklingError("a tensor cannot carry extra state here")
+
+    @property
+    def shape(self):
+        return self.size
+
+    @property
+    def ndim(self):
+        return len(self.size)
+
+    @property
+    def dtype(self):
+        """The dtype it will be read as (bfloat16 becomes float32)."""
+        return np.dtype(np.float32) if self.storage.type.name == _BFLOAT16 else self.storage.type.dtype
+
+
+_TensorRef = TensorRef  # (the old private name)
 
 
 def _int_tuple(value, what):
@@ -114,12 +137,12 @@ def _rebuild_tensor(storage, offset, size, stride, *_ignored):
         if last >= storage.numel:
             raise pickle.UnpicklingError(f"tensor (offset {offset}, size {size}, stride {stride}) "
                                          f"reaches past its storage of {storage.numel} elements")
-    return _TensorRef(storage, offset, size, stride)
+    return TensorRef(storage, offset, size, stride)
 
 
 def _rebuild_parameter(data, *_ignored):
     """Our ``torch._utils._rebuild_parameter``: a parameter is just its data here."""
-    if not isinstance(data, _TensorRef):
+    if not isinstance(data, TensorRef):
         raise pickle.UnpicklingError("a parameter must wrap a tensor")
     return data
 
@@ -165,123 +188,163 @@ class _SafeUnpickler(pickle.Unpickler):
         return storage
 
 
-def _unpickle(stream, storages=None):
-    return _SafeUnpickler(stream, storages).load()
+
+def _unpickle(buf, storages=None, what="the pickled object", cut=False):
+    """The next pickle in the in-memory stream ``buf``. Its opcodes are walked first (pickletools), so a
+    declared length longer than what is there -- a BINBYTES8 claiming a terabyte, which the C unpickler
+    would allocate before reading -- is refused without allocating. cut: ``buf`` holds only the first
+    ``MAX_PICKLE_BYTES`` of the file, so running out means the pickle is too large."""
+    start = buf.tell()
+    try:
+        for _ in pickletools.genops(buf):
+            pass
+    except ValueError as exc:
+        if cut and buf.tell() >= len(buf.getbuffer()) - 16:
+            raise WeightsError(f"{what} is larger than {guard.megabytes(guard.MAX_PICKLE_BYTES)}; a VGG-19 "
+                               "file's is a few KB") from None
+        raise WeightsError(f"{what} is truncated or malformed ({guard.one_line(exc)})") from None
+    end = buf.tell()
+    buf.seek(start)
+    obj = _SafeUnpickler(guard.CappedReader(buf, end - start, what), storages).load()
+    buf.seek(end)
+    return obj
 
 
-def _materialise(obj, depth=0):
-    """Replace every tensor reference in dicts, lists and tuples by a NumPy array copy of its data."""
-    if depth > _MAX_DEPTH:
-        raise WeightsError("nested too deeply")
-    if isinstance(obj, _TensorRef):
-        st = obj.storage
-        if st.array is None:
+class TorchFile:
+    """A ``torch.save`` file opened for reading: ``obj`` is the saved object with each tensor as a
+    :class:`TensorRef`; :meth:`array` reads one tensor's bytes, charging them to ``budget``.
+
+    Only the pickle (at most ``guard.MAX_PICKLE_BYTES``) is read on opening; a tensor's bytes are read
+    when asked for, so tensors nobody asks for (a classifier, say) are never read. ``fh`` must stay open
+    and seekable while arrays are read.
+    """
+
+    def __init__(self, fh, size, budget=None):
+        self.fh, self.size = fh, size
+        self.budget = budget if budget is not None else guard.Budget()
+        self.archive, self.big_endian = None, False
+        head = fh.read(4)
+        fh.seek(0)
+        if head == _ZIP_SIGNATURE:
+            self.obj = self._open_zip()
+        elif head[:1] == b"\x80":
+            self.obj = self._open_legacy()
+        else:
+            raise WeightsError("not a torch.save file (neither a zip archive nor a pickle)")
+
+    def _open_legacy(self):
+        # The five pickles come first; together they must fit in the first MAX_PICKLE_BYTES.
+        cut = self.size > guard.MAX_PICKLE_BYTES
+        buf = io.BytesIO(self.fh.read(guard.MAX_PICKLE_BYTES))
+        if _unpickle(buf, what="the magic number", cut=cut) != LEGACY_MAGIC:
+            raise WeightsError("not a torch.save file (wrong magic number)")
+        protocol = _unpickle(buf, what="the protocol version", cut=cut)
+        if protocol != LEGACY_PROTOCOL:
+            raise WeightsError(f"unsupported torch.save protocol {protocol!r}")
+        if not isinstance(_unpickle(buf, what="the system-info record", cut=cut), dict):
+            raise WeightsError("malformed system-info record")
+        # The storages are little-endian whatever the saving machine was (torch swaps on write), and
+        # their element counts are int64 even where sys_info says a C long is 4 bytes (Windows).
+        storages = {}
+        obj = _unpickle(buf, storages, cut=cut)
+        keys = _unpickle(buf, what="the storage list", cut=cut)
+        if not isinstance(keys, list) or set(keys) != set(storages) or len(keys) != len(storages):
+            raise WeightsError("the storage list does not match the storages the object uses")
+        pos = buf.tell()
+        for key in keys:  # each storage: int64 element count, then its bytes; skipped over, not read
+            st = storages[key]
+            self.fh.seek(pos)
+            (count,) = struct.unpack("<q", guard.read_all(self.fh, 8, f"storage {key}'s header"))
+            if count != st.numel:
+                raise WeightsError(f"storage {key} holds {count} elements, the object expects {st.numel}")
+            nbytes = count * st.type.dtype.itemsize
+            if nbytes > self.size - pos - 8:
+                raise WeightsError(f"truncated: storage {key} needs {nbytes} bytes, "
+                                   f"{max(0, self.size - pos - 8)} left")
+            st.where, pos = pos + 8, pos + 8 + nbytes
+        return obj
+
+    def _open_zip(self):
+        guard.check_zip_directory(self.fh, self.size)
+        self.archive = archive = zipfile.ZipFile(self.fh)
+        names = archive.namelist()
+        pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1] or \
+            [n for n in names if n == "data.pkl"]
+        if len(pickles) != 1:
+            raise WeightsError("not a torch.save zip archive (no single */data.pkl)")
+        prefix = pickles[0][:-len("data.pkl")]
+        if prefix + "byteorder" in names:
+            info = guard.zip_member(archive, prefix + "byteorder", 16)
+            order = guard.read_member(archive, info).decode("ascii", "replace").strip()
+            if order not in ("little", "big"):
+                raise WeightsError(f"unknown byte order {order!r}")
+            self.big_endian = order == "big"
+        info = guard.zip_member(archive, pickles[0], guard.MAX_PICKLE_BYTES, "the pickled object")
+        storages = {}
+        obj = _unpickle(io.BytesIO(guard.read_member(archive, info)), storages)
+        for key, st in storages.items():
+            member = f"{prefix}data/{key}"
+            info = guard.zip_member(archive, member, 1 << 62, f"storage {member}")
+            nbytes = st.numel * st.type.dtype.itemsize
+            if info.file_size != nbytes:
+                raise WeightsError(f"storage {member} has {info.file_size} bytes, the object expects {nbytes}")
+            st.where = info
+        return obj
+
+    def array(self, ref, what="a tensor"):
+        """The tensor's values as a new C-ordered NumPy array (native byte order)."""
+        st = ref.storage
+        if st.where is None:
             raise WeightsError("a tensor's storage is missing from the file")
-        itemsize = st.array.itemsize
-        view = np.lib.stride_tricks.as_strided(
-            st.array[obj.offset:] if all(obj.size) else st.array[:0],
-            shape=obj.size, strides=tuple(s * itemsize for s in obj.stride), writeable=False)
+        itemsize = st.type.dtype.itemsize
+        count = int(np.prod(ref.size, dtype=object))
+        if count == 0:
+            return np.zeros(ref.size, ref.dtype)
+        span = 1 + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))  # checked inside the storage
+        self.budget.take(max(span, count) * itemsize, what)
+        start, nbytes = ref.offset * itemsize, span * itemsize
+        if self.archive is not None:
+            data = guard.read_member(self.archive, st.where, start, nbytes)
+        else:
+            self.fh.seek(st.where + start)
+            data = guard.read_all(self.fh, nbytes, what)
+        dtype = st.type.dtype.newbyteorder(">") if self.big_endian else st.type.dtype
+        view = np.lib.stride_tricks.as_strided(np.frombuffer(data, dtype=dtype), shape=ref.size,
+                                               strides=tuple(s * itemsize for s in ref.stride), writeable=False)
         out = np.array(view, order="C")  # a copy: the result owns its memory, in C order
         if st.type.name == _BFLOAT16:
             out = (out.astype(np.uint32) << 16).view(np.float32)
         return out.astype(out.dtype.newbyteorder("="), copy=False)
-    if isinstance(obj, dict):
-        return type(obj)((k, _materialise(v, depth + 1)) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_materialise(v, depth + 1) for v in obj)
-    return obj
 
-
-def _load_legacy(stream, size):
-    if _unpickle(stream) != LEGACY_MAGIC:
-        raise WeightsError("not a torch.save file (wrong magic number)")
-    protocol = _unpickle(stream)
-    if protocol != LEGACY_PROTOCOL:
-        raise WeightsError(f"unsupported torch.save protocol {protocol!r}")
-    sys_info = _unpickle(stream)
-    if not isinstance(sys_info, dict):
-        raise WeightsError("malformed system-info record")
-    # The storages are little-endian whatever the saving machine was (torch swaps on write), and
-    # their element counts are int64 even where sys_info says a C long is 4 bytes (Windows).
-    storages = {}
-    obj = _unpickle(stream, storages)
-    keys = _unpickle(stream)
-    if not isinstance(keys, list) or set(keys) != set(storages) or len(keys) != len(storages):
-        raise WeightsError("the storage list does not match the storages the object uses")
-    for key in keys:
-        st = storages[key]
-        head = stream.read(8)
-        if len(head) < 8:
-            raise WeightsError(f"truncated: storage {key} is missing")
-        (count,) = struct.unpack("<q", head)
-        if count != st.numel:
-            raise WeightsError(f"storage {key} holds {count} elements, the object expects {st.numel}")
-        nbytes = count * st.type.dtype.itemsize
-        if nbytes > size - stream.tell():
-            raise WeightsError(f"truncated: storage {key} needs {nbytes} bytes, "
-                               f"{max(0, size - stream.tell())} left")
-        st.array = np.frombuffer(stream.read(nbytes), dtype=st.type.dtype)
-    return obj
-
-
-def _load_zip(archive):
-    names = archive.namelist()
-    pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1] or \
-        [n for n in names if n == "data.pkl"]
-    if len(pickles) != 1:
-        raise WeightsError("not a torch.save zip archive (no single */data.pkl)")
-    prefix = pickles[0][:-len("data.pkl")]
-    order = "little"
-    if prefix + "byteorder" in names:
-        order = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
-        if order not in ("little", "big"):
-            raise WeightsError(f"unknown byte order {order!r}")
-    storages = {}
-    obj = _unpickle(io.BytesIO(archive.read(pickles[0])), storages)
-    for key, st in storages.items():
-        member = f"{prefix}data/{key}"
-        try:
-            info = archive.getinfo(member)
-        except KeyError:
-            raise WeightsError(f"storage {member} is missing from the archive") from None
-        nbytes = st.numel * st.type.dtype.itemsize
-        if info.file_size != nbytes:
-            raise WeightsError(f"storage {member} has {info.file_size} bytes, the object expects {nbytes}")
-        dtype = st.type.dtype.newbyteorder(">") if order == "big" else st.type.dtype
-        st.array = np.frombuffer(archive.read(member), dtype=dtype)
-    return obj
+    def materialise(self, obj, depth=0):
+        """``obj`` with every TensorRef in dicts, lists and tuples replaced by its array."""
+        if depth > _MAX_DEPTH:
+            raise WeightsError("nested too deeply")
+        if isinstance(obj, TensorRef):
+            return self.array(obj)
+        if isinstance(obj, dict):
+            return type(obj)((k, self.materialise(v, depth + 1)) for k, v in obj.items())
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self.materialise(v, depth + 1) for v in obj)
+        return obj
 
 
 def load_bytes(data, name="<bytes>"):
     """Like :func:`load`, from the file's bytes (``name`` is used in error messages)."""
-    try:
-        if data[:4] == _ZIP_SIGNATURE:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                obj = _load_zip(archive)
-        elif data[:1] == b"\x80":
-            obj = _load_legacy(io.BytesIO(data), len(data))
-        else:
-            raise WeightsError("not a torch.save file (neither a zip archive nor a pickle)")
-        return _materialise(obj)
-    except WeightsError as exc:
-        raise WeightsError(f"{name}: {exc.message}", exc.hint) from None
-    except (pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise WeightsError(f"{name}: unsafe or corrupt torch file: {exc}") from None
-    except (EOFError, struct.error):
-        raise WeightsError(f"{name}: truncated torch file") from None
-    except (ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError,
-            RecursionError, UnicodeDecodeError, OverflowError) as exc:
-        raise WeightsError(f"{name}: corrupt torch file ({type(exc).__name__}: {exc})") from None
+    with guard.reading(name, "torch file"):
+        tf = TorchFile(io.BytesIO(data), len(data))
+        return tf.materialise(tf.obj)
 
 
 def load(path):
     """The object saved in ``path`` by ``torch.save`` (either layout), tensors as NumPy arrays.
 
-    Raises WeightsError (one line, naming the file) for anything unsafe, truncated or malformed.
+    Raises WeightsError (one line, naming the file) for anything unsafe, truncated, malformed, or asking
+    for more than ``guard.MAX_READ_BYTES`` of tensor data in all.
     """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise WeightsError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return load_bytes(data, str(path))
+    name = str(path)
+    with guard.reading(name, "torch file"):
+        fh, size = guard.open_regular(path)
+        with fh:
+            tf = TorchFile(fh, size)
+            return tf.materialise(tf.obj)

@@ -1,0 +1,80 @@
+"""Ctrl-C and SIGTERM at any instant: the command line's promise is that a run stopped by either writes the
+best image it has, exits 130, and leaves no temporary file behind -- whenever the signal lands.
+
+Python raises KeyboardInterrupt wherever the main thread happens to be, which is fine inside the
+optimiser's loop (it catches it and returns its best image) but loses the result anywhere else: while
+the finished image, the log or the plot are being written, between two stages, between two cells. So
+the command line installs handlers (:func:`install`) that act by phase:
+
+    before the first optimisation   nothing to keep: KeyboardInterrupt at once (exit 130, no output)
+    inside an optimiser's loop      KeyboardInterrupt at once; the optimiser returns its best image
+    after that                      the signal is remembered, not raised: the run goes on to the next
+                                    optimiser loop (which then stops at once) or to writing its result,
+                                    and the command exits 130 once everything is written
+
+The optimisers mark their loops with :func:`interruptible`. Without :func:`install` (the library used
+from Python) nothing changes: Ctrl-C raises KeyboardInterrupt as usual. SIGTERM is treated like Ctrl-C.
+"""
+import contextlib
+import signal
+
+_ABORT, _INTERRUPTIBLE, _DEFERRED = "abort", "interruptible", "deferred"
+
+
+class _State:
+    installed = False
+    phase = _ABORT
+    pending = None        # the signal number remembered while deferred
+    saved = {}
+
+
+_state = _State()
+
+
+def _handler(signum, frame):
+    if _state.phase == _DEFERRED:
+        _state.pending = signum
+        return
+    raise KeyboardInterrupt
+
+
+def install():
+    """Route SIGINT and SIGTERM through the phase logic above (main thread only; a no-op elsewhere)."""
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            _state.saved[sig] = signal.signal(sig, _handler)
+    except (ValueError, OSError):  # not the main thread, or a platform without SIGTERM
+        return
+    _state.installed, _state.phase, _state.pending = True, _ABORT, None
+
+
+def uninstall():
+    for sig, previous in _state.saved.items():
+        try:
+            signal.signal(sig, previous)
+        except (ValueError, OSError, TypeError):
+            pass
+    _state.saved.clear()
+    _state.installed, _state.phase, _state.pending = False, _ABORT, None
+
+
+@contextlib.contextmanager
+def interruptible():
+    """The body (an optimiser's loop) may be interrupted: a signal raises KeyboardInterrupt in it, and
+    one that arrived while deferred is raised on entry. Afterwards a result exists: signals defer."""
+    if not _state.installed:
+        yield
+        return
+    _state.phase = _INTERRUPTIBLE
+    try:
+        if _state.pending is not None:
+            _state.pending = None
+            raise KeyboardInterrupt
+        yield
+    finally:
+        _state.phase = _DEFERRED
+
+
+def interrupted():
+    """True when a signal arrived while deferred (the command should then exit 130 once done)."""
+    return _state.pending is not None
