@@ -15,12 +15,15 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x>=13"],
         "gpu-cuda13": ["cupy-cuda13x>=14"],
-        "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.5", "scikit-image>=0.19"],
+        "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.5", "scikit-image>=0.19",
+                 "dask==2026.8.0", "distributed==2026.8.0"],
         "bench": ["torch==2.13.0", "psutil>=5"],
         "bench-tf": ["tensorflow-cpu==2.21.*"],
         "bench-jax": ["jax[cpu]==0.10.2"],
         "demo": ["scikit-image>=0.19", "matplotlib>=3.5"],
         "plot": ["matplotlib>=3.5"],
+        # `nstyle batch`: Dask's distributed scheduler (its own dependencies: tornado, msgpack, psutil, ...)
+        "batch": ["dask==2026.8.0", "distributed==2026.8.0"],
     },
-    entry_points={"console_scripts": ["nstyle=nstyle.cli.main:main"]},
+    entry_points={"console_scripts": ["nstyle=nstyle.cli.main:entry"]},
 )

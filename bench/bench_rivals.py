@@ -147,9 +147,11 @@ def machine_line(d):
     v = d["versions"]
     vers = ", ".join(f"{k} {v[k]}" for k in ("nstyle", "numpy", "torch", "tensorflow-cpu", "jax", "jaxlib")
                      if k in v)
+    seen = [r["load_at_start"][0] for r in d["results"] if r.get("load_at_start")]
+    during = f", 1-minute load seen by the children {min(seen):.1f}..{max(seen):.1f}" if seen else ""
     return (f"CPU: {d['cpu']['model']} ({flags}), {d['cpu']['logical_cpus']} logical CPUs; {d['threads']} "
             f"threads per framework. {vers}. Load average before {d['load_average_before']}, after "
-            f"{d['load_average_after']} (shared machine: expect noise).")
+            f"{d['load_average_after']}{during} (shared machine: expect noise).")
 
 
 def cell(row, key, fmt):
@@ -227,6 +229,7 @@ def plot(d, path):
     for ax, title in ((ax_t, "time per evaluation (s)"), (ax_m, "peak RSS of the process (MB)")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.set_xticks(d["settings"]["sizes"], [str(s) for s in d["settings"]["sizes"]])
         ax.set_xlabel("image size (pixels per side)")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)

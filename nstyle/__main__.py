@@ -1,6 +1,4 @@
 """`python -m nstyle`: the same as the `nstyle` command."""
-import sys
+from .cli.main import entry
 
-from .cli.main import main
-
-sys.exit(main())
+entry()

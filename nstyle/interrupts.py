@@ -17,6 +17,7 @@ from Python) nothing changes: Ctrl-C raises KeyboardInterrupt as usual. SIGTERM 
 """
 import contextlib
 import signal
+import sys
 
 _ABORT, _INTERRUPTIBLE, _DEFERRED = "abort", "interruptible", "deferred"
 
@@ -24,18 +25,29 @@ _ABORT, _INTERRUPTIBLE, _DEFERRED = "abort", "interruptible", "deferred"
 class _State:
     installed = False
     phase = _ABORT
-    pending = None        # the signal number remembered while deferred
+    pending = None        # the last signal number received
     saved = {}
+    saved_unraisable = None
 
 
 _state = _State()
 
 
 def _handler(signum, frame):
-    if _state.phase == _DEFERRED:
-        _state.pending = signum
+    # Remembered in every phase: a KeyboardInterrupt raised inside a weakref callback or a __del__ (an
+    # import's lock cleanup, say) is swallowed by Python, so the optimisers also look at the flag after
+    # every iteration (:func:`check`).
+    _state.pending = signum
+    if _state.phase != _DEFERRED:
+        raise KeyboardInterrupt
+
+
+def _quiet_unraisable(unraisable):
+    """Python's report of an exception it had to swallow, minus the KeyboardInterrupts our handler
+    raised there (the flag above keeps them)."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _state.pending is not None:
         return
-    raise KeyboardInterrupt
+    _state.saved_unraisable(unraisable)
 
 
 def install():
@@ -46,6 +58,7 @@ def install():
     except (ValueError, OSError):  # not the main thread, or a platform without SIGTERM
         return
     _state.installed, _state.phase, _state.pending = True, _ABORT, None
+    _state.saved_unraisable, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable
 
 
 def uninstall():
@@ -55,6 +68,8 @@ def uninstall():
         except (ValueError, OSError, TypeError):
             pass
     _state.saved.clear()
+    if _state.installed:
+        sys.unraisablehook = _state.saved_unraisable
     _state.installed, _state.phase, _state.pending = False, _ABORT, None
 
 
@@ -67,12 +82,21 @@ def interruptible():
         return
     _state.phase = _INTERRUPTIBLE
     try:
-        if _state.pending is not None:
-            _state.pending = None
-            raise KeyboardInterrupt
+        check()
         yield
     finally:
         _state.phase = _DEFERRED
+
+
+def check():
+    """Raise KeyboardInterrupt when a signal is waiting (called by the optimisers between iterations)."""
+    if _state.pending is not None:
+        raise KeyboardInterrupt
+
+
+def defer():
+    """From now on, signals are remembered rather than raised (the command's work is done)."""
+    _state.phase = _DEFERRED
 
 
 def interrupted():

@@ -103,7 +103,7 @@ def _limit_flag(d):
 
 def _too_small(d):
     gradient_image(400, 4).save(d / "strip.png")
-    return ["strip.png", "style.png", "--size", "64"], ["strip.png", "too small", "relu5_1", "--size"]
+    return ["strip.png", "style.png", "--size", "64"], ["strip.png", "too small", "relu5_1", "size of 1600"]
 
 
 def _second_style_broken(d):

@@ -241,3 +241,32 @@ def test_each_half_ends_nearer_its_own_styles_colours(rng):
     assert np.linalg.norm(left - mw) < np.linalg.norm(right - mw)
     assert np.linalg.norm(right - mc) < np.linalg.norm(left - mc)
     assert np.linalg.norm(left - mw) < 0.5 * np.linalg.norm(left - mc)
+
+
+def test_guided_style_reconstruction_runs(rng):
+    from nstyle.app.reconstruct import reconstruct
+    image = np.concatenate([np.full((32, 24, 3), (200, 60, 40), np.uint8), np.full((32, 24, 3), (40, 80, 200), np.uint8)], 1)
+    out = reconstruct(image, style_layers=("relu1_1", "relu2_1"), mask=two_colour_mask(48, 32, 24, blur=False),
+                      size=48, iters=5, vgg=VGG19(random_vgg_params(rng)))
+    assert out.size == (48, 32)
+
+
+def test_the_command_line_refuses_bad_masks_in_one_line(tmp_path, capsys):
+    from nstyle.cli import main as cli
+    Image.new("RGB", (40, 30), (90, 120, 150)).save(tmp_path / "c.png")
+    Image.new("RGB", (30, 30), (200, 40, 40)).save(tmp_path / "s.png")
+    two_colour_mask(40, 30, 20).save(tmp_path / "m.png")
+    base = ["stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png"), "-o", str(tmp_path / "o.png")]
+    for extra, needle in ((["--content-mask", str(tmp_path / "nope.png"), "--region-styles", "red=1"], "nope.png"),
+                          (["--content-mask", str(tmp_path / "m.png"), "--region-styles", "red=1,blue=2"], "blue=2"),
+                          (["--content-mask", str(tmp_path / "m.png"), "--region-styles", "red=1"], "blue"),
+                          (["--style-masks", str(tmp_path / "m.png")], "content mask")):
+        assert cli.main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err
+        assert len([line for line in err.splitlines() if line.startswith("nstyle: error")]) == 1
+    assert not (tmp_path / "o.png").exists()
+    code = cli.main(base[:3] + ["--content-mask", str(tmp_path / "m.png"), "--region-styles", "red=1,blue=1",
+                                "--mask-mode", "simple", "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0 and "regions          " in out and "mask mode simple" in out

@@ -76,7 +76,7 @@ def grid_cells(ratios, depths, style_layers=DEFAULT_STYLE_LAYERS):
 def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), depths=(1, 2, 3, 4, 5), size=256,
               iters=300, init="noise", seed=0, content_layer=DEFAULT_CONTENT_LAYERS[0],
               style_layers=DEFAULT_STYLE_LAYERS, pooling="avg", device="cpu", engine="auto", weights=None, vgg=None,
-              restart=False, check_memory=True, callback=None, log=None):
+              restart=False, check_memory=True, weight_scaling="invariant", callback=None, log=None, batch=None):
     """Stylise ``content`` with ``style`` at every (ratio, depth) and lay the results out as a sheet.
 
     content, style: path, PIL image or uint8 RGB array. out: the sheet's path; when given, cells are
@@ -85,8 +85,12 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
     ratios: alpha/beta per column. depths: how many of ``style_layers`` each row uses.
     size, iters, init ("noise", "content" or "style"), seed, pooling, device, engine, weights, vgg: as in
     ``stylize``. check_memory: refuse up front a grid whose cells would not fit in memory.
+    weight_scaling: as in ``stylize``; with "invariant" (the default) the ratios mean what the paper's
+    mean at 512 pixels, whatever ``size`` is.
     content_layer: the one content layer. callback(cell, record, get_image) follows each
     iteration; log(message) gets one line per cell. Returns (sheet, cells).
+    batch: None (the cells run here, one after another) or ``batch.run_batch``'s cluster options
+    ({"workers": 4} or {"scheduler": "tcp://..."}): the cells run as batch jobs on Dask (needs ``out``).
     """
     style_layers = tuple(style_layers)
     ratios = _check_ratios(ratios)
@@ -95,18 +99,20 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
         raise InputError(f"unknown init {init!r}; choose {', '.join(GRID_INITS)}")
     if out is not None:
         check_output_path(out, "sheet", read_paths([content, style], weights))
-    content_img = resize_longest(as_image(content, "content image"), whole_number("size", size, 1))
+    size = whole_number("size", size, 1)
+    original = as_image(content, "content image")  # resized only once the memory check has passed
     style_img = as_image(style, "style image")
     cells = grid_cells(ratios, depths, style_layers)
     # Every cell planned (and so checked) before anything loads or any file is written.
-    plans = {cell.name: prepare(content_img, style_img, size=max(content_img.size), iters=iters,
+    plans = {cell.name: prepare(original, style_img, size=size, iters=iters,
                                 content_weight=1.0, style_weight=1.0 / cell.params["ratio"], init=init,
                                 seed=seed, content_layers=(content_layer,),
                                 style_layers=cell.params["style_layers"], pooling=pooling, device=device,
-                                engine=engine, weights=weights)
+                                engine=engine, weights=weights, weight_scaling=weight_scaling)
              for cell in cells}
     if check_memory:
         max(plans.values(), key=lambda p: p.memory.total).check_memory()
+    content_img = resize_longest(original, size)  # as every cell's run sees it (same resampling)
     if vgg is None:
         vgg = load_network(weights, pooling=pooling, device=device, engine=engine, log=log)
 
@@ -115,7 +121,7 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
         settings = {"job": "grid", "content": image_fingerprint(content_img), "style": image_fingerprint(style_img),
                     "size": list(content_img.size), "iters": int(iters), "init": init, "seed": int(seed),
                     "content_layer": content_layer, "style_layers": list(style_layers),
-                    "weights": weights_fingerprint(vgg)}
+                    "weights": weights_fingerprint(vgg), "weight_scaling": weight_scaling}
         store = CellStore(cells_folder(out), settings, restart=restart, protect=[content, style])
         store.check_writable([cell.name for cell in cells])
 
@@ -129,4 +135,9 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
         cb = None if callback is None else (lambda rec, get_image: callback(cell, rec, get_image))
         return run(plans[cell.name], vgg=vgg, callback=cb, log=log)
 
+    if batch is not None:  # the same cells as Dask tasks, through `nstyle batch`'s code (app/batch.py)
+        if store is None:
+            raise InputError("running the cells on a cluster needs an output sheet (out=...)")
+        from .batch import cells_via_batch  # noqa: PLC0415 -- needs Dask: imported only when asked
+        make = cells_via_batch(cells, plans, store, content_img.size, log=log, **batch)
     return fill_sheet(cells, make, content_img.size, sheet, out=out, store=store, log=log)

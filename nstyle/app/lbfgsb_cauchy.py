@@ -49,6 +49,9 @@ eps * theta * G_0 past the first segment (rounding could otherwise make it vanis
 and when every moving variable has a breakpoint and all are passed, the path ends at the last one.
 
 The returned c = W (xcp - x) lets the subspace minimisation form B (xcp - x) without another pass.
+
+Rounding: the walk and the prefix sums add the same terms in different orders, so the two agree to
+about 1e-14 relative -- except where f1 or f2 nearly cancel, which neither computes accurately.
 """
 import contextlib
 from typing import NamedTuple

@@ -1,7 +1,7 @@
 """The Moré-Thuente line search (MINPACK-2's dcsrch/dcstep), as L-BFGS-B uses it.
 
-Everything here is scalar work on the host: the caller evaluates f and its slope along the search
-direction at the step this module proposes, and feeds them back until the search says it is done.
+The search itself (``MoreThuente``) is scalar work on the host: the caller evaluates f and its slope
+along the search direction at the step it proposes, and feeds them back until the search is done.
 
 Notation: phi(a) = f(x + a d), phi'(a) = g(x + a d)'d. A step a is accepted when it satisfies both
 

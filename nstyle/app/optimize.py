@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backend import get_xp, synchronize, to_device, to_host
+from .. import interrupts
 from ..interrupts import interruptible
 from .imageio import pixel_bounds
 
@@ -64,6 +65,7 @@ class _Tracker:
 
     def record(self, f, breakdown, x_getter):
         """One iteration finished at a point with loss f. Returns True when the callback asks to stop."""
+        interrupts.check()  # a signal whose KeyboardInterrupt Python swallowed (see interrupts.py)
         self.iterations += 1
         rec = {"iter": self.iterations, "loss": float(f),
                "content": float(breakdown.get("content", 0.0)),

@@ -42,14 +42,14 @@ def read_paths(paths, weights=None):
 def check_output_path(path, what, inputs, image=True):
     """InputError unless ``path`` may be written by this run (see the module docstring)."""
     path = os.fspath(path)
-    if image:
-        output_format(path, what)
     if os.path.isdir(path):
         raise InputError(f"{what} {path}: is a folder; give a file name")
     special = special_file(path)
     if special:
         raise InputError(f"{what} {path}: is {special}, not a regular file; nstyle would replace it",
                          hint="write to a regular file")
+    if image:
+        output_format(path, what)
     for src in inputs:
         if src and same_file(path, src):
             raise InputError(f"{what} {path}: is also a file this run reads; nstyle never overwrites an input",

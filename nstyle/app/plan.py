@@ -50,8 +50,8 @@ def check_reach(what, original, size, layers, stage_size, is_content):
     width, height = size
     if min(width, height) < need:
         ratio = max(original) / min(original)
-        hint = (f"use --size {int(np.ceil(need * ratio))} or more, or a shallower deepest layer" if is_content
-                else "use a larger --style-scale, or a shallower deepest style layer")
+        hint = (f"use a size of {int(np.ceil(need * ratio))} or more (longest side), or a shallower deepest "
+                "layer" if is_content else "use a larger style scale, or a shallower deepest style layer")
         raise InputError(f"{what} ({original[0]}x{original[1]}) becomes {width}x{height} at size {stage_size}: "
                          f"too small for the network to reach {deepest}, which needs at least {need} pixels "
                          f"on each side", hint=hint)
@@ -158,9 +158,9 @@ class Plan:
         if on_gpu:
             needed -= self.memory.parts["network"]
         w, h = self.output_size
-        hint = (f"the largest size that fits is about {largest}: try --size {largest}"
-                if largest and not on_gpu else "use a smaller --size, or close other programs")
-        hint += " (or --no-memory-check to try anyway)"
+        hint = (f"the largest size that fits is about {largest} (longest side)"
+                if largest and not on_gpu else "use a smaller size, or close other programs")
+        hint += " (--no-memory-check tries anyway)"
         if free is not None and needed > free:
             raise InputError(f"a {w}x{h} run needs about {format_bytes(needed)} of memory, but only "
                              f"{format_bytes(free)} is free ({source})", hint=hint)

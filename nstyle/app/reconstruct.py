@@ -54,32 +54,37 @@ def reconstruction_objective(vgg, x, content_layer=None, style_layers=None):
 
 
 def plan_reconstruction(image, *, content_layer=None, style_layers=None, size=256, iters=300, seed=0,
-                        bounds=True, pooling="avg", device="cpu", engine="auto", weights=None):
+                        bounds=True, pooling="avg", device="cpu", engine="auto", weights=None, mask=None,
+                        mask_mode="inside", weight_scaling="invariant"):
     """A reconstruction as a stylize plan: the image (resized so its longest side is ``size``) is both
     the content and the style, the start is seeded white noise, one of the two terms weighs 0. So a
-    reconstruction gets every check a stylisation gets (sizes, reach of the layers, memory)."""
-    target = resize_longest(as_image(image, "image"), whole_number("size", size, 1))
-    return prepare(target, target, size=max(target.size), iters=iters, init="noise", seed=seed, bounds=bounds,
-                   pooling=pooling, device=device, engine=engine, weights=weights,
-                   **reconstruction_options(content_layer, style_layers))
+    reconstruction gets every check a stylisation gets (sizes, reach of the layers, memory). mask: a
+    segmentation of the image: a guided style reconstruction, each region matching its own statistics."""
+    image = as_image(image, "image")  # resized by the run, once the memory check has passed
+    return prepare(image, image, size=whole_number("size", size, 1), iters=iters, init="noise", seed=seed,
+                   bounds=bounds, pooling=pooling, device=device, engine=engine, weights=weights, content_mask=mask,
+                   style_masks=None if mask is None else [mask], mask_mode=mask_mode,
+                   weight_scaling=weight_scaling, **reconstruction_options(content_layer, style_layers))
 
 
 def reconstruct(image, *, content_layer=None, style_layers=None, size=256, iters=300, seed=0, bounds=True,
-                pooling="avg", device="cpu", engine="auto", weights=None, check_memory=True, vgg=None,
-                callback=None, log=None):
+                pooling="avg", device="cpu", engine="auto", weights=None, mask=None, mask_mode="inside",
+                weight_scaling="invariant", check_memory=True, vgg=None, callback=None, log=None):
     """Reconstruct ``image`` from white noise using only one layer's content or some layers' Grams.
 
     image: path, PIL image or uint8 RGB array, resized so its longest side is ``size``.
     content_layer: one layer name (content reconstruction); or style_layers: a list of layer names
     (style reconstruction) -- exactly one of the two. iters: L-BFGS-B iterations from seeded white
     noise (``seed``). bounds, pooling, device, engine, weights, check_memory, vgg, callback(record,
-    get_image), log: as in ``stylize``. Returns a PIL image of the resized image's size. Raises
+    get_image), log, mask_mode, weight_scaling: as in ``stylize``. mask: a colour-coded segmentation of
+    the image for a guided style reconstruction (each region keeps its own statistics). Returns a PIL image of the resized image's size. Raises
     InputError before any work for bad input, StylizeInterrupted (holding the best image) on Ctrl-C
     and NonFiniteLoss on NaN/Inf.
     """
     plan = plan_reconstruction(image, content_layer=content_layer, style_layers=style_layers, size=size,
                                iters=iters, seed=seed, bounds=bounds, pooling=pooling, device=device,
-                               engine=engine, weights=weights)
+                               engine=engine, weights=weights, mask=mask, mask_mode=mask_mode,
+                               weight_scaling=weight_scaling)
     if check_memory:
         plan.check_memory()
     return run(plan, vgg=vgg, callback=callback, log=log)
@@ -135,12 +140,12 @@ def reconstruct_sheet(image, *, content_layers=PAPER_CONTENT_LAYERS, style_layer
         raise InputError("nothing to reconstruct: no content layers and no style layers")
     if out is not None:
         check_output_path(out, "sheet", read_paths([image], opts["weights"]))
-    target = resize_longest(as_image(image, "image"), whole_number("size", opts.pop("size"), 1))
+    original = as_image(image, "image")
     # Every cell planned (and so checked) before anything loads or any file is written.
-    plans = {cell.name: plan_reconstruction(target, size=max(target.size), **cell.params, **opts)
-             for cell in cells}
+    plans = {cell.name: plan_reconstruction(original, **cell.params, **opts) for cell in cells}
     if check_memory:
         max(plans.values(), key=lambda p: p.memory.total).check_memory()
+    target = resize_longest(original, whole_number("size", opts["size"], 1))  # what every cell's run sees
     if vgg is None:
         vgg = load_network(opts["weights"], pooling=opts["pooling"], device=opts["device"],
                            engine=opts["engine"], log=log)
@@ -158,7 +163,9 @@ def reconstruct_sheet(image, *, content_layers=PAPER_CONTENT_LAYERS, style_layer
     if out is not None:
         settings = {"job": "reconstruct", "image": image_fingerprint(target), "size": list(target.size),
                     "iters": int(opts["iters"]), "seed": int(opts["seed"]), "bounds": bool(opts["bounds"]),
-                    "weights": weights_fingerprint(vgg)}
+                    "weights": weights_fingerprint(vgg), "weight_scaling": opts["weight_scaling"]}
+        if opts["mask"] is not None:
+            settings.update(mask=image_fingerprint(as_image(opts["mask"], "mask")), mask_mode=opts["mask_mode"])
         store = CellStore(cells_folder(out), settings, restart=restart, protect=[image])
         store.check_writable([cell.name for cell in cells])
 

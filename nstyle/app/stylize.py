@@ -21,7 +21,7 @@ from .network import load_network
 from .optimize import STOP_CONVERGED, STOP_REQUESTED, adam, lbfgs
 from .plan import DEVICES, INITS, OPTIMIZERS, ORIGINAL_COLORS, Plan, as_image, make_plan  # noqa: F401
 from .stops import NonFiniteLoss, StylizeInterrupted, raise_for_stop  # noqa: F401 -- re-exported
-from .weighting import attach_normalization, network_normalization, term_scales
+from .weighting import attach_normalization, compensate_normalization, network_normalization, term_scales
 
 
 def prepare(content, style, **options):
@@ -99,8 +99,7 @@ def _setup_stage(plan, stage, vgg, x_prev):
     images = _StageImages(plan, stage)
     content_layers = o["content_layers"] if o["content_weight"] > 0 else ()
     style_layers = o["style_layers"] if o["style_weight"] > 0 else ()
-    scales = term_scales(*stage.content_size, content_layers, style_layers, o["weight_scaling"],
-                         network_normalization(vgg))
+    scales = term_scales(*stage.content_size, content_layers, style_layers, o["weight_scaling"])
     masks = plan.regions.masks_at(stage.content_size, stage.style_sizes) if plan.regions else (None,) * 3
     objective = StyleObjective(
         vgg, content=preprocess(images.net_content) if o["content_weight"] > 0 else None,
@@ -109,6 +108,8 @@ def _setup_stage(plan, stage, vgg, x_prev):
         content_layers=o["content_layers"], style_layers=o["style_layers"],
         style_layer_weights=o["style_layer_weights"], term_scales=scales, content_masks=masks[0],
         style_masks=masks[1], region_weights=masks[2], mask_mode=o["mask_mode"])
+    if o["weight_scaling"] == "invariant":  # a normalised network: the terms' sizes of the plain one
+        compensate_normalization(objective, network_normalization(vgg))
     if x_prev is None:
         return images, objective, _initial_image(plan, images, o["seed"])
     x0 = _resize_network_image(x_prev, stage.content_size)

@@ -21,17 +21,18 @@ content/style/TV balance of a 128-pixel run is that of a 512-pixel run.
 
 Normalised networks (``nstyle weights normalize``, Gatys et al. 2016): each filter's ReLU output is
 divided by the filter's mean activation s_c on some images, which the file records. Each term then
-changes scale by a layer-wide factor -- content at layer l by about 1/mean(s_c^2) (each channel's
-squared differences divided by s_c^2), style by about 1/mean(s_c^2)^2 (Gram entries divided by
-s_i s_j, squared) -- that runs from about 0.6 at relu1_1 to 1e9 at relu4_1 for the real VGG-19. In the
-invariant scaling those layer-wide factors are multiplied back in (:func:`normalization_factors`), so
-the same weights keep their meaning with the normalised network: what it changes is the balance of the
-channels within each layer, not the balance of the terms.
+changes scale -- each channel's squared content differences by 1/s_c^2, each Gram entry's squared
+difference by 1/(s_i s_j)^2 -- by factors from about 1e-3 to 1e10 on the real VGG-19 depending on the
+layer and on the images. In the invariant scaling each term is multiplied by its size on the plain
+network over its size on the normalised one, measured on the run's own targets
+(:func:`normalization_factors`), so the same weights keep their meaning with the normalised network:
+what it changes is the balance of the channels within each layer, not the balance of the terms.
 """
 import os
 
 import numpy as np
 
+from ..backend import to_host
 from ..model.arch import CONV_LAYERS, LAYER_INDEX, LAYER_NAMES
 from ..model.objective import layer_positions
 from ..validate import choice
@@ -52,25 +53,36 @@ def _conv_of(layer):
     return [n for n in LAYER_NAMES[:LAYER_INDEX[layer] + 1] if n in CONV_LAYERS][-1]
 
 
-def normalization_factors(scales, content_layers=(), style_layers=()):
-    """Per-term factors that undo a normalised network's change of scale, from the file's per-filter
-    scales ``{conv: (O,) array}``: ``{"content/<l>": mean(s^2), "style/<l>": mean(s^2)^2}``."""
+def normalization_factors(objective, scales):
+    """Per-term factors that undo a normalised network's change of scale, for this run's images.
+
+    scales: the file's per-filter scales ``{conv: (O,) array}``: the plain network's features are
+    F_plain = s o F (channel c times s_c). A content term then changes by sum_c s_c^2 |P_c|^2 / sum_c
+    |P_c|^2 (P: the content target), a style term by |S A S|^2 / |A|^2 (S = diag(s), A the style
+    target per position): the ratios of the terms' own sizes on the two networks, measured on the
+    targets. (Filters that are nearly silent on the images the scales were measured on can fire on a
+    painting and dominate; measuring on the run's targets follows that, a layer-wide average would not.)
+    Returns ``{"content/<l>": f, "style/<l>": f}``.
+    """
     out = {}
-    for prefix, layers, power in (("content", content_layers, 1), ("style", style_layers, 2)):
-        for layer in layers:
-            s = scales.get(_conv_of(layer))
-            if s is not None:
-                out[f"{prefix}/{layer}"] = float(np.mean(np.square(s))) ** power
+    for layer, P in objective.content_targets.items():
+        s = scales.get(_conv_of(layer))
+        energy = (np.asarray(to_host(P), dtype=np.float64)[0] ** 2).sum(axis=(1, 2))
+        if s is not None and energy.sum() > 0:
+            out[f"content/{layer}"] = float((s ** 2 * energy).sum() / energy.sum())
+    for layer in objective.style_layers:
+        s, A = scales.get(_conv_of(layer)), objective.style_statistics(layer)
+        if s is None or A is None:
+            continue
+        A2 = np.asarray(to_host(A), dtype=np.float64) ** 2
+        if A2.sum() > 0:
+            out[f"style/{layer}"] = float((np.outer(s ** 2, s ** 2) * A2).sum() / A2.sum())
     return out
 
 
-def term_scales(width, height, content_layers=(), style_layers=(), mode="invariant", normalization=None,
-                reference=REFERENCE_SIZE):
-    """The objective's ``term_scales`` for a stage of (width, height) pixels (see the module docstring).
-
-    normalization: the weights file's per-filter scales (:func:`network_normalization`) or None.
-    "paper" gives {} (every factor 1).
-    """
+def term_scales(width, height, content_layers=(), style_layers=(), mode="invariant", reference=REFERENCE_SIZE):
+    """The objective's ``term_scales`` for a stage of (width, height) pixels (see the module docstring);
+    "paper" gives {} (every factor 1)."""
     check_scaling(mode)
     if mode == "paper":
         return {}
@@ -79,10 +91,16 @@ def term_scales(width, height, content_layers=(), style_layers=(), mode="invaria
               for layer in content_layers}
     scales.update({f"style/{layer}": 1.0 for layer in style_layers})
     scales["tv"] = (ref_w * ref_h) / (width * height)
-    if normalization:
-        for key, factor in normalization_factors(normalization, content_layers, style_layers).items():
-            scales[key] *= factor
     return scales
+
+
+def compensate_normalization(objective, normalization):
+    """Multiply a normalised network's factors (:func:`normalization_factors`) into the objective's
+    term scales; nothing for a plain network (normalization None)."""
+    if normalization:
+        for key, factor in normalization_factors(objective, normalization).items():
+            objective.term_scales[key] = objective.term_scales.get(key, 1.0) * factor
+    return objective
 
 
 def weights_file(weights):

@@ -4,19 +4,22 @@ folder, writability, not an input -- the weights included -- not a device or FIF
 snapshot over another file), matplotlib for --plot, and the memory the run needs. So a run that
 cannot finish fails in its first second, whichever command started it.
 """
-import os
-
 from ..app.outputs import check_outputs, read_paths
 from ..app.runlog import require_matplotlib
 from ..backend import resolve_device
 from ..errors import WeightsError
+from ..weights.guard import check_regular
 
 
 def check_weights_file(path):
-    """A --weights file that is not there fails now, not after the images have been read."""
-    if path and not os.path.isfile(path):
-        raise WeightsError(f"weights file not found: {path}" + (" (it is a folder)" if os.path.isdir(path) else ""),
-                           hint="run `nstyle weights fetch` for the default weights, or give another --weights")
+    """A --weights file that is not there, or is a folder, FIFO or device, fails now, not after the
+    images have been read."""
+    if path:
+        try:
+            check_regular(path)
+        except WeightsError as exc:
+            raise WeightsError(exc.message, hint="run `nstyle weights fetch` for the default weights, or give "
+                                                 "another --weights") from None
 
 
 def check_run(*, reads, weights, device, outputs=(), plans=(), check_memory=True, snapshots_of=None,

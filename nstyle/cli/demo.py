@@ -24,10 +24,8 @@ from .stylize import add_run_options, execute
 DEMO_CONTENT = "chelsea"
 DEMO_SCALES = (128, 256)
 DEMO_ITERS = (80, 60)
-# The content loss is a sum over positions while each style term is normalised by them, so the same beta
-# weighs style about 4x more at 256 pixels than at 512: the library's 1e3 at 512 is about 250 here.
-DEMO_STYLE_WEIGHT = 3e2
-DEMO_TV_WEIGHT = 1e-3     # a little smoothing keeps the upsampled first stage from showing
+# The library's default weights: they are scaled to mean at each stage's size what they mean at 512
+# pixels (weight_scaling "invariant"), so no hand-tuned weights for the demo's small stages.
 
 
 def add_parser(sub):
@@ -66,16 +64,19 @@ def _content_image(spec):
 
 def run(args):
     content = _content_image(args.content)
+    inputs = [] if args.content in BUNDLED_PHOTOS else [args.content]
+    # Every check before the painting is made at the final size (a huge --scales must fail first).
+    probe = prepare(content, content, scales=args.scales, iters=args.iters, weights=args.weights,
+                    device=args.device, engine=args.engine, pooling=args.pooling)
+    check_run(reads=inputs, weights=args.weights, device=args.device, plans=[probe], check_memory=args.check_memory)
     final = args.scales[-1]
     # Paint the style at the content's final size: its strokes then have the scale the run sees.
     aspect = content.height / content.width
     style = swirl_painting(final, max(16, round(final * aspect)), seed=args.seed) if aspect <= 1 else \
         swirl_painting(max(16, round(final / aspect)), final, seed=args.seed)
-    plan = prepare(content, style, scales=args.scales, iters=args.iters, style_weight=DEMO_STYLE_WEIGHT,
-                   tv_weight=DEMO_TV_WEIGHT, weights=args.weights, device=args.device, engine=args.engine,
-                   pooling=args.pooling)
-    inputs = [] if args.content in BUNDLED_PHOTOS else [args.content]
-    check_run(reads=inputs, weights=args.weights, device=args.device, plans=[plan])
+    plan = prepare(content, style, scales=args.scales, iters=args.iters, weights=args.weights, device=args.device,
+                   engine=args.engine, pooling=args.pooling)
+    plan.check_memory()
     out = args.out_dir
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError(f"--out-dir {out}: exists and is not a folder")

@@ -1,6 +1,7 @@
 """``nstyle grid CONTENT STYLE -o SHEET``: the paper's grid of content/style ratios against style depth."""
 import sys
 
+from ..app.batch import BatchInterrupted
 from ..app.cells import CellsInterrupted
 from ..app.grid import make_grid
 from ..app.progress import say
@@ -34,10 +35,17 @@ def add_parser(sub):
     p.add_argument("--style-layers", type=layers, default=d["style_layers"],
                    help="the layers whose prefixes the depths count (default " + ",".join(d["style_layers"]) + ")")
     add_network_options(p, d)
+    p.add_argument("--weight-scaling", choices=("invariant", "paper"), default=d["weight_scaling"],
+                   help="invariant: the ratios mean what the paper's mean at 512 pixels, at any --size; paper: "
+                        f"the paper's loss literally (default: {d['weight_scaling']})")
     p.add_argument("--restart", action="store_true", help="discard cells made with other settings")
     p.add_argument("--no-memory-check", dest="check_memory", action="store_false",
                    help="run even when the memory estimate says it will not fit")
     p.add_argument("--print-every", type=count, default=50, help="progress line every N iterations (0: none)")
+    g = p.add_argument_group("on a Dask cluster (pip install 'nstyle[batch]'; see `nstyle batch`)")
+    g.add_argument("--workers", type=positive_int, metavar="N",
+                   help="run the cells as batch jobs on a local cluster of N workers")
+    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the cells as batch jobs on this Dask scheduler")
     p.set_defaults(run=run)
 
 
@@ -54,8 +62,9 @@ def run(args):
                   size=args.size, iters=args.iters, init=args.init, seed=args.seed,
                   content_layer=args.content_layer, style_layers=args.style_layers, pooling=args.pooling,
                   device=args.device, engine=args.engine, weights=args.weights, restart=args.restart,
-                  check_memory=args.check_memory, callback=progress, log=say)
-    except CellsInterrupted as exc:
+                  check_memory=args.check_memory, weight_scaling=args.weight_scaling, callback=progress, log=say,
+                  batch={k: v for k, v in (("workers", args.workers), ("scheduler", args.scheduler)) if v} or None)
+    except (CellsInterrupted, BatchInterrupted) as exc:
         say(exc.message)
         return 130
     print_path(args.output)

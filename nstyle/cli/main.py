@@ -8,6 +8,7 @@ signal handlers are in place before NumPy, SciPy and Pillow load.
 """
 import argparse
 import os
+import signal
 import sys
 
 from .. import interrupts
@@ -26,8 +27,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _command_modules():
-    from . import demo, gradcheck, grid, reconstruct, stylize, weights  # noqa: PLC0415
-    return [stylize, demo, reconstruct, grid, gradcheck, weights]
+    from . import batch, demo, gradcheck, grid, reconstruct, stylize, weights  # noqa: PLC0415
+    return [stylize, batch, demo, reconstruct, grid, gradcheck, weights]
 
 
 def build_parser():
@@ -66,10 +67,13 @@ def report(message, hint=None):
         pass
 
 
-def main(argv=None):
+def main(argv=None, keep_handlers=False):
+    """Run one command; returns its exit code. keep_handlers: leave the signal handlers in place
+    afterwards (the program does, up to its exit; callers in the same process do not)."""
     interrupts.install()
     try:
         code = _main(argv)
+        interrupts.defer()
         if interrupts.interrupted() and code == EXIT_OK:
             # a signal arrived while the finished result was being written: it is written; say so
             print("nstyle: interrupted after the result was written", file=sys.stderr)
@@ -78,7 +82,8 @@ def main(argv=None):
     except KeyboardInterrupt:  # in the last instants, after _main's own handler
         return EXIT_INTERRUPTED
     finally:
-        interrupts.uninstall()
+        if not keep_handlers:
+            interrupts.uninstall()
 
 
 def _main(argv):
@@ -123,5 +128,28 @@ def _main(argv):
         return EXIT_FAILURE
 
 
+def entry():
+    """The ``nstyle`` program (console script and ``python -m nstyle``): main(), then exit.
+
+    An interrupted run exits through os._exit once its output is flushed: a KeyboardInterrupt that
+    landed inside a C extension's import (SciPy, h5py) leaves a flag in CPython that turns a normal exit
+    into death by SIGINT (status -2 instead of 130), though nstyle caught and handled it."""
+    code = main(keep_handlers=True)  # a signal from here on is remembered, not raised...
+    try:  # ...and once blocked, it cannot kill the interpreter while it shuts down (status -15)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    except (AttributeError, OSError, ValueError):
+        pass
+    if interrupts.interrupted():
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

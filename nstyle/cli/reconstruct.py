@@ -34,6 +34,13 @@ def add_parser(sub):
     p.add_argument("--iters", type=count, default=d["iters"], help=f"L-BFGS-B iterations (default {d['iters']})")
     p.add_argument("--seed", type=count, default=d["seed"], help=f"white-noise seed (default {d['seed']})")
     p.add_argument("--no-bounds", dest="bounds", action="store_false", help="let pixels leave 0..255")
+    p.add_argument("--mask", default=None, metavar="SEG",
+                   help="colour-coded segmentation of the image: a guided style reconstruction, each region "
+                        "keeping its own statistics (Gatys et al. 2017)")
+    p.add_argument("--mask-mode", choices=("inside", "all", "simple"), default=d["mask_mode"],
+                   help=f"how the mask follows the network (default: {d['mask_mode']})")
+    p.add_argument("--weight-scaling", choices=("invariant", "paper"), default=d["weight_scaling"],
+                   help=f"as for stylize (default: {d['weight_scaling']})")
     add_network_options(p, d)
     p.add_argument("--restart", action="store_true", help="with --all: discard cells made with other settings")
     p.add_argument("--no-memory-check", dest="check_memory", action="store_false",
@@ -53,8 +60,9 @@ def _progress(args, label):
 def run(args):
     options = {"size": args.size, "iters": args.iters, "seed": args.seed, "bounds": args.bounds,
                "pooling": args.pooling, "device": args.device, "engine": args.engine, "weights": args.weights,
-               "check_memory": args.check_memory}
-    check_run(reads=[args.image], weights=args.weights, device=args.device,
+               "check_memory": args.check_memory, "mask": args.mask, "mask_mode": args.mask_mode,
+               "weight_scaling": args.weight_scaling}
+    check_run(reads=[args.image] + ([args.mask] if args.mask else []), weights=args.weights, device=args.device,
               outputs=[(args.output, "sheet" if args.all else "output", True)])
     if args.all:
         content = args.content_layer

@@ -26,6 +26,8 @@ def add_run_options(p):
     """Options shared by ``stylize`` and ``demo``: the network, and reporting."""
     g = p.add_argument_group("network")
     add_network_options(g, DEFAULTS)
+    g.add_argument("--no-memory-check", dest="check_memory", action="store_false",
+                   help="run even when the memory estimate says it will not fit")
     g = p.add_argument_group("reporting")
     add_reporting_options(g)
 
@@ -109,8 +111,6 @@ def add_parser(sub):
     g.add_argument("--max-pixels", type=positive_int, default=d["max_pixels"], metavar="N",
                    help=f"refuse input images above N pixels (default: {d['max_pixels']:,}; a guard against "
                         "decompression bombs)")
-    g.add_argument("--no-memory-check", dest="check_memory", action="store_false",
-                   help="run even when the memory estimate says it will not fit")
     add_run_options(p)
     p.set_defaults(run=run)
 

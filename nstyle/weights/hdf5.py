@@ -97,8 +97,8 @@ def hard_items(group, name, limit=64):
     return [(key, child(group, key, name)) for key in keys]
 
 
-def read_dataset(ds, want, name, budget, exact=True):
-    """A dataset's values as float32, after checking its type, declared shape and storage."""
+def read_dataset(ds, want, name, budget, exact=True, dtype=np.float32):
+    """A dataset's values as ``dtype``, after checking its type, declared shape and storage."""
     import h5py  # noqa: PLC0415
 
     where = ds.name
@@ -127,7 +127,7 @@ def read_dataset(ds, want, name, budget, exact=True):
         values = np.empty(ds.shape, ds.dtype)
         if ds.size:
             ds.read_direct(values)
-    return values.astype(np.float32, copy=False)
+    return values.astype(dtype, copy=False)
 
 
 def _read_deflated(ds, filters, name, where):
@@ -256,6 +256,8 @@ def read_nstyle_layout(f, name, require_all=True, exact=True):
             if require_all:
                 raise WeightsError(f"{name}: layer {conv} is missing")
             break
+        if not hasattr(group, "keys"):
+            raise WeightsError(f"{name}: {conv} is not a group")
         parts = []
         for part in ("weight", "bias"):
             ds = child(group, part, name)
@@ -266,3 +268,25 @@ def read_nstyle_layout(f, name, require_all=True, exact=True):
     if require_all:
         params = guard.check_params(params, name, exact)
     return params, attrs
+
+
+def read_normalization(path):
+    """A normalised file's per-filter scales ``{conv: (O,) float64}`` (``<conv>/normalization_scale``,
+    written by ``nstyle weights normalize``), or None for a file without them -- a plain nstyle file, or
+    another format. Read as defensively as the weights; a damaged file is one WeightsError naming it."""
+    name = str(path)
+    with guard.reading(name, "HDF5 weights file"):
+        fh, _size = guard.open_regular(path)
+        with fh:
+            if fh.read(8) != HDF5_SIGNATURE:
+                return None
+            fh.seek(0)
+            with _open(fh) as f:
+                budget, scales = guard.Budget(), {}
+                for conv in CONV_LAYERS:
+                    group = child(f, conv, name)
+                    ds = child(group, "normalization_scale", name) if hasattr(group, "keys") else None
+                    if ds is not None:
+                        scales[conv] = read_dataset(ds, guard.expected_shape(conv, "bias"), name, budget,
+                                                    exact=False, dtype=np.float64)
+    return scales or None

