@@ -118,3 +118,36 @@ def test_stylize_end_to_end_with_random_weights(rng):
     assert isinstance(out, Image.Image) and out.size == (36, 24) and out.mode == "RGB"
     same = nstyle.stylize(Image.fromarray(content), Image.fromarray(style), size=36, iters=5, vgg=vgg)
     assert np.array_equal(np.asarray(out), np.asarray(same)), "same inputs must give the same bytes"
+
+
+@pytest.mark.parametrize("impl", ["scipy", "nstyle"])
+def test_each_lbfgs_implementation_keeps_the_run_contract(rng, impl):
+    """Records per iteration, the bounds, a callback stop, Ctrl-C and a NaN loss: the same whichever
+    L-BFGS-B runs."""
+    obj = small_objective(rng)
+    x0 = random_image(rng, 32, 40).astype(np.float32)
+    res = lbfgs(obj, x0, iters=8, impl=impl)
+    assert res.stop == STOP_DONE and res.iterations == 8 and len(res.history) == 8
+    lo, hi = (-CAFFE_MEAN_BGR).reshape(1, 3, 1, 1), (255 - CAFFE_MEAN_BGR).reshape(1, 3, 1, 1)
+    assert (res.x >= lo - 1e-3).all() and (res.x <= hi + 1e-3).all()
+    stopped = lbfgs(obj, x0, iters=8, impl=impl, callback=lambda rec, get_x: rec["iter"] == 3)
+    assert stopped.stop == STOP_REQUESTED and stopped.iterations == 3
+
+    def ctrl_c(rec, get_x):
+        if rec["iter"] == 2:
+            raise KeyboardInterrupt
+    interrupted = lbfgs(obj, x0, iters=8, impl=impl, callback=ctrl_c)
+    assert interrupted.stop == STOP_INTERRUPTED and interrupted.loss <= obj.value(x0)
+
+
+def test_nstyle_lbfgs_follows_scipys_on_a_style_objective(rng):
+    """Same objective, same start: the same iteration and evaluation counts and the same losses for the
+    first iterations (rounding aside); after 50 iterations the final losses within 1% of each other."""
+    obj = small_objective(rng)
+    x0 = random_image(rng, 32, 40).astype(np.float32)
+    runs = {impl: lbfgs(obj, x0, iters=50, impl=impl) for impl in ("scipy", "nstyle")}
+    a, b = (runs[k].history for k in ("scipy", "nstyle"))
+    assert [r["evaluations"] for r in a[:10]] == [r["evaluations"] for r in b[:10]]
+    for ra, rb in zip(a[:10], b[:10]):
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5), (ra["iter"], ra["loss"], rb["loss"])
+    assert abs(runs["nstyle"].loss - runs["scipy"].loss) <= 0.01 * runs["scipy"].loss

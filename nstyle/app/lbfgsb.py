@@ -207,7 +207,8 @@ def _subspace_point(x, g, xcp, c, free, box, memory, U, G_free):
         Mc = np.zeros(2 * k)
         r0 = -g
         Wr = to_host(W @ r0)
-    # Newton step on Z: B_Z^-1 r = r/theta + Z'W' K^-1 W Z r / theta^2 (Sherman-Morrison-Woodbury).
+    # Newton step on Z (Sherman-Morrison-Woodbury): B_Z^-1 r = r/theta + W_Z' K^-1 W_Z r / theta^2, with
+    # W's rows in L-BFGS-B's order [Y; theta S] -- hence the theta scalings around the solve.
     v = _forward(U.T, np.concatenate([Wr[iy], theta * Wr[i_s]]))
     v[:k] = -v[:k]
     v = _backward(U, v)

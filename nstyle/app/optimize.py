@@ -95,21 +95,57 @@ def _bounds_vector(shape):
     return np.tile(lower, shape[0]), np.tile(upper, shape[0])
 
 
-def lbfgs(objective, x0, iters=500, bounds=True, callback=None, history_size=10, max_evaluations=None):
-    """Minimise with SciPy's L-BFGS-B on a float64 host copy of the pixels.
+LBFGS_IMPLS = ("auto", "scipy", "nstyle")
+
+
+def resolve_lbfgs_impl(impl, device):
+    """'scipy' or 'nstyle': auto takes SciPy's on the CPU (the reference the project is specified
+    with) and nstyle's own on the GPU (where SciPy's would copy the pixels to the host and back)."""
+    if impl == "auto":
+        return "nstyle" if device == "gpu" else "scipy"
+    if impl not in LBFGS_IMPLS:
+        raise ValueError(f"unknown L-BFGS-B implementation {impl!r}; choose one of {LBFGS_IMPLS}")
+    return impl
+
+
+def lbfgs(objective, x0, iters=500, bounds=True, callback=None, history_size=10, max_evaluations=None,
+          impl="auto"):
+    """Minimise with L-BFGS-B on a float64 copy of the pixels.
 
     x0: (1, 3, H, W) start (network space; NumPy or CuPy). bounds: keep every pixel in 0..255.
     callback(record, get_x) is called after every iteration with the record dict (iter, loss, content,
     style, tv, seconds, evaluations and the per-layer terms) and a function returning the current image
     (host float32); returning True stops the run.
-    Each evaluation costs one device-to-host and one host-to-device copy of the pixels on the GPU.
+    impl: "scipy" (SciPy's, on the host: each evaluation costs a copy of the pixels each way on the GPU),
+    "nstyle" (``lbfgsb.py``: the same algorithm with x, g and the history on the objective's device), or
+    "auto" (see :func:`resolve_lbfgs_impl`). Both stop only on the iteration or evaluation limit
+    (ftol = gtol = 0), or when no further progress is possible.
     """
     shape = tuple(x0.shape)
     device = getattr(objective.vgg, "device", "cpu") if hasattr(objective, "vgg") else "cpu"
     dtype = getattr(getattr(objective, "vgg", None), "dtype", np.float32)
     tracker = _Tracker(objective, callback)
     tracker.shape = shape
+    maxfun = int(max_evaluations or 2 * iters + 20)
+    run = _lbfgs_nstyle if resolve_lbfgs_impl(impl, device) == "nstyle" else _lbfgs_scipy
+    try:
+        with interruptible():
+            stop, message = run(tracker, x0, shape, device, dtype, int(iters), bounds, int(history_size), maxfun)
+    except _Stop as stop:
+        return tracker.result(stop.reason, stop.message, to_host(x0))
+    except KeyboardInterrupt:
+        return tracker.result(STOP_INTERRUPTED, f"interrupted at iteration {tracker.iterations + 1}",
+                              to_host(x0))
+    return tracker.result(stop, message, to_host(x0))
 
+
+def _finished(tracker, iters, what):
+    if tracker.iterations >= iters:
+        return STOP_DONE, ""
+    return STOP_CONVERGED, f"L-BFGS-B stopped after {tracker.iterations} iterations: {what}"
+
+
+def _lbfgs_scipy(tracker, x0, shape, device, dtype, iters, bounds, history_size, maxfun):
     def fun(flat):
         x = to_device(flat.reshape(shape).astype(dtype), device)
         f, g, breakdown = tracker.evaluate(x)
@@ -127,25 +163,41 @@ def lbfgs(objective, x0, iters=500, bounds=True, callback=None, history_size=10,
             raise _Stop(STOP_REQUESTED, "stopped by the callback")
 
     x_start = to_host(x0).astype(np.float64).ravel()
-    options = {"maxiter": int(iters), "maxcor": int(history_size),
-               "maxfun": int(max_evaluations or 2 * iters + 20), "ftol": 0.0, "gtol": 0.0}
+    options = {"maxiter": iters, "maxcor": history_size, "maxfun": maxfun, "ftol": 0.0, "gtol": 0.0}
     import scipy.optimize  # noqa: PLC0415 -- 0.7 s to import; every CLI start (--help, errors) would pay it
 
     box = scipy.optimize.Bounds(*_bounds_vector(shape)) if bounds else None
     if bounds:
         x_start = np.clip(x_start, box.lb, box.ub)
-    try:
-        with interruptible():
-            res = scipy.optimize.minimize(fun, x_start, jac=True, method="L-BFGS-B", bounds=box,
-                                          callback=on_iteration, options=options)
-    except _Stop as stop:
-        return tracker.result(stop.reason, stop.message, to_host(x0))
-    except KeyboardInterrupt:
-        return tracker.result(STOP_INTERRUPTED, f"interrupted at iteration {tracker.iterations + 1}",
-                              to_host(x0))
-    stop = STOP_DONE if tracker.iterations >= iters else STOP_CONVERGED
-    message = "" if stop == STOP_DONE else f"L-BFGS-B stopped after {tracker.iterations} iterations: {res.message}"
-    return tracker.result(stop, message, to_host(x0))
+    res = scipy.optimize.minimize(fun, x_start, jac=True, method="L-BFGS-B", bounds=box,
+                                  callback=on_iteration, options=options)
+    return _finished(tracker, iters, res.message)
+
+
+def _lbfgs_nstyle(tracker, x0, shape, device, dtype, iters, bounds, history_size, maxfun):
+    from .lbfgsb import minimize_lbfgsb  # noqa: PLC0415
+
+    last = {}
+
+    def fun_and_grad(x):
+        f, g, breakdown = tracker.evaluate(x.astype(dtype))
+        last["f"], last["breakdown"] = f, breakdown
+        return f, g
+
+    def on_iteration(xk):  # xk is the point evaluated last (lbfgsb.py's contract)
+        return tracker.record(last["f"], last["breakdown"], lambda: to_host(xk).astype(np.float32))
+
+    x_start = to_device(to_host(x0), device).astype(np.float64)
+    lower = upper = None
+    if bounds:
+        xp = get_xp(x_start)
+        lo, hi = (xp.asarray(b).reshape(1, 3, 1, 1) for b in pixel_bounds())
+        lower, upper = xp.broadcast_to(lo, shape), xp.broadcast_to(hi, shape)
+    res = minimize_lbfgsb(fun_and_grad, x_start, lower, upper, m=history_size, ftol=0.0, gtol=0.0,
+                          maxiter=iters, maxfun=maxfun, callback=on_iteration)
+    if res.reason == "callback":
+        return STOP_REQUESTED, "stopped by the callback"
+    return _finished(tracker, iters, res.message)
 
 
 def adam(objective, x0, iters=500, lr=10.0, bounds=True, callback=None, beta1=0.9, beta2=0.999, eps=1e-8):

@@ -14,6 +14,8 @@ from ..model.vgg import ENGINES, check_layer_names, resolve_engine
 from ..validate import choice, distinct, finite_number, whole_number
 from .imageio import DEFAULT_MAX_PIXELS, fit_size, load_rgb
 from .masks import plan_regions
+from .tiles import plan_tiles
+from .optimize import LBFGS_IMPLS, resolve_lbfgs_impl
 from .memory import available_bytes, estimate, format_bytes, gpu_available_bytes, largest_fitting_size
 from .weighting import check_scaling
 
@@ -98,14 +100,15 @@ class Plan:
     memory: object = None      # MemoryEstimate of the largest stage
     notes: list = field(default_factory=list)
     regions: object = None     # masks.RegionPlan (spatial control) or None
+    tiles: object = None       # tiles.TilePlan (a tiled run: the one stage is its base) or None
 
     @property
     def output_size(self):
-        return self.stages[-1].content_size
+        return self.tiles.size if self.tiles else self.stages[-1].content_size
 
     @property
     def total_iters(self):
-        return sum(s.iters for s in self.stages)
+        return sum(s.iters for s in self.stages) + (self.tiles.iters * len(self.tiles.all_tiles()) if self.tiles else 0)
 
     def _estimate_at(self, stage_size):
         o = self.options
@@ -135,6 +138,11 @@ class Plan:
         return "gpu" if self._on_gpu() else "cpu"
 
     @property
+    def lbfgs_impl(self):
+        """Whose L-BFGS-B the run will use: "scipy" or "nstyle"."""
+        return resolve_lbfgs_impl(self.options["lbfgs_impl"], self.device)
+
+    @property
     def engine(self):
         """The engine the run will use: "reference", "cpu" or "gpu"."""
         return resolve_engine(self.options["engine"], self.device)
@@ -152,7 +160,9 @@ class Plan:
         """InputError when the estimate says the run will not fit in free memory (host, then GPU).
 
         On the GPU the network's activations and weights live on the device; the host keeps the rest
-        (L-BFGS-B's history, the images)."""
+        (L-BFGS-B's history, the images). A tiled run checks each of its phases (``tiles.py``)."""
+        if self.tiles:
+            return self.tiles.check_memory(self)
         on_gpu = self._on_gpu()
         needed, free, source, largest = self.memory_report()
         if on_gpu:
@@ -187,8 +197,11 @@ class Plan:
         if self.regions:
             lines.append(f"regions          {', '.join(self.regions.keys)} (mask mode {self.regions.mode})")
         lines.append(f"engine           {self.engine} on the {self.device.upper()}")
-        lines.append(f"optimizer        {o['optimizer']}, pooling {o['pooling']}, init "
+        optimizer = o["optimizer"] + (f" ({self.lbfgs_impl}'s L-BFGS-B)" if o["optimizer"] == "lbfgs" else "")
+        lines.append(f"optimizer        {optimizer}, pooling {o['pooling']}, init "
                      f"{o['init'] if isinstance(o['init'], str) else 'image'}, colours {o['original_colors']}")
+        if self.tiles:
+            return lines + self.tiles.describe(self)
         needed, free, source, largest = self.memory_report()
         parts = ", ".join(f"{k} {format_bytes(v)}" for k, v in self.memory.parts.items())
         lines.append(f"memory needed    about {format_bytes(needed)} ({parts})")
@@ -210,6 +223,7 @@ def make_plan(content, style, o):
     """
     o = dict(o)
     choice("optimizer", o["optimizer"], OPTIMIZERS)
+    choice("L-BFGS-B implementation", o["lbfgs_impl"], LBFGS_IMPLS)
     choice("pooling", o["pooling"], POOLINGS)
     choice("device", o["device"], DEVICES + ("cuda",))
     choice("engine", o["engine"], ENGINES)
@@ -279,6 +293,10 @@ def make_plan(content, style, o):
     plan = Plan(content_img, style_imgs, init_img, stages, o, regions=regions)
     biggest = max(stages, key=lambda st: st.content_size[0] * st.content_size[1])
     plan.memory = plan._estimate_at(biggest.size)
+    plan.tiles, base = plan_tiles(plan)  # None unless the tile option asks for tiles
+    if plan.tiles:  # a tiled run's one stage is the base the tiles start from
+        plan.stages = [Stage(*base)]
+        plan.memory = plan._estimate_at(base[0])
     return plan
 
 

@@ -21,6 +21,8 @@ from .network import load_network
 from .optimize import STOP_CONVERGED, STOP_REQUESTED, adam, lbfgs
 from .plan import DEVICES, INITS, OPTIMIZERS, ORIGINAL_COLORS, Plan, as_image, make_plan  # noqa: F401
 from .stops import NonFiniteLoss, StylizeInterrupted, raise_for_stop  # noqa: F401 -- re-exported
+from .tiled import run_tiled
+from .tiles import DEFAULT_OVERLAP
 from .weighting import attach_normalization, compensate_normalization, network_normalization, term_scales
 
 
@@ -129,6 +131,8 @@ def run(plan, vgg=None, callback=None, log=None):
     # Overflow to inf or NaN is caught by the optimisers (the run stops and keeps the best image), so
     # NumPy's warnings about it would only repeat that, with a traceback-like line, on stderr.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if plan.tiles:  # a tiled run (tiled.py): its base is made by the stage loop below
+            return run_tiled(plan, vgg, callback, log, run_stages=_run_stages)
         return _run_stages(plan, vgg, callback, log)
 
 
@@ -166,7 +170,8 @@ def _run_stages(plan, vgg, callback, log):
             return callback(rec, lambda: images.finish(get_x()))
 
         if o["optimizer"] == "lbfgs":
-            result = lbfgs(objective, x0, iters=stage.iters, bounds=o["bounds"], callback=on_iteration)
+            result = lbfgs(objective, x0, iters=stage.iters, bounds=o["bounds"], callback=on_iteration,
+                           impl=o["lbfgs_impl"])
         else:
             result = adam(objective, x0, iters=stage.iters, lr=o["lr"], bounds=o["bounds"],
                           callback=on_iteration)
@@ -184,11 +189,12 @@ def _run_stages(plan, vgg, callback, log):
 
 def stylize(content, style, *, size=512, iters=500, scales=None, content_weight=DEFAULT_CONTENT_WEIGHT,
             style_weight=DEFAULT_STYLE_WEIGHT, tv_weight=DEFAULT_TV_WEIGHT, init="content", seed=0,
-            optimizer="lbfgs", lr=10.0, bounds=True, pooling="avg",
+            optimizer="lbfgs", lbfgs_impl="auto", lr=10.0, bounds=True, pooling="avg",
             content_layers=DEFAULT_CONTENT_LAYERS, style_layers=DEFAULT_STYLE_LAYERS,
             style_layer_weights=None, style_blend=None, style_scale=1.0, original_colors="none",
             weight_scaling="invariant", content_mask=None, style_masks=None, region_styles=None,
-            region_weights=None, mask_mode="inside",
+            region_weights=None, mask_mode="inside", tile=None, tile_base=None, tile_overlap=DEFAULT_OVERLAP,
+            tile_passes=1, tile_iters=None, tile_dir=None, tile_cluster=None,
             device="cpu", engine="auto", weights=None, max_pixels=DEFAULT_MAX_PIXELS, check_memory=True,
             vgg=None, callback=None, log=None):
     """Paint ``content`` in the style of ``style`` (Gatys et al.); returns a PIL image.
@@ -199,7 +205,9 @@ def stylize(content, style, *, size=512, iters=500, scales=None, content_weight=
     upsampled; the last is the output size (``size`` is then not used); iters may then be a list with
     one count per stage.
     init: "content", "noise", "style", or an image/path. seed: for the noise start.
-    optimizer: "lbfgs" (SciPy L-BFGS-B) or "adam" (lr: its step in pixel units). bounds: keep pixels
+    optimizer: "lbfgs" (L-BFGS-B) or "adam" (lr: its step in pixel units); lbfgs_impl: whose L-BFGS-B,
+    "scipy", "nstyle" (``lbfgsb.py``, on the device) or "auto" (SciPy's on the CPU, nstyle's on the
+    GPU). bounds: keep pixels
     in 0..255. pooling: "avg" or "max". style_scale: the style image's longest side relative to the
     content's. style_blend: one weight per style image (default equal).
     original_colors: "none"; "luminance" (transfer the style's luminance only and keep the content's
@@ -223,6 +231,15 @@ def stylize(content, style, *, size=512, iters=500, scales=None, content_weight=
     A callback that returns True ends the whole run (later stages too); the result is then the current
     stage's best image, resized to the output size.
     log(message): receives one-line notices (stages, a device fallback, an early stop).
+    tile: tiles of this many pixels (or "auto": tiles only when the one-piece run does not fit in
+    memory): the picture is stylised at tile_base (default: half the size, or the largest size that
+    fits), upsampled, and refined in overlapping tiles at full size (``tiled.py``). tile_overlap: a
+    fraction of the tile (below 1) or pixels; tile_passes: 2 adds a pass on a grid shifted by half a
+    tile; tile_iters: iterations per tile (default: iters). tile_dir: a folder that keeps each finished
+    tile, so that a run stopped by Ctrl-C resumes (default: a temporary one). tile_cluster: run the
+    tiles as Dask tasks: {"workers": N, "threads": T} (a local cluster), {"scheduler": address} or
+    {"client": a distributed.Client}; None runs them here, one after another. In a tiled run the
+    callback's get_image gives the base or the current tile.
     Raises InputError for bad input (before loading weights), StylizeInterrupted (holding the best image)
     on Ctrl-C and NonFiniteLoss (holding the best image) on NaN/Inf.
     """

@@ -7,6 +7,7 @@ input image, and the memory the run will need -- so a run that cannot finish fai
 import sys
 
 from ..app.imageio import save_image
+from ..app.optimize import LBFGS_IMPLS
 from ..app.outputs import snapshot_path
 from ..app.progress import Progress
 from ..app.runlog import plot_losses, write_log
@@ -96,7 +97,10 @@ def add_parser(sub):
                    help=f"random seed for the noise start; same seed and inputs give the same bytes on "
                         f"the CPU (default: {d['seed']})")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"],
-                   help=f"default: {d['optimizer']} (SciPy's L-BFGS-B; the paper used L-BFGS)")
+                   help=f"default: {d['optimizer']} (L-BFGS-B; the paper used L-BFGS)")
+    g.add_argument("--lbfgs-impl", choices=LBFGS_IMPLS, default=d["lbfgs_impl"],
+                   help="whose L-BFGS-B: scipy (on the host), nstyle (the same algorithm on the device, "
+                        f"nstyle/app/lbfgsb.py), auto: scipy on the CPU, nstyle on the GPU (default: {d['lbfgs_impl']})")
     g.add_argument("--lr", type=positive_float, default=d["lr"], metavar="F",
                    help=f"Adam step size in pixel units (default: {d['lr']:g})")
     g.add_argument("--no-bounds", dest="bounds", action="store_false",
@@ -224,6 +228,6 @@ def run(args):
     stages = [(st.iters, st.content_size[0] * st.content_size[1]) for st in plan.stages]
     progress = Progress(stages, mode="quiet" if args.quiet else "auto", breakdown_every=args.print_every)
     settings = {"content": args.content, "styles": args.styles, "output": args.output, **plan.options,
-                "engine": plan.engine}
+                "engine": plan.engine, "lbfgs_impl": plan.lbfgs_impl}
     return execute(plan, args.output, progress=progress, save_every=args.save_every, log_json=args.log_json,
                    plot=args.plot, settings=settings, say=(lambda *_: None) if args.quiet else print_path)
