@@ -16,7 +16,7 @@ setup(
         "gpu": ["cupy-cuda12x>=13"],
         "gpu-cuda13": ["cupy-cuda13x>=14"],
         "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.5", "scikit-image>=0.19",
-                 "dask==2026.8.0", "distributed==2026.8.0"],
+                 "dask==2026.8.0", "distributed==2026.8.0", "av==18.1.0", "opencv-python-headless==4.14.0.94"],
         "bench": ["torch==2.13.0", "psutil>=5"],
         "bench-tf": ["tensorflow-cpu==2.21.*"],
         "bench-jax": ["jax[cpu]==0.10.2"],
@@ -24,6 +24,8 @@ setup(
         "plot": ["matplotlib>=3.5"],
         # `nstyle batch`: Dask's distributed scheduler (its own dependencies: tornado, msgpack, psutil, ...)
         "batch": ["dask==2026.8.0", "distributed==2026.8.0"],
+        # `nstyle video`: PyAV (FFmpeg) for the frames in and out, OpenCV's DIS optical flow
+        "video": ["av==18.1.0", "opencv-python-headless==4.14.0.94"],
     },
     entry_points={"console_scripts": ["nstyle=nstyle.cli.main:entry"]},
 )

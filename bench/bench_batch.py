@@ -7,8 +7,10 @@ and what the Dask scheduler costs per task.
 The jobs: every content x every style x every style weight (default 2 x 2 x 2 = 8), seeded synthetic
 images, the default layers (content relu4_2, style relu1_1..relu5_1), L-BFGS-B from the content image.
 Weights: --weights, else nstyle's default file when it is cached, else random weights of VGG-19's shapes
-(the timing is the same; the pictures are not). Each configuration runs once, in a fresh output folder,
-timed from the command's start to its exit (so the batch's times include starting its cluster):
+(the timing is the same; the pictures are not). Each configuration runs in a fresh output folder,
+timed from the command's start to its exit (so the batch's times include starting its cluster), with the
+CPU time of the command and every process it started (the workers too); each configuration runs --reps
+times, taking turns, and the fastest repetition is reported (all are in the JSON):
 
 - loop: one `nstyle stylize` process per job, one after another (each uses every core, and each loads
   Python, NumPy and the weights again: what a shell loop costs);
@@ -27,6 +29,7 @@ import csv
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -75,6 +78,13 @@ def env():
     return e
 
 
+def children_cpu():
+    """CPU seconds of every finished child process and their own children (a batch's workers included):
+    unlike the wall-clock time, hardly moved by other programs on a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(cmd):
     load = os.getloadavg()[0]
     start = time.perf_counter()
@@ -88,7 +98,7 @@ def timed(cmd):
 
 def run_loop(contents, styles, weights_list, args, weights, out):
     out.mkdir()
-    load = os.getloadavg()[0]
+    load, cpu = os.getloadavg()[0], children_cpu()
     start = time.perf_counter()
     n = 0
     for c in contents:
@@ -97,18 +107,20 @@ def run_loop(contents, styles, weights_list, args, weights, out):
                 timed(["stylize", c, s, "-o", out / f"{c.stem}__{s.stem}__{w}.png", "--size", args.size,
                        "--iters", args.iters, "--style-weight", w, "--weights", weights, "-q"])
                 n += 1
-    return time.perf_counter() - start, load, os.getloadavg()[0], n
+    return time.perf_counter() - start, load, os.getloadavg()[0], n, children_cpu() - cpu
 
 
 def run_batch(contents, styles, args, weights, out, workers):
     cmd = ["batch", "--contents", *contents, "--styles", *styles, "--style-weight", args.style_weights,
            "--size", args.size, "--iters", args.iters, "--weights", weights, "-o", out, "--workers", workers, "-q"]
+    cpu = children_cpu()
     seconds, before, after = timed(cmd)
+    cpu = children_cpu() - cpu
     with open(out / "summary.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert all(r["status"] == "done" for r in rows), rows
     job_seconds = [float(r["seconds"]) for r in rows]
-    return seconds, before, after, len(rows), job_seconds
+    return seconds, before, after, len(rows), job_seconds, cpu
 
 
 def noop():
@@ -137,6 +149,19 @@ def scheduler_overhead(n):
             "tasks": n}
 
 
+def _record(results, name, run):
+    run["jobs_per_minute"] = 60 * run["jobs"] / run["seconds"]
+    run["cpu_seconds_per_job"] = run["cpu_seconds"] / run["jobs"]
+    results.setdefault(name, []).append(run)
+
+
+def _best(reps):
+    """The fastest repetition (the one the machine's other load disturbed least), with all of them."""
+    best = dict(min(reps, key=lambda r: r["seconds"]))
+    best["repetitions"] = reps
+    return best
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--contents", type=int, default=2)
@@ -146,6 +171,7 @@ def main():
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--weights")
     ap.add_argument("--noop", type=int, default=200)
+    ap.add_argument("--reps", type=int, default=2, help="runs of each configuration; the fastest is reported")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "batch.json"))
     args = ap.parse_args()
     from nstyle.cpu.threads import available_cores
@@ -155,16 +181,18 @@ def main():
         weights, weights_note = find_weights(args.weights, tmp)
         weights_list = args.style_weights.split(",")
         results = {}
-        s, b, a, n = run_loop(contents, styles, weights_list, args, weights, tmp / "loop")
-        results["loop of nstyle stylize"] = {"seconds": s, "jobs": n, "load_before": b, "load_after": a}
-        for workers in (1, 2):
-            s, b, a, n, per_job = run_batch(contents, styles, args, weights, tmp / f"batch{workers}", workers)
-            results[f"nstyle batch, {workers} worker{'s' if workers > 1 else ''}"] = {
-                "seconds": s, "jobs": n, "load_before": b, "load_after": a,
-                "job_seconds_sum": sum(per_job), "job_seconds_median": statistics.median(per_job)}
+        for rep in range(args.reps):  # the configurations take turns, so a burst of load hits each alike
+            s, b, a, n, cpu = run_loop(contents, styles, weights_list, args, weights, tmp / f"loop{rep}")
+            _record(results, "loop of nstyle stylize", {"seconds": s, "jobs": n, "load_before": b,
+                                                        "load_after": a, "cpu_seconds": cpu})
+            for workers in (1, 2):
+                s, b, a, n, per_job, cpu = run_batch(contents, styles, args, weights, tmp / f"batch{workers}-{rep}",
+                                                     workers)
+                _record(results, f"nstyle batch, {workers} worker{'s' if workers > 1 else ''}", {
+                    "seconds": s, "jobs": n, "load_before": b, "load_after": a, "cpu_seconds": cpu,
+                    "job_seconds_sum": sum(per_job), "job_seconds_median": statistics.median(per_job)})
         overhead = scheduler_overhead(args.noop)
-    for r in results.values():
-        r["jobs_per_minute"] = 60 * r["jobs"] / r["seconds"]
+    results = {name: _best(reps) for name, reps in results.items()}
     report = {"machine": {"cpu": cpu_model(), "cores": available_cores(), "python": platform.python_version(),
                           "load_average_end": list(os.getloadavg())},
               "jobs": {"contents": args.contents, "styles": args.styles, "style_weights": weights_list,
@@ -172,10 +200,10 @@ def main():
               "runs": results, "scheduler": overhead}
     print(f"{report['machine']['cpu']}, {report['machine']['cores']} cores; {n} jobs at {args.size} px, "
           f"{args.iters} iterations; weights: {weights_note}")
-    print(f"{'configuration':<28} {'wall s':>8} {'jobs/min':>9} {'load before/after':>18}")
+    print(f"{'configuration':<26} {'wall s':>7} {'jobs/min':>9} {'CPU s/job':>10} {'load before/after':>18}")
     for name, r in results.items():
-        print(f"{name:<28} {r['seconds']:8.1f} {r['jobs_per_minute']:9.1f} "
-              f"{r['load_before']:8.2f}/{r['load_after']:<8.2f}")
+        print(f"{name:<26} {r['seconds']:7.1f} {r['jobs_per_minute']:9.1f} {r['cpu_seconds_per_job']:10.2f} "
+              f"{r['load_before']:9.2f}/{r['load_after']:<8.2f}")
     print(f"scheduler: task round trip {overhead['task_round_trip_ms_median']:.1f} ms (median of "
           f"{overhead['tasks']}), {overhead['task_pipelined_ms']:.1f} ms per task with {overhead['tasks']} "
           f"in flight; a 2-worker local cluster starts in {overhead['cluster_start_s']:.1f} s "

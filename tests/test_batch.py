@@ -66,7 +66,7 @@ def test_local_cluster_of_two_workers_runs_the_jobs_and_records_a_failure(pictur
     bad = Job("job 3", str(pictures / "cat.png"), [str(pictures / "photo.png")], {**FAST, "style_weight": 1e300})
     result = run_batch(good + [bad], out, workers=2, threads=1, weights=weights)
     assert not result.ok and (result.count("done"), result.count("failed")) == (2, 1)
-    assert "2 workers x 1 thread" in result.workers
+    assert "2 workers x 1 thread" in result.cluster
     rows = summary_rows(out)
     assert list(rows) == [p.name for p in result.jobs]
     for p in result.jobs[:2]:

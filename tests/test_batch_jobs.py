@@ -202,3 +202,8 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere():
     progress.close()
     assert "\r" in tty.getvalue() and "1/2 jobs  done 1  skipped 0  failed 0" in tty.getvalue()
     assert tty.getvalue().endswith("\n")
+
+
+def test_every_per_job_option_is_a_stylize_keyword():
+    assert set(jobs.OPTION_KINDS) <= set(DEFAULTS)
+    assert set(jobs.BATCH_WIDE) <= set(DEFAULTS)

@@ -23,19 +23,22 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from PIL import Image
+
 from ..atomic import atomic_write
-from ..errors import InputError
+from ..errors import InputError, RunError
 from .cells import image_fingerprint
 from .imageio import DEFAULT_MAX_PIXELS
-from .jobs import output_name
+from .jobs import OPTION_KINDS, Job, output_name
 from .outputs import check_output_path
 from .plan import INITS, as_image
+from .stylize import prepare, stylize
 from .worker import file_sha256, is_current, settings_hash, sidecar_path
 
 SUMMARY_FILE = "summary.csv"
 SUMMARY_COLUMNS = ("job", "status", "seconds", "final_loss", "iterations", "attempts", "error", "row")
 # plan.options entries that do not change the picture (or belong to the batch's identity elsewhere)
-_NOT_PICTURE = ("weights", "max_pixels", "check_memory")
+_NOT_PICTURE = ("weights", "max_pixels", "check_memory", "tile_dir", "tile_cluster")
 
 
 @dataclass
@@ -58,7 +61,7 @@ class BatchResult:
     jobs: list                    # PlannedJob, in the order given
     summary: str                  # the summary file's path
     seconds: float
-    workers: str = ""             # how the cluster was made, for the one-line total
+    cluster: str = ""             # where the jobs ran ("local cluster: 2 workers x 1 thread, ...")
 
     def count(self, status):
         return sum(p.result.get("status") == status for p in self.jobs)
@@ -155,7 +158,6 @@ def _picture_settings(plan, inputs, content, styles, weights_id):
 
 
 def _plan_one(job, inputs, outdir, batch_options, weights_id, defaults):
-    from .stylize import prepare  # noqa: PLC0415 -- stylize imports the optimisers; load it when used
     try:
         content = inputs.load(job.content, "content image")
         styles = [inputs.load(s, "style image" if len(job.styles) == 1 else f"style image {i}")
@@ -206,7 +208,6 @@ def plan_batch(jobs, outdir, *, weights=None, device="cpu", engine="auto", max_p
     Returns ([PlannedJob], the weights file's SHA-256 or None when it is not visible here). Creates
     ``outdir``.
     """
-    from .stylize import stylize  # noqa: PLC0415
     if not jobs:
         raise InputError("no jobs to run")
     outdir = os.path.abspath(outdir)
@@ -274,8 +275,9 @@ def run_batch(jobs, outdir, *, client=None, scheduler=None, workers=None, thread
     """Plan, skip and run ``jobs`` (``jobs.Job``) writing into ``outdir``; returns a BatchResult.
 
     client: a ``distributed.Client`` to run on; else scheduler: a Dask scheduler address; else a new
-    LocalCluster (``workers``/``threads`` size it, else it is sized to the machine). threads: nstyle's threads per worker. retries: resubmissions of a job
-    whose worker was lost. progress: a ``jobprogress.JobsProgress`` (None: silent). log(message): notices.
+    LocalCluster (``workers``/``threads`` size it, else it is sized to the machine). threads: nstyle's
+    threads per worker. retries: resubmissions of a job whose worker was lost. progress: a
+    ``jobprogress.JobsProgress`` (None: silent). log(message): notices (the cluster, retries).
     Raises InputError before anything runs when a job or an output is bad; BatchInterrupted on Ctrl-C.
     """
     from . import submit  # noqa: PLC0415
@@ -290,8 +292,8 @@ def run_batch(jobs, outdir, *, client=None, scheduler=None, workers=None, thread
     described = ""
     try:
         if todo:
-            described = submit.run_on_cluster(todo, client=client, scheduler=scheduler, workers=workers, threads=threads,
-                                              retries=retries, check_memory=check_memory,
+            described = submit.run_on_cluster(todo, client=client, scheduler=scheduler, workers=workers,
+                                              threads=threads, retries=retries, check_memory=check_memory,
                                               weights_sha=weights_sha, progress=progress, log=log,
                                               skipped=len(planned) - len(todo))
     except KeyboardInterrupt:
@@ -309,15 +311,13 @@ def run_batch(jobs, outdir, *, client=None, scheduler=None, workers=None, thread
 def _cell_job(cell, plan, store):
     """A batch job for one cell's prepared plan. A one-stage plan's images travel at the size its run
     uses (the worker's resize to that size is then an exact copy), not as the full-size originals."""
-    from PIL import Image  # noqa: PLC0415
-    from .jobs import OPTION_KINDS, Job  # noqa: PLC0415
     content, styles = plan.content, list(plan.styles)
     if len(plan.stages) == 1:
         stage = plan.stages[0]
         content = content.resize(stage.content_size, Image.Resampling.LANCZOS)
         styles = [s.resize(size, Image.Resampling.LANCZOS) for s, size in zip(styles, stage.style_sizes)]
     options = {k: v for k, v in plan.options.items() if k in OPTION_KINDS}
-    return Job(f"cell {cell.label}", content, styles, options, output=str(store.path(cell.name)))
+    return Job(f"cell {cell.label}", content, styles, options, output=os.path.abspath(store.path(cell.name)))
 
 
 def cells_via_batch(cells, plans, store, size, log=None, **batch_options):
@@ -325,14 +325,13 @@ def cells_via_batch(cells, plans, store, size, log=None, **batch_options):
     jobs, all at once on a cluster (``run_batch``'s options: scheduler, workers, threads, retries), and
     return the ``make(cell)`` that ``cells.fill_cells`` calls: it picks up each cell's image, or raises
     RunError with the job's error."""
-    from PIL import Image  # noqa: PLC0415
-    from ..errors import RunError  # noqa: PLC0415
     todo = [cell for cell in cells if store.load(cell.name, size) is None]
     done = {}
     if todo:
         o = plans[todo[0].name].options
-        result = run_batch([_cell_job(cell, plans[cell.name], store) for cell in todo], store.folder,
-                           weights=o["weights"], device=o["device"], engine=o["engine"], log=log, **batch_options)
+        jobs = [_cell_job(cell, plans[cell.name], store) for cell in todo]
+        result = run_batch(jobs, os.path.abspath(store.folder), weights=o["weights"], device=o["device"],
+                           engine=o["engine"], log=log, **batch_options)
         done = {cell.name: p for cell, p in zip(todo, result.jobs)}
 
     def make(cell):

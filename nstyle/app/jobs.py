@@ -34,13 +34,15 @@ from ..errors import InputError
 from .plan import INITS
 
 # How the text of each per-job option is read. Options missing here (weights, device, engine,
-# max_pixels, check_memory) belong to the whole batch: one network and one device per run.
+# max_pixels, check_memory) belong to the whole batch: one network and one device per run; the tiled
+# run's options (tile, tile_*) are not batch jobs' (a tiled run spreads one picture over a cluster itself).
 OPTION_KINDS = {
     "size": "int", "iters": "ints", "scales": "ints",
     "content_weight": "float", "style_weight": "float", "tv_weight": "float",
     "content_layers": "names", "style_layers": "names", "style_layer_weights": "floats",
     "style_blend": "floats", "style_scale": "float", "original_colors": "text", "weight_scaling": "text",
-    "init": "init", "seed": "int", "optimizer": "text", "lr": "float", "bounds": "bool", "pooling": "text",
+    "init": "init", "seed": "int", "optimizer": "text", "lbfgs_impl": "text", "lr": "float", "bounds": "bool",
+    "pooling": "text",
     "content_mask": "path", "style_masks": "paths", "region_styles": "text", "region_weights": "text",
     "mask_mode": "text",
 }

@@ -179,7 +179,8 @@ def run_job(spec):
     except _Cancelled:
         return {"job": spec["name"], "status": "cancelled", "seconds": time.perf_counter() - start}
     except NStyleError as exc:  # bad input, a NaN loss, weights that do not load
-        return _failed(spec, exc.message, start)
+        # a stopped run's best image is not this job's result: the batch writes nothing for it
+        return _failed(spec, exc.message.replace("kept the best image so far", "nothing written"), start)
     except MemoryError:
         return _failed(spec, "out of memory", start)
     except OSError as exc:  # a full disk, a file gone

@@ -28,7 +28,7 @@ DEFAULTS = stylize.__kwdefaults__
 _METAVARS = {"int": "N", "ints": "N", "float": "W", "floats": "W,...", "names": "L,...", "bool": "true|false",
              "init": "content|noise|style|PATH", "path": "FILE", "paths": "FILE,...", "text": "TEXT"}
 _NAMED_METAVARS = {"scales": "N,N,...", "style_scale": "F", "lr": "F", "original_colors": "none|luminance|match",
-                   "weight_scaling": "invariant|paper", "optimizer": "lbfgs|adam", "pooling": "avg|max",
+                   "weight_scaling": "invariant|paper", "optimizer": "lbfgs|adam", "lbfgs_impl": "auto|scipy|nstyle", "pooling": "avg|max",
                    "mask_mode": "inside|all|simple", "region_styles": "COLOR=I,...",
                    "region_weights": "COLOR=W,..."}
 
@@ -61,7 +61,8 @@ def add_parser(sub):
                              "';' between the values of list options)")
     for name, kind in OPTION_KINDS.items():
         sep = ";" if name in LIST_VALUED else ","
-        g.add_argument("--" + name.replace("_", "-"), dest="opt_" + name, metavar=_NAMED_METAVARS.get(name, _METAVARS[kind]),
+        metavar = _NAMED_METAVARS.get(name, _METAVARS[kind])
+        g.add_argument("--" + name.replace("_", "-"), dest="opt_" + name, metavar=metavar,
                        help=f"default: {_default_text(name)}; several values separated by '{sep}' sweep")
     g = p.add_argument_group("network (the whole batch)")
     g.add_argument("--weights", metavar="FILE", help="VGG-19 weights file, at this path on every worker "
@@ -118,8 +119,9 @@ def jobs_from_args(args):
 
 
 def _dry_run(jobs, args):
+    remote = bool(scheduler_address(args.scheduler))
     planned, _ = plan_batch(jobs, args.outdir, weights=args.weights, device=args.device, engine=args.engine,
-                            max_pixels=args.max_pixels, force=args.force, remote=bool(scheduler_address(args.scheduler)))
+                            max_pixels=args.max_pixels, force=args.force, remote=remote)
     from ..app.memory import format_bytes  # noqa: PLC0415
     for p in planned:
         print(f"{'skip' if p.previous else 'run '}  {p.name}  (about {format_bytes(p.memory.total)})")

@@ -27,8 +27,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _command_modules():
-    from . import batch, demo, gradcheck, grid, reconstruct, stylize, weights  # noqa: PLC0415
-    return [stylize, batch, demo, reconstruct, grid, gradcheck, weights]
+    from . import batch, demo, gradcheck, grid, reconstruct, stylize, video, weights  # noqa: PLC0415
+    return [stylize, video, batch, demo, reconstruct, grid, gradcheck, weights]
 
 
 def build_parser():
