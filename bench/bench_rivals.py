@@ -145,8 +145,12 @@ def summarise(results, frameworks, sizes):
 def machine_line(d):
     flags = ", ".join(f"{f} {'yes' if on else 'no'}" for f, on in d["cpu"]["flags"].items())
     v = d["versions"]
-    vers = ", ".join(f"{k} {v[k]}" for k in ("nstyle", "numpy", "torch", "tensorflow-cpu", "jax", "jaxlib")
-                     if k in v)
+    vers = ", ".join(f"{k} {v[k]}" for k in ("nstyle", "numpy", "torch", "tensorflow-cpu", "jax", "jaxlib") if k in v)
+    pools = d["frameworks"].get("nstyle", {}).get("thread_pools", [])
+    blas = [f"{p['internal_api']} {p['version']} ({p['architecture']} kernels)" for p in pools
+            if isinstance(p, dict) and p.get("user_api") == "blas"]
+    coretype = d["child_env"].get("OPENBLAS_CORETYPE", "unset")
+    vers += f"; NumPy's BLAS {', '.join(blas) or 'unknown'}, OPENBLAS_CORETYPE={coretype}"
     seen = [r["load_at_start"][0] for r in d["results"] if r.get("load_at_start")]
     during = f", 1-minute load seen by the children {min(seen):.1f}..{max(seen):.1f}" if seen else ""
     return (f"CPU: {d['cpu']['model']} ({flags}), {d['cpu']['logical_cpus']} logical CPUs; {d['threads']} "
@@ -197,8 +201,8 @@ def markdown(d):
                     lines.append(f"| {s} | {rc.LABELS[f]} | {r['status']} | | | | | | |")
     lines += ["", f"Check against nstyle's float32 result (relative loss difference < {rc.LOSS_TOL:.0e}, gradient "
               f"max-abs relative difference < {rc.GRAD_TOL:.0e}); where only the gradient part fails, the float64 "
-              "arbitration of rivals_common.compare decides" + (" (off: --strict-check)" if d["settings"].get(
-                  "strict_check") else "") + ":", "",
+              "arbitration of rivals_common.compare decides"
+              + (" (arbitration off: --strict-check)" if d["settings"].get("strict_check") else "") + ":", "",
               "| size | framework | loss rel diff | grad max-abs rel diff | grad diff from nstyle float64 "
               "(nstyle float32's own) | grad 2-norm rel diff | verdict |", "| --- " * 7 + "|"]
     for s in sizes:
@@ -260,13 +264,10 @@ def run_child(args, fw, size, extra):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", fw, "--size", str(size), "--seed", str(args.seed),
            "--threads", str(args.threads), "--reps", str(args.reps), "--warmup", str(args.warmup),
            "--iters", str(args.iters)] + extra
-    if args.strict_check:
-        cmd.append("--strict-check")
+    cmd += [f"--{o}" for o in ("strict-check", "whole-run") if getattr(args, o.replace("-", "_"))]
     for opt in ("weights", "content", "style"):
         if getattr(args, opt):
             cmd += [f"--{opt}", getattr(args, opt)]
-    if args.whole_run:
-        cmd.append("--whole-run")
     try:
         proc = subprocess.run(cmd, env=rc.thread_env(args.threads), capture_output=True, text=True,
                               timeout=args.child_timeout)
@@ -355,7 +356,7 @@ def main():
                                                        "strict_check")},
             "tolerances": {"loss_rel": rc.LOSS_TOL, "grad_max_abs_rel": rc.GRAD_TOL},
             "child_env": {k: v for k, v in rc.thread_env(args.threads).items()
-                          if k.endswith("THREADS") or k == "XLA_FLAGS"}}
+                          if k.endswith("THREADS") or k.startswith(("XLA_", "OPENBLAS_"))}}
     print(f"{data['cpu']['model']} ({', '.join(f for f, on in data['cpu']['flags'].items() if on)}), "
           f"{args.threads} threads per framework, load average {data['load_average_before']}", flush=True)
     frameworks = available(args.frameworks)
