@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""nstyle on the GPU, checked and measured against PyTorch + cuDNN in one run (issue 6, item 4).
+"""nstyle on the GPU, checked and measured against PyTorch + cuDNN in one run (issues 6 and 19).
 
     PYTHONUNBUFFERED=1 PYTHONPATH=. python bench/gpu_check.py --out OUT_DIR          # on a GPU machine
     python bench/gpu_check.py --dry-run --out /tmp/gpucheck                          # anywhere (CI)
 
-Sections, run in this order, each in its own try/except (an error is recorded with its traceback and the
-run goes on); a global time budget (--budget-s, default 420 s) skips what no longer fits:
+Sections, run in this order -- checks first, then the figures by importance -- each in its own
+try/except (an error is recorded with its traceback and the run goes on); a global time budget
+(--budget-s, default 400 s) skips what no longer fits, and the sections that could run long cap
+themselves (seconds on an H200, from the last run's figures, in brackets). A watchdog writes the results
+and exits 45 s past the budget: with imports, the whole run stays inside one 8-minute device call.
 
   smoke         a child process runs every kernel, the Winograd path and every cuBLAS call shape once
                 against NumPy; if the direct cuBLAS call fails there, the rest of the run uses the
@@ -20,13 +23,25 @@ run goes on); a global time budget (--budget-s, default 420 s) skips what no lon
   profile       one evaluation at 1024 with each convolution lowering (im2col, Winograd F(2x2,3x3)) and
                 with the cupy.matmul GEMM; the fastest lowering is kept for the rest of the run; then
                 where the time goes, kernel by kernel and layer by layer (each call synchronised)
+                [smoke to profile: ~25 together; smoke's child at most 150]
+  optimizer     at 1024: 100 iterations with nstyle's own L-BFGS-B (whole-run time; optimizer time per
+                iteration, outside evaluations) and 10 with SciPy's (its time per iteration) [~25; caps
+                30 + 20]
+  graphs        one evaluation replayed as a CUDA graph vs launched op by op, and PyTorch's, at 512 and
+                1024; whether the graph pays (nstyle/gpu/graph.py) [~15]
+  to_target     time to reach PyTorch's final loss at 512, 1024, 2048: torch.optim.LBFGS(strong_wolfe)
+                on the device, clamped after each step, for 100 iterations gives the loss L; nstyle with
+                its own L-BFGS-B and with SciPy's, from the same start, stop at the first iteration
+                with loss <= L (gpu_check_optim.py) [~140; the section caps itself at 200]
+  timing_tf32   one evaluation with TF32 allowed for both (PyTorch's cuDNN and matmul, nstyle's cuBLAS
+                calls, the Winograd batched products included) at 512, 1024, 2048 [~25]
   timing_fp32   one evaluation (forward to relu5_1 + backward to the pixels, content + 5 Gram losses) at
-                512, 1024, 2048: median of >= 10 after warm-up, synchronised; TF32 off for both; peak memory
-  transfer      the host<->device copies one L-BFGS-B evaluation makes, timed
-  uhd           one evaluation at 3840x2160 each
-  lbfgs         100 L-BFGS-B iterations at 1024, nstyle vs PyTorch + SciPy (same bounds, same options)
-  timing_tf32   timing_fp32 again with TF32 allowed for both
-  max_size      the largest square each can evaluate (2048, 3072, 4096; stops at the first OOM)
+                512, 1024, 2048: median of >= 10 after warm-up, synchronised; TF32 off for both; peak
+                memory [~50]
+  transfer      the host<->device copies one SciPy L-BFGS-B evaluation makes, timed [~1]
+  uhd           one evaluation at 3840x2160 each [~65]
+  max_size      the largest square each can evaluate (2048, 3072, 4096; stops at the first OOM) [~80;
+                what is left of the budget]
 
 Weights are random with VGG-19's real widths (the real file is not needed for timing); the rival is
 tests/torch_reference.py's objective (torch.nn.functional, cuDNN enabled, cudnn.benchmark on).
@@ -38,8 +53,9 @@ last thing printed is a short table. Exit code 0 when every section ran and ever
 emulation) and PyTorch on the CPU stands in for cuDNN; it keeps this script from rotting
 (tests/test_gpu_check.py runs it).
 
-The sections live in gpu_check_accuracy.py (ops, objective, gradcheck64) and gpu_check_speed.py (profile
-and after); the rig, the problem and the section context in gpu_rig.py; the report in gpu_report.py.
+The sections live in gpu_check_accuracy.py (ops, objective, gradcheck64), gpu_check_optim.py (optimizer,
+to_target) and gpu_check_speed.py (the rest); the rig, the problem and the section context in gpu_rig.py;
+the report, with the issue's targets each marked met or not, in gpu_report.py.
 """
 import argparse
 import contextlib
@@ -62,23 +78,37 @@ for _path in (ROOT, os.path.dirname(os.path.abspath(__file__))):
 
 import nstyle  # noqa: E402
 from gpu_check_accuracy import section_gradcheck64, section_objective, section_ops  # noqa: E402
-from gpu_check_speed import (section_lbfgs, section_max_size, section_profile, section_timing_fp32,  # noqa: E402
+from gpu_check_optim import section_optimizer, section_to_target  # noqa: E402
+from gpu_check_speed import (section_graphs, section_max_size, section_profile, section_timing_fp32,  # noqa: E402
                              section_timing_tf32, section_transfer, section_uhd)
 from gpu_report import Reporter, note  # noqa: E402
 from gpu_rig import VGG_WIDTHS, Context, Rig, SkipRest, mb  # noqa: E402
 from nstyle import backend  # noqa: E402
 from nstyle.gpu import blas as gpu_blas  # noqa: E402
 
-SECTIONS = ("smoke", "environment", "ops", "objective", "gradcheck64", "profile", "timing_fp32", "transfer",
-            "uhd", "lbfgs", "timing_tf32", "max_size")
+SECTIONS = ("smoke", "environment", "ops", "objective", "gradcheck64", "profile", "optimizer", "graphs",
+            "to_target", "timing_tf32", "timing_fp32", "transfer", "uhd", "max_size")
 
-# What each run size means, full (on the GPU) and dry (on the CPU, emulated).
-FULL = dict(sizes=(512, 1024, 2048), repeats=10, warmup=2, lbfgs_size=1024, lbfgs_iters=100,
+WATCHDOG_GRACE_S = 45
+
+# What each run size means, full (on the GPU) and dry (on the CPU, emulated). to_target: target_caps are
+# the seconds allowed at each size to PyTorch's N iterations, to nstyle's own L-BFGS-B and to SciPy's
+# (each stops at its cap; all shrink together when the section's allotment, to_target_s, runs short, and
+# a size is skipped below target_min_s); to_target_reserve_s is kept for the sections after it.
+FULL = dict(sizes=(512, 1024, 2048), repeats=10, warmup=2, lbfgs_size=1024, lbfgs_iters=100, scipy_iters=10,
+            optimizer_need_s=30, optimizer_caps=(30, 20), graph_sizes=(512, 1024),
+            target_sizes=(512, 1024, 2048), target_iters=100, torch_history=100, target_iter_factor=3,
+            target_caps={512: (15, 15, 12), 1024: (25, 25, 15), 2048: (60, 45, 15)},
+            target_min_s={512: 15, 1024: 30, 2048: 60}, to_target_s=200, to_target_reserve_s=60,
             max_sizes=(2048, 3072, 4096), uhd=(2160, 3840), widths=VGG_WIDTHS, check_size=(64, 80),
             gradcheck_size=(40, 52), transfer_repeats=20, profile_size=1024, profile_repeats=5)
-DRY = dict(sizes=(16, 24), repeats=2, warmup=1, lbfgs_size=16, lbfgs_iters=3, max_sizes=(16, 24),
-           uhd=(16, 28), widths=None, check_size=(24, 32), gradcheck_size=(24, 28), transfer_repeats=3,
-           profile_size=16, profile_repeats=2)
+DRY = dict(sizes=(16, 24), repeats=2, warmup=1, lbfgs_size=16, lbfgs_iters=3, scipy_iters=2,
+           optimizer_need_s=5, optimizer_caps=(30, 30), graph_sizes=(16, 24),
+           target_sizes=(16, 24, 32), target_iters=4, torch_history=100, target_iter_factor=3,
+           target_caps={16: (10, 10, 10), 24: (10, 10, 10), 32: (10, 10, 10)},
+           target_min_s={16: 1, 24: 1, 32: 1}, to_target_s=60, to_target_reserve_s=5,
+           max_sizes=(16, 24), uhd=(16, 28), widths=None, check_size=(24, 32), gradcheck_size=(24, 32),
+           transfer_repeats=3, profile_size=16, profile_repeats=2)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -184,7 +214,8 @@ def section_smoke(ctx):
             rec = json.loads(line[6:])
             steps[rec.pop("step")] = rec
     r.update({"returncode": rc, "steps": steps, "stderr_tail": err[-3000:] if rc != 0 else ""})
-    cublas_ok = steps.get("gemm_cublas", {}).get("ok") and steps.get("conv_cublas", {}).get("ok")
+    cublas_ok = all(steps.get(name, {}).get("ok") for name in ("gemm_cublas", "gemm_batched_cublas", "conv_cublas",
+                                                                "conv_winograd_cublas"))
     matmul_ok = steps.get("conv_matmul", {}).get("ok")
     mode = "cublas" if cublas_ok or not matmul_ok else "matmul"
     gpu_blas.set_mode(mode)
@@ -202,8 +233,9 @@ def section_smoke(ctx):
 
 SECTION_FUNCS = {"smoke": section_smoke, "environment": section_environment, "ops": section_ops,
                  "objective": section_objective, "gradcheck64": section_gradcheck64, "profile": section_profile,
-                 "timing_fp32": section_timing_fp32, "transfer": section_transfer, "uhd": section_uhd,
-                 "lbfgs": section_lbfgs, "timing_tf32": section_timing_tf32, "max_size": section_max_size}
+                 "optimizer": section_optimizer, "graphs": section_graphs, "to_target": section_to_target,
+                 "timing_tf32": section_timing_tf32, "timing_fp32": section_timing_fp32,
+                 "transfer": section_transfer, "uhd": section_uhd, "max_size": section_max_size}
 assert tuple(SECTION_FUNCS) == SECTIONS
 
 
@@ -214,12 +246,14 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="folder for gpu_check.json / gpu_check.md / progress.log")
     p.add_argument("--dry-run", action="store_true", help="run on the CPU at tiny sizes (NumPy + emulated kernels)")
-    p.add_argument("--budget-s", type=float, default=420.0, help="total time budget in seconds (default 420)")
+    p.add_argument("--budget-s", type=float, default=400.0, help="total time budget in seconds (default 400)")
     p.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated sections to run")
     p.add_argument("--skip", default="", help="comma-separated sections to skip")
     p.add_argument("--sizes", default=None, help="timing sizes, e.g. 512,1024,2048")
     p.add_argument("--repeats", type=int, default=None, help="timed evaluations per size (default 10)")
-    p.add_argument("--lbfgs-iters", type=int, default=None, help="L-BFGS-B iterations (default 100)")
+    p.add_argument("--lbfgs-iters", type=int, default=None, help="L-BFGS-B iterations at 1024 (default 100)")
+    p.add_argument("--target-iters", type=int, default=None,
+                   help="PyTorch's L-BFGS iterations in to_target (default 100)")
     return p.parse_args(argv)
 
 
@@ -232,6 +266,8 @@ def main(argv=None):
         cfg["repeats"] = args.repeats
     if args.lbfgs_iters:
         cfg["lbfgs_iters"] = args.lbfgs_iters
+    if args.target_iters:
+        cfg["target_iters"] = args.target_iters
     os.makedirs(args.out, exist_ok=True)
     budget = Budget(args.budget_s)
     log = Log(budget, os.path.join(args.out, "progress.log"))
@@ -244,7 +280,7 @@ def main(argv=None):
 
     # A watchdog: if a section hangs past the budget (plus grace), write what we have and leave.
     def watchdog():
-        log("watchdog: budget exceeded by 60 s; writing results and exiting")
+        log(f"watchdog: budget exceeded by {WATCHDOG_GRACE_S} s; writing results and exiting")
         reporter.report["status"]["watchdog"] = {"status": "fired", "seconds": budget.elapsed(),
                                                  "note": "a section ran past the budget"}
         try:
@@ -252,7 +288,7 @@ def main(argv=None):
             print(reporter.summary(), flush=True)
         finally:
             os._exit(3)
-    timer = threading.Timer(args.budget_s + 60, watchdog)
+    timer = threading.Timer(args.budget_s + WATCHDOG_GRACE_S, watchdog)
     timer.daemon = True
     timer.start()
 

@@ -1,4 +1,4 @@
-"""The speed sections of bench/gpu_check.py: profile, timing_fp32/tf32, transfer, uhd, max_size, lbfgs
+"""The speed sections of bench/gpu_check.py: profile, graphs, timing_fp32/tf32, transfer, uhd, max_size
 (see its docstring). nstyle runs its GPU engine on the rig's arrays; the rival is PyTorch on the rig's
 torch device.
 """
@@ -6,16 +6,13 @@ import contextlib
 import time
 
 import numpy as np
-import scipy
-import scipy.optimize
 from gpu_report import fmt
-from gpu_rig import Problem, TimedObjective, conv_setup, mb, median_time, nstyle_eval, ratio, torch_eval
+from gpu_rig import Problem, conv_setup, mb, median_time, nstyle_eval, ratio, torch_eval
 
-import nstyle
 from nstyle import backend
-from nstyle.app.optimize import _bounds_vector
 from nstyle.gpu import blas as gpu_blas, conv as conv_gpu, kernels as gpu_kernels
 from nstyle.gpu.engine import GpuEngine
+from nstyle.gpu.graph import GraphedObjective
 from nstyle.model.gradcheck import rel_error
 
 
@@ -52,10 +49,12 @@ def timed_calls(rig, module, names, table):
 
 
 def timed_engine(rig, table):
-    """The GPU engine with each of its ops timed (:func:`_timer`): a class for ``VGG19(engine=...)``."""
+    """The GPU engine with each of its ops timed (:func:`_timer`): a class for ``VGG19(engine=...)``.
+    (conv_forward is a method -- it finds the layer's kept Winograd transforms -- the others functions.)"""
     ops = {name: staticmethod(_timer(rig, table, label, getattr(GpuEngine, name)))
-           for name, label in (("conv_forward", "conv2d_forward"), ("conv_backward", "conv2d_backward"),
-                               ("relu_forward", "relu_forward"), ("relu_backward", "relu_backward"))}
+           for name, label in (("conv_backward", "conv2d_backward"), ("relu_forward", "relu_forward"),
+                               ("relu_backward", "relu_backward"))}
+    ops["conv_forward"] = _timer(rig, table, "conv2d_forward", GpuEngine.conv_forward)
     for name in ("pool_forward", "pool_backward"):
         ops[name] = {kind: _timer(rig, table, f"{kind}_{name.replace('pool', 'pool2d')}", fn)
                      for kind, fn in getattr(GpuEngine, name).items()}
@@ -300,56 +299,48 @@ def section_max_size(ctx):
     return r
 
 
-# --- lbfgs -----------------------------------------------------------------------------------------
+# --- graphs ----------------------------------------------------------------------------------------
 
-def section_lbfgs(ctx):
+def section_graphs(ctx):
+    """One evaluation replayed as a CUDA graph (nstyle/gpu/graph.py) against the same evaluation launched
+    op by op, and PyTorch's, at the sizes where launch overhead matters (512, 1024)."""
     rig, r, cfg = ctx.rig, ctx.result, ctx.cfg
-    n, iters = cfg["lbfgs_size"], cfg["lbfgs_iters"]
     rig.set_tf32(False)
-    prob = Problem(rig, n, n, cfg["widths"], seed=9)
-    x0 = prob.content.copy()  # start from the content, as stylize does by default
     rows = r.setdefault("rows", [])
-    ctx.need(30, "the nstyle L-BFGS-B run")
-    obj = TimedObjective(rig, prob.nstyle_objective())
-    t0 = time.perf_counter()
-    res = nstyle.lbfgs(obj, x0, iters=iters)
-    wall = time.perf_counter() - t0
-    rows.append({"impl": f"nstyle ({conv_gpu.LOWERING})", "wall_s": wall, "iterations": res.iterations,
-                 "evaluations": res.evaluations,
-                 "final_loss": res.loss, "stop": res.stop, "eval_total_s": sum(obj.seconds),
-                 "overhead_s": wall - sum(obj.seconds), "per_iteration_s": wall / max(1, res.iterations)})
-    ctx.log(f"lbfgs nstyle at {n}: {wall:.1f} s, {res.iterations} iterations, {res.evaluations} evaluations "
-            f"({sum(obj.seconds):.1f} s in evaluations), loss {res.loss:.4g}, stop={res.stop}")
-    del obj, res
-    rig.free()
-    ctx.need(min(120, 1.2 * wall), "the PyTorch + SciPy L-BFGS-B run")
-    torch = rig.torch
-    tloss = prob.torch_objective()
-    shape = x0.shape
-    eval_s = []
-
-    def fun(flat):
-        t = time.perf_counter()
-        xt = torch.from_numpy(flat.reshape(shape).astype(np.float32)).to(rig.tdev).requires_grad_(True)
-        loss = tloss(xt)
-        loss.backward()
-        f = float(loss.item())
-        g = xt.grad.detach().cpu().numpy().astype(np.float64).ravel()
-        eval_s.append(time.perf_counter() - t)
-        return f, g
-
-    lb, ub = _bounds_vector(shape)
-    start = np.clip(x0.astype(np.float64).ravel(), lb, ub)
-    options = {"maxiter": iters, "maxcor": 10, "maxfun": 2 * iters + 20, "ftol": 0.0, "gtol": 0.0}
-    t0 = time.perf_counter()
-    tres = scipy.optimize.minimize(fun, start, jac=True, method="L-BFGS-B", bounds=scipy.optimize.Bounds(lb, ub),
-                                   options=options)
-    twall = time.perf_counter() - t0
-    rows.append({"impl": "torch+scipy", "wall_s": twall, "iterations": int(tres.nit), "evaluations": int(tres.nfev),
-                 "final_loss": float(tres.fun), "stop": str(tres.message), "eval_total_s": sum(eval_s),
-                 "overhead_s": twall - sum(eval_s), "per_iteration_s": twall / max(1, int(tres.nit))})
-    ctx.log(f"lbfgs torch+scipy at {n}: {twall:.1f} s, {tres.nit} iterations, {tres.nfev} evaluations, "
-            f"loss {tres.fun:.4g}")
-    r["time_ratio"] = ratio(wall, twall)
-    r["size"], r["iters"] = n, iters
+    for n in cfg["graph_sizes"]:
+        ctx.need(10 + 12 * (n / 1024) ** 2, f"the graph timing at {n}")
+        rig.free()
+        prob = Problem(rig, n, n, cfg["widths"], seed=12)
+        x_dev = rig.to_dev(prob.x)
+        obj = prob.nstyle_objective()
+        row = {"size": n}
+        row["eager_median_s"] = median_time(lambda: nstyle_eval(rig, obj, x_dev), cfg["repeats"], cfg["warmup"])[0]
+        f_e, g_e = nstyle_eval(rig, obj, x_dev)
+        graphed = GraphedObjective(obj)
+        t0 = time.perf_counter()
+        nstyle_eval(rig, graphed, x_dev)  # eager + capture + the checked replay
+        row["capture_s"] = time.perf_counter() - t0
+        row["graph_median_s"] = median_time(lambda: nstyle_eval(rig, graphed, x_dev), cfg["repeats"], 1)[0]
+        f_g, g_g = nstyle_eval(rig, graphed, x_dev)
+        row.update({"graph": graphed.fallback is None, "fallback": graphed.fallback,
+                    "loss_rel_diff": abs(f_g - f_e) / max(abs(f_e), 1e-30),
+                    "grad_rel_diff": float(np.linalg.norm(backend.to_host(g_g) - backend.to_host(g_e))
+                                           / max(np.linalg.norm(backend.to_host(g_e)), 1e-30))})
+        graphed = obj = g_e = g_g = x_dev = None
+        rig.free()
+        tloss = prob.torch_objective()
+        xt = rig.torch.tensor(prob.x, device=rig.tdev, requires_grad=True)
+        row["torch_median_s"] = median_time(lambda: torch_eval(rig, tloss, xt), cfg["repeats"], cfg["warmup"])[0]
+        tloss = xt = None
+        rig.free()
+        row["speedup"] = ratio(row["eager_median_s"], row["graph_median_s"])
+        row["eager_ratio"] = ratio(row["eager_median_s"], row["torch_median_s"])
+        row["graph_ratio"] = ratio(row["graph_median_s"], row["torch_median_s"]) if row["graph"] else None
+        rows.append(row)
+        how = "replayed" if row["graph"] else f"FELL BACK: {row['fallback']}"
+        ctx.log(f"graphs at {n}: eager {1e3 * row['eager_median_s']:.1f} ms, graph "
+                f"{1e3 * row['graph_median_s']:.1f} ms ({how}; capture {row['capture_s']:.2f} s), torch {1e3 * row['torch_median_s']:.1f} ms; "
+                f"x{fmt(row['speedup'])} from the graph")
+    pays = [row for row in rows if row["graph"]]
+    r["make_default"] = bool(pays) and all(row["speedup"] >= 1.1 and row["grad_rel_diff"] < 1e-5 for row in pays)
     return r

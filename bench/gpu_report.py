@@ -25,9 +25,49 @@ def fmt(v, spec=".3g"):
     return str(v)
 
 
-def targets(results):
-    """The issue's targets, from whatever has been measured so far."""
+def _target(text, measured, met):
+    return {"target": text, "measured": measured, "met": bool(met)}
+
+
+def optimizer_targets(results):
+    """Issue 19's targets: the optimizer's cost and a whole run at 1024, time to PyTorch's final loss at
+    1024 and 2048, the evaluation at 512 (op by op and as a CUDA graph) and at 1024 with TF32 on both
+    sides. The sizes are the run's (a dry run's tiny ones stand in for them)."""
     out = []
+    opt = results.get("optimizer", {})
+    own = next((row for row in opt.get("rows", []) if row["impl"] == "nstyle + nstyle"), None)
+    if own:
+        per = 1e3 * own["optimizer_per_iteration_s"]
+        out.append(_target(f"optimizer cost per iteration at {opt.get('size')} <= 5 ms (nstyle's L-BFGS-B)",
+                           f"{per:.2f} ms", per <= 5.0))
+        if opt.get("whole_run_s") is not None:
+            out.append(_target(f"{opt.get('iters')} iterations at {opt.get('size')}, whole run, <= 10 s",
+                               f"{opt['whole_run_s']:.2f} s", opt["whole_run_s"] <= 10.0))
+    tt = results.get("to_target", {})
+    for row in tt.get("rows", []):
+        if row["impl"] == "nstyle + nstyle" and row["size"] in tt.get("sizes", ())[1:]:
+            measured = f"{row['time_ratio']:.2f}x" if row.get("reached") else \
+                f"not reached in {row['wall_s']:.1f} s (loss {row['final_loss']:.4g} > {row['target_loss']:.4g})"
+            out.append(_target(f"time to PyTorch + LBFGS's final loss at {row['size']} <= 1.0x PyTorch's",
+                               measured, row.get("reached") and row["time_ratio"] <= 1.0))
+    graphs = results.get("graphs", {}).get("rows", [])
+    if graphs:
+        first = graphs[0]
+        out.append(_target(f"evaluation at {first['size']} <= 1.0x PyTorch (op by op)", f"{first['eager_ratio']:.2f}x",
+                           first["eager_ratio"] <= 1.0))
+        out.append(_target(f"evaluation at {first['size']} <= 1.0x PyTorch (CUDA graph)",
+                           f"{first['graph_ratio']:.2f}x" if first["graph_ratio"] is not None else
+                           f"no graph: {first['fallback']}", (first["graph_ratio"] or 99.0) <= 1.0))
+    tf32 = results.get("timing_tf32", {}).get("rows", [])
+    if len(tf32) > 1 and tf32[1].get("time_ratio") is not None:
+        out.append(_target(f"evaluation at {tf32[1]['size']} with TF32 allowed on both sides <= 1.5x PyTorch",
+                           f"{tf32[1]['time_ratio']:.2f}x", tf32[1]["time_ratio"] <= 1.5))
+    return out
+
+
+def targets(results):
+    """The issues' targets, from whatever has been measured so far."""
+    out = optimizer_targets(results)
     timing = results.get("timing_fp32", {}).get("rows", [])
     for row in timing:
         if row.get("size") in ("1024", "2048") and row.get("time_ratio") is not None:
@@ -96,12 +136,7 @@ def render_markdown(report):
             lines.append(f"## {title}\n")
             lines.append(_md_table(rows, [("impl", "impl"), ("lowering", "lowering"), ("size", "size"), ("ok", "ok"),
                                           ("seconds", "seconds"), ("peak MB", "peak_mb"), ("error", "error")]))
-    if res.get("lbfgs", {}).get("rows"):
-        lines.append(f"## L-BFGS-B, {res['lbfgs'].get('iters')} iterations at {res['lbfgs'].get('size')}\n")
-        lines.append(_md_table(res["lbfgs"]["rows"], [
-            ("impl", "impl"), ("wall s", "wall_s"), ("iterations", "iterations"), ("evaluations", "evaluations"),
-            ("in evaluations s", "eval_total_s"), ("overhead s", "overhead_s"), ("final loss", "final_loss"),
-            ("stop", "stop")]))
+    lines += optimizer_markdown(res)
     tr = res.get("transfer", {})
     if "per_evaluation_s" in tr:
         lines.append(f"## Host<->device copies per L-BFGS-B evaluation at {tr['size']}\n")
@@ -134,6 +169,42 @@ def render_markdown(report):
     return "\n".join(lines)
 
 
+def optimizer_markdown(res):
+    """The optimizer, to_target and graphs sections as Markdown (lines)."""
+    lines = []
+    opt = res.get("optimizer", {})
+    if opt.get("rows"):
+        lines.append(f"## L-BFGS-B at {opt.get('size')}: the optimizer's own time\n")
+        lines.append(_md_table(opt["rows"], [
+            ("impl", "impl"), ("wall s", "wall_s"), ("iterations", "iterations"), ("evaluations", "evaluations"),
+            ("in evaluations s", "eval_total_s"), ("optimizer s", "optimizer_s"),
+            ("optimizer per iteration s", "optimizer_per_iteration_s"), ("final loss", "final_loss"),
+            ("stop", "stop")]))
+    tt = res.get("to_target", {})
+    if tt.get("rows"):
+        lines.append(f"## Time to PyTorch's final loss (torch.optim.LBFGS, strong Wolfe, clamped; {tt.get('iters')} "
+                     f"iterations, history {tt.get('history')})\n")
+        lines.append("Each nstyle run stops at its first iteration with a loss at or below PyTorch's final loss "
+                     "(target); 'ratio' is its time to that loss over PyTorch's whole run.\n")
+        lines.append(_md_table(tt["rows"], [
+            ("size", "size"), ("impl", "impl"), ("time to target s", "time_to_target_s"), ("ratio", "time_ratio"),
+            ("iterations", "iterations_to_target"), ("evaluations", "evaluations_to_target"), ("reached", "reached"),
+            ("target loss", "target_loss"), ("final loss", "final_loss"), ("wall s", "wall_s"), ("stop", "stop")]))
+        if tt.get("skipped"):
+            lines.append(f"Skipped for time: {', '.join(map(str, tt['skipped']))}.\n")
+    gr = res.get("graphs", {})
+    if gr.get("rows"):
+        lines.append("## One evaluation as a CUDA graph (nstyle/gpu/graph.py)\n")
+        lines.append(_md_table(gr["rows"], [
+            ("size", "size"), ("op by op s", "eager_median_s"), ("graph s", "graph_median_s"), ("speed-up", "speedup"),
+            ("torch s", "torch_median_s"), ("op by op / torch", "eager_ratio"), ("graph / torch", "graph_ratio"),
+            ("capture s", "capture_s"), ("loss rel. diff", "loss_rel_diff"), ("grad rel. diff", "grad_rel_diff"),
+            ("fallback", "fallback")]))
+        lines.append(f"Make graphs the default (replayed exactly, >= 1.1x at some size, never slower): "
+                     f"**{'yes' if gr.get('make_default') else 'no'}**.\n")
+    return lines
+
+
 class Reporter:
     """Holds the report; rewrites gpu_check.json and gpu_check.md whole (atomically) on every write."""
 
@@ -162,6 +233,10 @@ class Reporter:
             lines.append(f"  fp32 {row.get('size'):>9}: nstyle {fmt(row.get('nstyle_median_s'))} s, torch "
                          f"{fmt(row.get('torch_median_s'))} s, x{fmt(row.get('time_ratio'))}; memory "
                          f"{fmt(row.get('nstyle_peak_mb'))} / {fmt(row.get('torch_peak_mb'))} MB")
+        for row in self.report["sections"].get("to_target", {}).get("rows", []):
+            lines.append(f"  to L {row['size']:>5} {row['impl'][:32]:<32} "
+                         + (f"{fmt(row.get('time_to_target_s'))} s, x{fmt(row.get('time_ratio'))}" if row.get("reached")
+                            else f"not reached ({fmt(row.get('wall_s'))} s)"))
         lines.append(f"results: {os.path.join(self.out, 'gpu_check.md')} (+ .json)")
         lines.append("=" * 78)
         return "\n".join(lines)
@@ -188,8 +263,15 @@ def note(name, result):
     if name == "profile" and result.get("chosen_lowering"):
         return "; ".join(f"{r['lowering']}+{r['gemm_mode']} {r['median_s'] * 1e3:.0f} ms"
                          for r in result.get("variants", [])) + f" -> {result['chosen_lowering']}"
-    if name == "lbfgs" and result.get("time_ratio") is not None:
-        return f"wall time x{result['time_ratio']:.2f}"
+    if name == "optimizer" and result.get("per_iteration_ms"):
+        return "; ".join(f"{k} {v:.1f} ms/it" for k, v in result["per_iteration_ms"].items()) + (
+            f"; {result['iters']} its {result['whole_run_s']:.1f} s" if result.get("whole_run_s") else "")
+    if name == "to_target" and result.get("rows"):
+        return ", ".join(f"{r['size']}: x{fmt(r.get('time_ratio'))}" for r in result["rows"]
+                         if r["impl"] == "nstyle + nstyle")
+    if name == "graphs" and result.get("rows"):
+        return ", ".join(f"{r['size']}: x{fmt(r.get('speedup'))}" for r in result["rows"]) + (
+            "; default: yes" if result.get("make_default") else "; default: no")
     if name == "transfer" and "per_evaluation_s" in result:
         return f"{result['per_evaluation_s'] * 1e3:.2f} ms per evaluation"
     return ""

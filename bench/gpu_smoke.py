@@ -2,8 +2,9 @@
 
 One line ``SMOKE {json}`` per step, printed as soon as the step ends, so a step that crashes the process
 (an illegal address kills the CUDA context) still leaves the earlier steps' evidence. The order puts the
-riskiest call last: the kernels alone, convolution through the cupy.matmul GEMM, the direct cuBLAS GEMM
-alone, then convolution through it. The parent picks the GEMM mode for the run from the results.
+riskiest calls last: the kernels alone, convolution through the cupy.matmul GEMM, the direct cuBLAS GEMMs
+alone (plain and strided-batched, TF32 too), then convolution through them. The parent picks the GEMM
+mode for the run from the results.
 
     python bench/gpu_smoke.py [--dry-run]
 """
@@ -86,6 +87,22 @@ def smoke_child(dry):
                   [rel_error(backend.to_host(g), r) for g, r in zip(grads, refs)])
         return err < tol, {"error": err}
 
+    def gemm_batched_cublas():
+        """The strided-batched call (Winograd's products) on the device against float64, TF32 off and on."""
+        errs = {}
+        before, tf32 = gpu_blas.set_mode("cublas"), backend.set_tf32(False)
+        try:
+            cases = ((np.float32, False, 1e-5), (np.float64, False, 1e-12), (np.float32, True, 5e-3))
+            for dtype, tf32_on, tol in cases:
+                backend.set_tf32(tf32_on)
+                errs[f"{np.dtype(dtype).name}{'_tf32' if tf32_on else ''}"] = err = _batched_check(dev, rng, dtype)
+                if err >= tol:
+                    return False, {"errors": errs}
+        finally:
+            gpu_blas.set_mode(before)
+            backend.set_tf32(tf32)
+        return True, {"errors": errs}
+
     def gemm_cublas():
         errs = {}
         before = gpu_blas.set_mode("cublas")
@@ -106,7 +123,9 @@ def smoke_child(dry):
     step("conv_winograd", lambda: conv("winograd", "matmul"))
     # the direct cuBLAS call last: if it brings the process down, the steps above have reported
     step("gemm_cublas", gemm_cublas)
+    step("gemm_batched_cublas", gemm_batched_cublas)
     step("conv_cublas", lambda: conv("im2col", "cublas"))
+    step("conv_winograd_cublas", lambda: conv("winograd", "cublas"))
     if not dry:
         xp.cuda.Device().synchronize()
     report("done", True)
@@ -123,6 +142,20 @@ def _gemm_check(dev, rng, transa, transb, dtype):
     gpu_blas._emulate_gemm(transa, transb, m, n, k, a[2:], lda, b[4:], ldb, expected[6:], ldc, 1.0)
     got = dev(c.copy())
     gpu_blas.gemm(transa, transb, m, n, k, dev(a)[2:], lda, dev(b)[4:], ldb, got[6:], ldc, beta=1.0)
+    return rel_error(backend.to_host(got), expected)
+
+
+def _batched_check(dev, rng, dtype):
+    """Three products in one strided-batched call (padded leading dimensions and strides) vs float64."""
+    m, n, k, batch = 37, 29, 23, 3
+    lda, ldb, ldc = m + 3, k + 5, m + 7
+    sa, sb, sc = lda * k + 11, ldb * n + 13, ldc * n + 17
+    a, b = rng.standard_normal(sa * batch), rng.standard_normal(sb * batch)
+    expected = np.zeros(sc * batch)
+    gpu_blas.gemm_batched("N", "N", m, n, k, a, lda, sa, b, ldb, sb, expected, ldc, sc, batch)  # emulated, float64
+    got = dev(np.zeros(sc * batch, dtype))
+    gpu_blas.gemm_batched("N", "N", m, n, k, dev(a.astype(dtype)), lda, sa, dev(b.astype(dtype)), ldb, sb, got, ldc,
+                          sc, batch)
     return rel_error(backend.to_host(got), expected)
 
 

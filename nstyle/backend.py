@@ -128,10 +128,11 @@ _tf32 = False
 
 def set_tf32(enabled):
     """Allow (True) or forbid (False, the default) TensorFloat-32 tensor cores in float32 matrix products
-    on the GPU: nstyle's convolution GEMMs and CuPy's own matmul (Gram matrices, Winograd's batched
-    products). TF32 rounds the inputs of each product to 10 mantissa bits instead of float32's 23 and
-    runs on the tensor cores of Ampere and newer GPUs. Float64 is never affected. Returns the previous
-    setting."""
+    on the GPU: nstyle's cuBLAS calls (the im2col GEMMs and Winograd's strided-batched products,
+    ``gpu/blas.py``, whose NumPy emulation rounds the same way) and CuPy's own matmul (Gram matrices).
+    TF32 rounds the inputs of each product to 10 mantissa bits instead of float32's 23 and runs on the
+    tensor cores of Ampere and newer GPUs. Float64 is never affected. Returns the previous setting.
+    ``stylize(tf32=True)`` / ``--tf32`` allow it for one run."""
     global _tf32
     before, _tf32 = _tf32, bool(enabled)
     cp = _load_cupy()

@@ -53,3 +53,42 @@ def test_tf32_switch_returns_the_previous_setting():
 def test_unknown_device_is_refused():
     with pytest.raises(DeviceError, match="unknown device"):
         backend.resolve_device("tpu")
+
+
+def test_tf32_is_off_by_default_everywhere():
+    from nstyle import stylize
+    from nstyle.cli.main import build_parser
+
+    assert not backend.tf32_enabled() and stylize.__kwdefaults__["tf32"] is False
+    args = build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png"])
+    assert args.tf32 is False
+    assert build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png", "--tf32"]).tf32 is True
+
+
+def test_stylize_tf32_holds_for_the_run_only_and_the_plan_says_so(rng):
+    """stylize(tf32=True) allows TF32 while it runs (the GPU engine's products read the switch) and
+    restores the setting after, even when the run fails; --dry-run's plan names it; a non-bool is refused."""
+    from nstyle import InputError, stylize
+    from nstyle.app.stylize import prepare
+    from nstyle.model.gradcheck import random_vgg_params
+    from nstyle.model.vgg import VGG19
+
+    from .clitools import gradient_image, stripes_image
+
+    fast = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1"), "size": 24}
+    vgg = VGG19(random_vgg_params(rng))
+    seen = []
+    stylize(gradient_image(30, 24), stripes_image(24, 24), iters=2, tf32=True, vgg=vgg,
+            callback=lambda rec, get: seen.append(backend.tf32_enabled()), **fast)
+    assert seen == [True, True] and not backend.tf32_enabled()
+
+    def fail(rec, get):
+        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError):
+        stylize(gradient_image(30, 24), stripes_image(24, 24), iters=2, tf32=True, vgg=vgg, callback=fail, **fast)
+    assert not backend.tf32_enabled()
+    lines = prepare(gradient_image(30, 24), stripes_image(24, 24), tf32=True, **fast).describe()
+    assert any("TF32" in line for line in lines)
+    assert not any("TF32" in line for line in prepare(gradient_image(30, 24), stripes_image(24, 24), **fast).describe())
+    with pytest.raises(InputError, match="tf32"):
+        prepare(gradient_image(30, 24), stripes_image(24, 24), tf32="yes", **fast)

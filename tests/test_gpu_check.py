@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from .conftest import require_torch
@@ -35,13 +36,30 @@ def test_gpu_check_dry_run_writes_every_section(tmp_path):
     for name in SECTIONS:
         assert report["sections"][name], f"section {name} recorded nothing"
     assert report["sections"]["smoke"]["steps"]["done"]["ok"]
-    assert report["sections"]["timing_fp32"]["rows"] and report["sections"]["lbfgs"]["rows"]
+    sections = report["sections"]
+    assert sections["timing_fp32"]["rows"] and sections["timing_tf32"]["rows"]
+    # the optimizer figures: both L-BFGS-B implementations, the whole run, time to PyTorch's final loss
+    assert [row["impl"] for row in sections["optimizer"]["rows"]] == ["nstyle + nstyle", "nstyle + scipy"]
+    assert sections["optimizer"]["whole_run_s"] is not None
+    runs = sections["to_target"]["rows"]
+    assert [row["size"] for row in runs] == [size for size in sections["to_target"]["sizes"] for _ in range(3)]
+    assert [row["impl"] for row in runs[:3]] == ["torch.optim.LBFGS", "nstyle + nstyle", "nstyle + scipy"]
+    for row in runs:
+        assert row["evaluations"] >= row["iterations"] > 0 and np.isfinite(row["final_loss"])
+        assert row["reached"] == (row["time_to_target_s"] is not None)
+    # CUDA graphs: without CuPy the wrapper falls back to plain evaluation, and says so
+    assert all(not row["graph"] and "CuPy" in row["fallback"] for row in sections["graphs"]["rows"])
+    assert sections["graphs"]["make_default"] is False
+    wanted = ("optimizer cost per iteration", "whole run", "time to PyTorch", "(op by op)", "(CUDA graph)", "TF32")
+    for words in wanted:
+        assert any(words in t["target"] for t in report["targets"]), f"no target on {words!r}"
     markdown = (out / "gpu_check.md").read_text()
-    for title in ("## Targets", "## Sections", "## timing_fp32", "## L-BFGS-B", "## ops", "## gradcheck64"):
+    for title in ("## Targets", "## Sections", "## timing_fp32", "## L-BFGS-B at", "## Time to PyTorch's final loss",
+                  "## One evaluation as a CUDA graph", "## ops", "## gradcheck64"):
         assert title in markdown, f"{title!r} missing from the Markdown report"
     assert (out / "progress.log").read_text().count("---") >= len(SECTIONS)
     closing = proc.stdout.rstrip().splitlines()
-    assert closing[-1].startswith("=====") and any("nstyle GPU check" in line for line in closing[-30:]), \
+    assert closing[-1].startswith("=====") and any("nstyle GPU check" in line for line in closing[-60:]), \
         "the short table must be the last thing printed"
 
 

@@ -13,6 +13,11 @@ callers in ``conv.py`` spell out each product in these terms.
 With NumPy arrays the same call is carried out by ``_emulate_gemm``, which follows the BLAS definition
 and checks that every address the call would touch lies inside the arrays given -- so the CPU tests
 check the leading dimensions and offsets.
+
+:func:`gemm_batched` is the strided-batched form (one call for Winograd's 16 products). With TF32 allowed
+(``backend.set_tf32``) both ask cuBLAS for CUBLAS_COMPUTE_32F_FAST_TF32 on float32 operands: the tensor
+cores read each input rounded to TF32 (10 mantissa bits) and accumulate in float32. The emulation does
+the same rounding (:func:`round_to_tf32`), so the CPU sees the precision TF32 costs.
 """
 import numpy as np
 
@@ -61,19 +66,67 @@ def gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta=0.0):
         strided_gemm(backend.cupy_module(), transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta)
 
 
-def strided_gemm(xp, transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta):
+def gemm_batched(transa, transb, m, n, k, a, lda, stride_a, b, ldb, stride_b, c, ldc, stride_c, batch, beta=0.0):
+    """C_i = op(A_i) @ op(B_i) + beta * C_i for i < batch: :func:`gemm` on ``batch`` triples whose i-th
+    matrices start ``i * stride_*`` elements after the first (cublasGemmStridedBatchedEx).
+
+    a, b, c: contiguous 1-D arrays holding every matrix of the batch (the emulation checks that each
+    product stays inside them). Same operand rules and TF32 behaviour as :func:`gemm`.
+    """
+    if not (a.dtype == b.dtype == c.dtype) or a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"gemm_batched: operands must share float32 or float64 (got {a.dtype}, {b.dtype}, {c.dtype})")
+    if min(m, n, k, batch) <= 0:
+        raise ValueError(f"gemm_batched: empty product m={m} n={n} k={k} batch={batch}")
+    _check_ld("A", transa, m, k, lda)
+    _check_ld("B", transb, k, n, ldb)
+    if ldc < m or stride_c < ldc * (n - 1) + m:
+        raise ValueError(f"gemm_batched: ldc={ldc} / stride_c={stride_c} overlap the {m}x{n} results")
+    if not backend.is_gpu_array(c):
+        for i in range(batch):  # the emulation of each product checks its own addresses
+            _emulate_gemm(transa, transb, m, n, k, a[i * stride_a:], lda, b[i * stride_b:], ldb,
+                          c[i * stride_c:], ldc, beta)
+    elif MODE == "cublas":
+        _cublas_gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta, batch=(stride_a, stride_b, stride_c, batch))
+    else:
+        strided_gemm(backend.cupy_module(), transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta,
+                     batch=(stride_a, stride_b, stride_c, batch))
+
+
+def round_to_tf32(x):
+    """float32 values rounded to TF32 (float32's 8 exponent bits, 10 of its 23 mantissa bits; to nearest,
+    ties away from zero, as ``cvt.rna.tf32.f32``): what tensor cores read under FAST_TF32. NaN and
+    infinity pass unchanged. NumPy only (the emulation's)."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = ((bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
+    return np.where(np.isfinite(x), rounded, x).astype(np.float32)
+
+
+def _tf32_applies(dtype):
+    return dtype == np.float32 and backend.tf32_enabled()
+
+
+def strided_gemm(xp, transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta, batch=None):
     """The same product through strided views and ``xp.matmul`` (NumPy or CuPy): the "matmul" mode.
 
     A column-major (rows x cols) matrix with leading dimension ld is the view with strides
-    (itemsize, ld*itemsize). No bounds checks here: the emulation's tests cover the same arguments.
+    (itemsize, ld*itemsize); batch=(stride_a, stride_b, stride_c, count) adds a leading batch axis. No
+    bounds checks here: the emulation's tests cover the same arguments.
     """
-    def stored(flat, rows, cols, ld):
-        return xp.lib.stride_tricks.as_strided(flat, shape=(rows, cols),
-                                               strides=(flat.itemsize, ld * flat.itemsize))
+    strides = (None,) * 3 if batch is None else batch
 
-    op_a = stored(a, m, k, lda) if transa == OP_N else stored(a, k, m, lda).T
-    op_b = stored(b, k, n, ldb) if transb == OP_N else stored(b, n, k, ldb).T
-    c_view = stored(c, m, n, ldc)
+    def stored(flat, rows, cols, ld, stride):
+        size = flat.itemsize
+        shape, steps = ((rows, cols), (size, ld * size)) if batch is None else \
+            ((batch[3], rows, cols), (stride * size, size, ld * size))
+        return xp.lib.stride_tricks.as_strided(flat, shape=shape, strides=steps)
+
+    def op(flat, trans, rows, cols, ld, stride):
+        return stored(flat, rows, cols, ld, stride) if trans == OP_N else \
+            xp.swapaxes(stored(flat, cols, rows, ld, stride), -1, -2)
+
+    op_a = op(a, transa, m, k, lda, strides[0])
+    op_b = op(b, transb, k, n, ldb, strides[1])
+    c_view = stored(c, m, n, ldc, strides[2])
     result = xp.matmul(op_a, op_b)
     if beta != 0:
         result += c_view * c.dtype.type(beta)
@@ -86,7 +139,8 @@ def _check_ld(name, trans, rows, cols, ld):
         raise ValueError(f"gemm: {name} with op {trans!r} stores {stored_rows} rows but ld={ld}")
 
 
-def _cublas_gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta):
+def _cublas_gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta, batch=None):
+    """cublasGemmEx, or with batch=(stride_a, stride_b, stride_c, count) cublasGemmStridedBatchedEx."""
     cupy = backend.cupy_module()
     cublas = backend.cublas_module()
 
@@ -97,7 +151,8 @@ def _cublas_gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta):
         data_type, compute = cupy.cuda.runtime.CUDA_R_64F, cublas.CUBLAS_COMPUTE_64F
     else:
         data_type = cupy.cuda.runtime.CUDA_R_32F
-        compute = cublas.CUBLAS_COMPUTE_32F_FAST_TF32 if backend.tf32_enabled() else cublas.CUBLAS_COMPUTE_32F
+        compute = (getattr(cublas, "CUBLAS_COMPUTE_32F_FAST_TF32", 77) if backend.tf32_enabled()  # cublas_api.h
+                   else cublas.CUBLAS_COMPUTE_32F)
     # alpha and beta are host scalars of the compute type (float for the 32F types, double for 64F);
     # cuBLAS reads them during the call (host pointer mode), so these arrays only need to outlive it.
     alpha_h = np.array(1.0, dtype=a.dtype)
@@ -105,11 +160,19 @@ def _cublas_gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta):
     handle = cupy.cuda.device.get_cublas_handle()
     cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
     op = {OP_N: cublas.CUBLAS_OP_N, OP_T: cublas.CUBLAS_OP_T}
-    cublas.gemmEx(handle, op[transa], op[transb], m, n, k,
-                  alpha_h.ctypes.data, a.data.ptr, data_type, lda,
-                  b.data.ptr, data_type, ldb,
-                  beta_h.ctypes.data, c.data.ptr, data_type, ldc,
-                  compute, cublas.CUBLAS_GEMM_DEFAULT)
+    if batch is None:
+        cublas.gemmEx(handle, op[transa], op[transb], m, n, k,
+                      alpha_h.ctypes.data, a.data.ptr, data_type, lda,
+                      b.data.ptr, data_type, ldb,
+                      beta_h.ctypes.data, c.data.ptr, data_type, ldc,
+                      compute, cublas.CUBLAS_GEMM_DEFAULT)
+        return
+    stride_a, stride_b, stride_c, count = batch
+    cublas.gemmStridedBatchedEx(handle, op[transa], op[transb], m, n, k,
+                                alpha_h.ctypes.data, a.data.ptr, data_type, lda, stride_a,
+                                b.data.ptr, data_type, ldb, stride_b,
+                                beta_h.ctypes.data, c.data.ptr, data_type, ldc, stride_c,
+                                count, compute, cublas.CUBLAS_GEMM_DEFAULT)
 
 
 def _matrix(flat, trans, rows, cols, ld, name):
@@ -131,6 +194,8 @@ def _emulate_gemm(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta):
     idx = np.arange(m)[:, None] + np.arange(n)[None, :] * ldc
     if idx.max() >= c.size:
         raise AssertionError(f"emulated gemm: C reaches element {int(idx.max())} of a {c.size}-element view")
+    if _tf32_applies(c.dtype):  # FAST_TF32: inputs rounded to TF32, products accumulated in float32
+        op_a, op_b = round_to_tf32(op_a), round_to_tf32(op_b)
     result = op_a @ op_b
     if beta != 0:  # BLAS: with beta == 0, C is not read (it may hold garbage or NaN)
         result = result + beta * c[idx]

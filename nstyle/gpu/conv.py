@@ -83,7 +83,7 @@ def _capped(rows):
     return rows if _BAND_ROWS is None else min(rows, _BAND_ROWS)
 
 
-def _winograd_applies(kh, kw, stride, padding):
+def winograd_applies(kh, kw, stride, padding):
     return LOWERING == "winograd" and kh == 3 and kw == 3 and stride == 1 and padding <= 2
 
 
@@ -100,9 +100,10 @@ def _common_dtype(xp, *arrays):
     return dtype
 
 
-def conv2d_forward_gpu(x, w, b=None, stride=1, padding=0, keep_input=True):
+def conv2d_forward_gpu(x, w, b=None, stride=1, padding=0, keep_input=True, transformed=None):
     """Same contract as :func:`nstyle.reference.conv.conv2d_forward`; the cache also says which lowering
-    ran ("im2col" or "winograd")."""
+    ran ("im2col" or "winograd"). transformed: None, or (U, U of the backward's flipped filters) from
+    :func:`transformed_weights`, made once for constant weights (the GPU engine keeps them per layer)."""
     xp = get_xp(x)
     ho, wo = _check(x, w, b, stride, padding)
     dtype = _common_dtype(xp, x, w, b)
@@ -114,9 +115,12 @@ def conv2d_forward_gpu(x, w, b=None, stride=1, padding=0, keep_input=True):
     out = xp.empty((n, o, ho, wo), dtype=dtype)
     cache = {"x": x if keep_input else None, "w": w_c, "has_bias": b is not None, "stride": stride,
              "padding": padding, "x_shape": x.shape, "gpu": True, "lowering": "im2col"}
-    if _winograd_applies(kh, kw, stride, padding):
+    if winograd_applies(kh, kw, stride, padding):
         cache["lowering"] = "winograd"
-        winograd_conv(x, w_c, None if b is None else xp.asarray(b, dtype=dtype), padding, out)
+        if transformed is not None and transformed[0].dtype == dtype:
+            cache["u_dx"] = transformed[1]
+        winograd_conv(x, w_c, None if b is None else xp.asarray(b, dtype=dtype), padding, out,
+                      u=None if cache.get("u_dx") is None else transformed[0])
         return out, cache
     rows = _capped(gpu_band_rows(k, ho, wo, o * ho * wo))
     cols = xp.empty(k * rows * wo, dtype=dtype)
@@ -155,12 +159,13 @@ def conv2d_backward_gpu(dout, cache, weight_grads=False):
     dout = xp.ascontiguousarray(dout, dtype=dtype)
     w_flat = w.reshape(-1)
     rows = _capped(gpu_band_rows(k, ho, wo, o * ho * wo))
-    if _winograd_applies(kh, kw, stride, padding):
+    if winograd_applies(kh, kw, stride, padding):
         # dx[c, y, x] = sum_{o,i,j} dout[o, y + p - i, x + p - j] w[o, c, i, j]: a correlation of dout,
         # padded by 2 - p, with w flipped in i and j and its channel axes swapped.
         dx = xp.empty((n, c, h, wd), dtype=dtype)
-        w_flipped = xp.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
-        winograd_conv(dout, w_flipped, None, 2 - padding, dx)
+        u_dx = cache.get("u_dx")
+        u_dx = None if u_dx is None or u_dx.dtype != dtype else u_dx
+        winograd_conv(dout, _flipped(w) if u_dx is None else None, None, 2 - padding, dx, u=u_dx)
         return _weight_grads(xp, dx, dout, cache, w, rows) if weight_grads else dx
     dx = xp.zeros((n, c, h, wd), dtype=dtype)
     dcols = xp.empty(k * rows * wo, dtype=dtype)
@@ -205,23 +210,42 @@ def winograd_band_tile_rows(c, o, th, tw, out_elems):
 
 
 def batched_gemm(u, v, out):
-    """out[e] = u[e] @ v[e] for the 16 Winograd entries: one strided-batched cuBLAS call through matmul."""
-    return get_xp(u).matmul(u, v, out=out)
+    """out[e] = u[e] @ v[e] for the 16 Winograd entries, u (16, O, C), v (16, C, T), out (16, O, T), all
+    contiguous: one strided-batched cuBLAS call (``blas.gemm_batched``; TF32 when allowed). Row-major
+    (O x T) = (O x C) @ (C x T) is column-major (T x O) = (T x C, ld T) @ (C x O, ld C)."""
+    e, o, c = u.shape
+    t = v.shape[2]
+    blas.gemm_batched(OP_N, OP_N, t, o, c, v.reshape(-1), t, c * t, u.reshape(-1), c, o * c, out.reshape(-1), t,
+                      o * t, e)
+    return out
 
 
-def winograd_conv(x, w, b, padding, out):
+def _flipped(w):
+    """The backward's filters: w with input and output channels swapped, flipped in both spatial axes."""
+    return get_xp(w).ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+
+
+def transformed_weights(w):
+    """(U, U_dx): the Winograd transforms (``reference.winograd.winograd_weights``) of w (O, C, 3, 3) and of
+    the backward's flipped filters, for :func:`conv2d_forward_gpu`'s ``transformed``."""
+    w = get_xp(w).ascontiguousarray(w)
+    return winograd_weights(w), winograd_weights(_flipped(w))
+
+
+def winograd_conv(x, w, b, padding, out, u=None):
     """out (N, O, Ho, Wo) = conv(x, w) + b for 3x3 stride-1 filters by Winograd F(2x2, 3x3), band by band.
 
     x (N, C, H, W) and w (O, C, 3, 3) contiguous, same float dtype; Ho = H + 2*padding - 2 (likewise Wo).
-    Per band of tile rows: V = winograd_input(x) (16, C, T); M = U @ V, 16 batched (O x C) @ (C x T)
-    products; out = winograd_output(M) + b.
+    u: w's transform U (16, O, C) when already made (then w may be None). Per band of tile rows:
+    V = winograd_input(x) (16, C, T); M = U @ V, 16 batched (O x C) @ (C x T) products; out =
+    winograd_output(M) + b.
     """
     xp = get_xp(x)
     n, c, _, _ = x.shape
-    o = w.shape[0]
+    u = winograd_weights(w) if u is None else u
+    o = u.shape[1]
     ho, wo = out.shape[2], out.shape[3]
     th, tw = -(-ho // 2), -(-wo // 2)
-    u = winograd_weights(w)
     rows = _capped(winograd_band_tile_rows(c, o, th, tw, o * ho * wo))
     v_buf = xp.empty(16 * c * rows * tw, dtype=x.dtype)
     m_buf = xp.empty(16 * o * rows * tw, dtype=x.dtype)
