@@ -66,17 +66,19 @@ def run(args):
     content = _content_image(args.content)
     inputs = [] if args.content in BUNDLED_PHOTOS else [args.content]
     # Every check before the painting is made at the final size (a huge --scales must fail first).
-    probe = prepare(content, content, scales=args.scales, iters=args.iters, weights=args.weights,
-                    device=args.device, engine=args.engine, pooling=args.pooling)
-    check_run(reads=inputs, weights=args.weights, device=args.device, plans=[probe], check_memory=args.check_memory)
+    network = {"weights": args.weights, "device": args.device, "engine": args.engine, "pooling": args.pooling,
+               "tf32": args.tf32}
+    probe = prepare(content, content, scales=args.scales, iters=args.iters, **network)
+    check_run(reads=inputs, weights=args.weights, device=args.device, plans=[probe],
+              check_memory=args.check_memory)
     final = args.scales[-1]
     # Paint the style at the content's final size: its strokes then have the scale the run sees.
     aspect = content.height / content.width
     style = swirl_painting(final, max(16, round(final * aspect)), seed=args.seed) if aspect <= 1 else \
         swirl_painting(max(16, round(final / aspect)), final, seed=args.seed)
-    plan = prepare(content, style, scales=args.scales, iters=args.iters, weights=args.weights, device=args.device,
-                   engine=args.engine, pooling=args.pooling)
-    plan.check_memory()
+    plan = prepare(content, style, scales=args.scales, iters=args.iters, **network)
+    if args.check_memory:
+        plan.check_memory()
     out = args.out_dir
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError(f"--out-dir {out}: exists and is not a folder")
