@@ -4,12 +4,12 @@ before (``--weight-scaling paper``: the paper's loss literally) and after (the d
 Also prints the balance the two scalings give at each size: the weighted style term over the weighted
 content term, both evaluated at one fixed probe image (scikit-image's ``astronaut``) rendered at that size.
 
-    python3 docs/make_size_sheet.py [--weights FILE] [--sizes 128,256,512,1024] [--iters 40,40,40,10]
+    python3 docs/make_size_sheet.py [--weights FILE] [--sizes 128,256,512,1024] [--iters 40,40,20,6]
 
 Real VGG-19 weights. The photo is scikit-image's ``chelsea``, the painting nstyle's generated swirl
 painting. Default flags otherwise (L-BFGS-B from the photo, style weight 1e3, content weight 1). At 512,
 the reference size, both scalings are the same loss, so that cell is computed once. Runs at 1024 take
-minutes per iteration-ten on a 2-core machine: pass fewer iterations there (the caption says how many).
+about a minute per iteration on a busy 2-core machine: pass fewer iterations there (the caption says how many).
 """
 import argparse
 import os
@@ -25,6 +25,7 @@ from nstyle import stylize  # noqa: E402
 from nstyle.app.imageio import fit_size, preprocess  # noqa: E402
 from nstyle.app.samples import swirl_painting  # noqa: E402
 from nstyle.app.sheet import contact_sheet  # noqa: E402
+from small_png import save_small_png  # noqa: E402 -- docs/small_png.py
 from nstyle.app.weighting import REFERENCE_SIZE, term_scales  # noqa: E402
 from nstyle.model.objective import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleObjective  # noqa: E402
 from nstyle.model.vgg import VGG19  # noqa: E402
@@ -44,7 +45,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=None)
     parser.add_argument("--sizes", default="128,256,512,1024")
-    parser.add_argument("--iters", default="40,40,40,10", help="one count, or one per size")
+    parser.add_argument("--iters", default="40,40,20,6", help="one count, or one per size")
     parser.add_argument("--cell", type=int, default=192, help="longest side of each cell on the sheet")
     parser.add_argument("--out", default=os.path.join(HERE, "size_sheet.png"))
     args = parser.parse_args()
@@ -76,7 +77,7 @@ def main():
     sheet = contact_sheet([(cells[(m, s)], f"{s} px, {n} iterations") for m in ("paper", "invariant")
                            for s, n in zip(sizes, iters)], columns=len(sizes), cell_size=(w, h),
                           row_labels=["before\n(paper)", "after\n(default)"])
-    sheet.save(args.out, optimize=True)
+    save_small_png(sheet, args.out)
     print(args.out)
 
 

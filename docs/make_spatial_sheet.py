@@ -5,7 +5,7 @@ blue: the table), and the two styles -- nstyle's generated swirl painting and a 
 draws. Bottom row: the unguided stylisation with both styles blended 1:1, and the guided one, where the
 cup takes the mosaic and the table the swirls (``--content-mask mask.png --region-styles red=2,blue=1``).
 
-    python3 docs/make_spatial_sheet.py [--weights FILE] [--size 200] [--iters 60]
+    python3 docs/make_spatial_sheet.py [--weights FILE] [--size 200] [--iters 100]
 
 Real VGG-19 weights (the default file, or --weights). Both runs share every other setting (defaults,
 L-BFGS-B from the photo).
@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from nstyle import stylize  # noqa: E402
 from nstyle.app.samples import swirl_painting  # noqa: E402
 from nstyle.app.sheet import contact_sheet  # noqa: E402
+from small_png import save_small_png  # noqa: E402 -- docs/small_png.py
 from nstyle.model.vgg import VGG19  # noqa: E402
 
 WARM = [(196, 62, 36), (232, 132, 40), (244, 196, 88), (150, 36, 40), (250, 226, 170), (110, 52, 30)]
@@ -58,7 +59,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=None)
     parser.add_argument("--size", type=int, default=200)
-    parser.add_argument("--iters", type=int, default=60)
+    parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--out", default=os.path.join(HERE, "spatial_control.png"))
     args = parser.parse_args()
     import skimage.data  # noqa: PLC0415
@@ -78,7 +79,7 @@ def main():
              (styles[0], "style 1: swirls"), (styles[1], "style 2: mosaic"),
              (results["unguided"], "unguided, styles 1:1"), (results["guided"], "guided: red=2, blue=1"), None, None]
     sheet = contact_sheet(cells, columns=4, cell_size=(w, h))
-    sheet.save(args.out, optimize=True)
+    save_small_png(sheet, args.out)
     print(args.out)
 
 

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from nstyle import stylize  # noqa: E402
 from nstyle.app.samples import swirl_painting  # noqa: E402
 from nstyle.app.sheet import contact_sheet  # noqa: E402
+from small_png import save_small_png  # noqa: E402 -- docs/small_png.py
 from nstyle.model.vgg import VGG19  # noqa: E402
 
 
@@ -49,7 +50,7 @@ def main():
         print(f"--style-scale {scale:g}: pixel std {std:.1f}, {time.perf_counter() - start:.0f} s", flush=True)
         cells.append((out, f"--style-scale {scale:g} (std {std:.0f})"))
     size = cells[1][0].size
-    contact_sheet(cells, cell_size=size).save(args.out, optimize=True)
+    save_small_png(contact_sheet(cells, cell_size=size), args.out)
     print(args.out)
 
 

