@@ -1,0 +1,101 @@
+"""The temporal loss of Ruder, Dosovitskiy & Brox (2016) for video, with the warping and the reliability
+weights it needs -- all in plain NumPy (the loss also on CuPy arrays).
+
+Flows follow OpenCV's convention: a flow ``f`` of shape (H, W, 2) between frames A and B says that the
+pixel p = (x, y) of A is at p + f(p) in B (``f[..., 0]`` the x shift, ``f[..., 1]`` the y shift). For
+frame i, the *backward* flow ``wb`` goes from frame i to frame i - 1 and the *forward* flow ``wf`` from
+frame i - 1 to frame i.
+
+Warping: omega(p) = x_{i-1}(p + wb(p)), the previous stylised frame brought onto frame i by sampling it
+bilinearly where each of frame i's pixels came from (:func:`warp`).
+
+Reliability (Ruder et al., section 3.1): c(p) = 0 where the warp cannot be trusted, 1 elsewhere.
+
+    disocclusion     |wf~ + wb|^2 > 0.01 (|wf~|^2 + |wb|^2) + 0.5, with wf~(p) = wf(p + wb(p)) the forward
+                     flow warped onto frame i: going back and then forward again should land on p
+    motion boundary  |grad ub|^2 + |grad vb|^2 > 0.01 |wb|^2 + 0.002, with wb = (ub, vb)
+
+and, as in Ruder et al.'s consistency checker, where p + wb(p) lies outside frame i - 1 (the content came
+in over the border: there is nothing to warp).
+
+The loss, for D = C*H*W pixel values and c broadcast over the channels:
+
+    L_t = 1/D * sum_k c_k (x_k - omega_k)^2,      dL_t/dx = 2/D * c o (x - omega)
+
+(omega and c depend on the previous frame and the flows, not on x: they are constants here). The
+objective multiplies both by the temporal weight lambda (``app/video/objective.py``).
+"""
+import numpy as np
+
+from ..backend import get_xp
+
+# Ruder et al.'s thresholds (section 3.1).
+DISOCCLUSION_RELATIVE, DISOCCLUSION_ABSOLUTE = 0.01, 0.5
+BOUNDARY_RELATIVE, BOUNDARY_ABSOLUTE = 0.01, 0.002
+
+
+def warp(image, flow):
+    """Sample ``image`` (C, H, W) at p + flow(p) for every pixel p, bilinearly: (C, H, W) float64.
+
+    Also returns ``inside``, an (H, W) bool array: False where p + flow(p) falls outside the image (the
+    sample is then taken at the nearest border point)."""
+    image = np.asarray(image, dtype=np.float64)
+    _, h, w = image.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    sx, sy = xx + flow[..., 0], yy + flow[..., 1]
+    inside = (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1)
+    sx, sy = np.clip(sx, 0, w - 1), np.clip(sy, 0, h - 1)
+    # the top-left neighbour, kept one short of the last column/row so that x0 + 1 exists (when it can)
+    x0 = np.minimum(np.floor(sx).astype(np.intp), max(w - 2, 0))
+    y0 = np.minimum(np.floor(sy).astype(np.intp), max(h - 2, 0))
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    ax, ay = sx - x0, sy - y0  # weights of the right and bottom neighbours, in 0..1
+    top = image[:, y0, x0] * (1 - ax) + image[:, y0, x1] * ax
+    bottom = image[:, y1, x0] * (1 - ax) + image[:, y1, x1] * ax
+    return top * (1 - ay) + bottom * ay, inside
+
+
+def _squared_norm(f):
+    return f[..., 0] ** 2 + f[..., 1] ** 2
+
+
+def reliability(forward, backward):
+    """c (H, W) float64, 1 where the backward flow can be trusted and 0 where not (module docstring).
+
+    forward: the flow from frame i - 1 to frame i; backward: from frame i to frame i - 1; both (H, W, 2)."""
+    forward = np.asarray(forward, dtype=np.float64)
+    backward = np.asarray(backward, dtype=np.float64)
+    round_trip, inside = warp(forward.transpose(2, 0, 1), backward)
+    round_trip = round_trip.transpose(1, 2, 0)  # wf~(p) = wf(p + wb(p)): forward flow seen from frame i
+    disoccluded = (_squared_norm(round_trip + backward)
+                   > DISOCCLUSION_RELATIVE * (_squared_norm(round_trip) + _squared_norm(backward))
+                   + DISOCCLUSION_ABSOLUTE)
+    du_dy, du_dx = np.gradient(backward[..., 0])  # central differences inside, one-sided at the border
+    dv_dy, dv_dx = np.gradient(backward[..., 1])
+    boundary = (du_dx ** 2 + du_dy ** 2 + dv_dx ** 2 + dv_dy ** 2
+                > BOUNDARY_RELATIVE * _squared_norm(backward) + BOUNDARY_ABSOLUTE)
+    return (inside & ~disoccluded & ~boundary).astype(np.float64)
+
+
+def temporal_loss(x, omega, c):
+    """L_t = 1/D * sum c (x - omega)^2 and its gradient 2/D * c (x - omega).
+
+    x, omega: (1, C, H, W) (NumPy or CuPy, same array module); c: (H, W), broadcast over the channels.
+    Returns (value as a Python float, gradient shaped and typed like x)."""
+    xp = get_xp(x)
+    diff = x - omega.astype(x.dtype, copy=False)
+    weighted = diff * c.astype(x.dtype, copy=False)  # c o (x - omega)
+    d = float(x.size)
+    value = float(xp.sum(weighted * diff)) / d
+    weighted *= x.dtype.type(2.0 / d)
+    return value, weighted
+
+
+def temporal_error(frame, previous_warped, c):
+    """The consistency measure: the mean of (frame - previous_warped)^2 over the reliable pixel values
+    (weighted by c), in the units of the images (8-bit values squared for images 0..255).
+
+    frame, previous_warped: (C, H, W); c: (H, W). 0 when no pixel is reliable."""
+    diff = np.asarray(frame, dtype=np.float64) - np.asarray(previous_warped, dtype=np.float64)
+    total = float(c.sum()) * diff.shape[0]
+    return float((diff * diff * c[None]).sum()) / total if total > 0 else 0.0
