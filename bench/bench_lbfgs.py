@@ -45,11 +45,19 @@ def run_scipy(n, iters):
 
 
 def run_nstyle(n, iters):
+    """As nstyle.lbfgs runs it on the CPU: the optimizer's own BLAS work on one thread (see optimize.py)."""
     from nstyle.app.lbfgsb import minimize_lbfgsb
+    from nstyle.cpu.threads import blas_thread_control
     fun, clock = problem(n)
     x0 = np.full(n, 128.0)
+    set_threads = blas_thread_control()
+    usual = set_threads(1) if set_threads else None
     t0 = time.perf_counter()
-    res = minimize_lbfgsb(fun, x0, 0.0, 255.0, m=10, ftol=0.0, gtol=0.0, maxiter=iters, maxfun=2 * iters + 20)
+    try:
+        res = minimize_lbfgsb(fun, x0, 0.0, 255.0, m=10, ftol=0.0, gtol=0.0, maxiter=iters, maxfun=2 * iters + 20)
+    finally:
+        if set_threads:
+            set_threads(usual)
     return time.perf_counter() - t0 - clock[0], int(res.nit), float(res.fun)
 
 

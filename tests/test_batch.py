@@ -24,6 +24,10 @@ from nstyle.app.jobs import Job  # noqa: E402
 from .clitools import (FAST_LAYERS, assert_one_line_error, env_for, gradient_image, nstyle,  # noqa: E402
                        random_weights_file, stripes_image)
 
+# Real processes and whole runs: in .ci/run's slow pass, not the quick suite.
+pytestmark = pytest.mark.slow
+
+
 FAST = {"size": 24, "iters": 3, "content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
 
 

@@ -20,8 +20,8 @@ def synthetic_pair(rng, h=32, w=40):
     return content, style
 
 
-def small_objective(rng, tv=0.0):
-    vgg = VGG19(random_vgg_params(rng))
+def small_objective(rng, tv=0.0, dtype=np.float32):
+    vgg = VGG19(random_vgg_params(rng), dtype=dtype)
     content, style = synthetic_pair(rng)
     return StyleObjective(vgg, content=preprocess(content), styles=[preprocess(style)], tv_weight=tv)
 
@@ -142,12 +142,15 @@ def test_each_lbfgs_implementation_keeps_the_run_contract(rng, impl):
 
 def test_nstyle_lbfgs_follows_scipys_on_a_style_objective(rng):
     """Same objective, same start: the same iteration and evaluation counts and the same losses for the
-    first iterations (rounding aside); after 50 iterations the final losses within 1% of each other."""
-    obj = small_objective(rng)
-    x0 = random_image(rng, 32, 40).astype(np.float32)
+    first iterations (rounding aside); after 50 iterations the final losses within 1% of each other.
+
+    In float64: on a non-convex objective two trajectories that differ only by rounding drift apart
+    after some tens of iterations, and in float32 how soon depends on the machine's thread count."""
+    obj = small_objective(rng, dtype=np.float64)
+    x0 = random_image(rng, 32, 40)
     runs = {impl: lbfgs(obj, x0, iters=50, impl=impl) for impl in ("scipy", "nstyle")}
     a, b = (runs[k].history for k in ("scipy", "nstyle"))
     assert [r["evaluations"] for r in a[:10]] == [r["evaluations"] for r in b[:10]]
     for ra, rb in zip(a[:10], b[:10]):
-        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5), (ra["iter"], ra["loss"], rb["loss"])
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-8), (ra["iter"], ra["loss"], rb["loss"])
     assert abs(runs["nstyle"].loss - runs["scipy"].loss) <= 0.01 * runs["scipy"].loss

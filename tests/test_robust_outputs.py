@@ -244,6 +244,7 @@ def _run_and_signal(tmp_path, args, sig, delay):
     return proc.returncode, out, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_at_any_instant_keeps_the_promise(tmp_path, images, weights, sig):
     """From the interpreter's first instants to the last write: never a traceback, never 143 or 1, no

@@ -20,6 +20,10 @@ from nstyle.model.vgg import VGG19
 
 from .clitools import FAST_LAYERS, env_for, gradient_image, random_weights_file, stripes_image
 
+# Real processes and whole runs: in .ci/run's slow pass, not the quick suite.
+pytestmark = pytest.mark.slow
+
+
 FAST = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
 ITERS = 12
 TILED = {"size": 192, "iters": ITERS, "tile": 96, **FAST}

@@ -23,6 +23,10 @@ from .clitools import FAST_LAYERS, assert_one_line_error, env_for, leftovers, ns
 from .clitools import stripes_image  # noqa: E402
 from .test_video_clip import clip_images  # noqa: E402
 
+# Real processes and whole runs: in .ci/run's slow pass, not the quick suite.
+pytestmark = pytest.mark.slow
+
+
 FAST = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
 
 

@@ -175,12 +175,24 @@ def _lbfgs_scipy(tracker, x0, shape, device, dtype, iters, bounds, history_size,
 
 
 def _lbfgs_nstyle(tracker, x0, shape, device, dtype, iters, bounds, history_size, maxfun):
+    from ..cpu.threads import blas_thread_control  # noqa: PLC0415
     from .lbfgsb import minimize_lbfgsb  # noqa: PLC0415
 
+    # The optimizer's own work on the CPU is a few passes over n-vectors per iteration: with a second
+    # BLAS thread it ran 10x slower here (thread start-up on every small call, a busy second core), so
+    # it runs single-threaded, and the evaluations get the usual thread count back.
+    set_threads = blas_thread_control() if device == "cpu" else None
+    usual = set_threads(1) if set_threads else None
     last = {}
 
     def fun_and_grad(x):
-        f, g, breakdown = tracker.evaluate(x.astype(dtype))
+        if set_threads:
+            set_threads(usual)
+        try:
+            f, g, breakdown = tracker.evaluate(x.astype(dtype))
+        finally:
+            if set_threads:
+                set_threads(1)
         last["f"], last["breakdown"] = f, breakdown
         return f, g
 
@@ -193,8 +205,12 @@ def _lbfgs_nstyle(tracker, x0, shape, device, dtype, iters, bounds, history_size
         xp = get_xp(x_start)
         lo, hi = (xp.asarray(b).reshape(1, 3, 1, 1) for b in pixel_bounds())
         lower, upper = xp.broadcast_to(lo, shape), xp.broadcast_to(hi, shape)
-    res = minimize_lbfgsb(fun_and_grad, x_start, lower, upper, m=history_size, ftol=0.0, gtol=0.0,
-                          maxiter=iters, maxfun=maxfun, callback=on_iteration)
+    try:
+        res = minimize_lbfgsb(fun_and_grad, x_start, lower, upper, m=history_size, ftol=0.0, gtol=0.0,
+                              maxiter=iters, maxfun=maxfun, callback=on_iteration)
+    finally:
+        if set_threads:
+            set_threads(usual)
     if res.reason == "callback":
         return STOP_REQUESTED, "stopped by the callback"
     return _finished(tracker, iters, res.message)
