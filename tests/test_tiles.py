@@ -54,7 +54,7 @@ def test_blend_weights_are_a_partition_of_unity_covering_every_pixel(w, h, tile,
         assert (positive >= 1).all(), "every pixel covered by a tile that counts"
     # the weights are smooth: no jump larger than a raised cosine's steepest step across the overlap
     if overlap:
-        for w1 in axis_weights(tp.axes[1][0], w):
+        for w1 in axis_weights(tp.axes[1][0], w, overlap):
             assert np.abs(np.diff(w1)).max() <= np.pi / 2 / overlap * 1.5
 
 

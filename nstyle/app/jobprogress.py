@@ -10,10 +10,10 @@ import shutil
 import sys
 import time
 
-from .progress import _clock
+from .progress import StatusLine, _clock
 
 
-class JobsProgress:
+class JobsProgress(StatusLine):
     """mode: "bar", "lines" or "quiet" (only failures), or "auto" (bar on a terminal, else lines)."""
 
     def __init__(self, stream=None, mode="auto"):
@@ -25,18 +25,6 @@ class JobsProgress:
         self.started_at = time.monotonic()
         self.bar_shown = False
         self.last_draw = 0.0
-
-    def _write(self, text):
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (BrokenPipeError, ValueError, OSError):  # a closed pipe must not stop the batch
-            pass
-
-    def _clear_bar(self):
-        if self.bar_shown:
-            self._write("\r\x1b[2K")
-            self.bar_shown = False
 
     def log(self, message):
         """A notice line (above the bar)."""

@@ -35,7 +35,25 @@ def breakdown_line(rec):
     return "  ".join(parts)
 
 
-class Progress:
+class StatusLine:
+    """What every progress display here shares: writes that a closed stream or pipe cannot turn into an
+    error (a progress line must never stop a run), and the bar's clearing before a notice line.
+    Subclasses set ``stream``, ``mode`` and ``bar_shown``."""
+
+    def _write(self, text):
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (BrokenPipeError, ValueError, OSError):  # a closed pipe must not stop the run
+            pass
+
+    def _clear_bar(self):
+        if self.bar_shown:
+            self._write("\r\x1b[2K")
+            self.bar_shown = False
+
+
+class Progress(StatusLine):
     """Receives every iteration's record; draws a bar or prints lines.
 
     stages: [(iterations, pixels)] per stage (for the ETA). stream: where to write (stderr).
@@ -62,18 +80,6 @@ class Progress:
             self.fill = "\u2588"
         except (UnicodeEncodeError, LookupError):
             pass
-
-    def _write(self, text):
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (BrokenPipeError, ValueError, OSError):  # a closed pipe must not stop the run
-            pass
-
-    def _clear_bar(self):
-        if self.bar_shown:
-            self._write("\r\x1b[2K")
-            self.bar_shown = False
 
     def log(self, message):
         """A notice line (printed above the bar)."""

@@ -6,9 +6,11 @@ passes, blending weights, and the assembly of the output from its tiles, a strip
   picture at the centres of the first pass's tiles (:func:`shifted_axis_tiles`): its tiles are
   centred on the first pass's seams, so whatever seam the first left is refined from inside a tile.
 - the blend. A tile's weight is the product of two 1-D weights: 1 inside the tile, falling to 0 with a
-  raised cosine across each overlap with a neighbour (over its middle BLEND_WIDTH), divided by the sum
-  over the tiles -- so the weights of the tiles covering a pixel add up to 1 at every pixel, a
-  partition of unity (:func:`axis_weights`; where two tiles overlap the ramps add up to 1 already).
+  raised cosine ``overlap`` pixels wide in the middle of each overlap with a neighbour (the rest of a
+  wider overlap is context only: the zero padding a tile sees at its borders stays out of the
+  picture), divided by the sum over the tiles -- so the weights of the tiles covering a pixel add up to
+  1 at every pixel, a partition of unity (:func:`axis_weights`; where two tiles overlap the ramps add
+  up to 1 already). Overlap 0 gives hard seams: a cut in the middle of each overlap.
 - the assembly (:class:`Blender`): any box of the picture is the weighted sum of the tiles over it,
   rounded to 8 bits. The output is built in row strips and the second pass's starting crops are boxes
   of the first pass's blend, so no full-size float array ever exists. A tile not made yet (an
@@ -28,7 +30,6 @@ from .memory import available_bytes, estimate, format_bytes, gpu_available_bytes
 STRIP_ROWS = 128            # rows of the output summed at a time
 DEFAULT_OVERLAP = 0.25      # of the tile's side; chosen by measurement (bench/bench_tiles.py, README)
 DEFAULT_TILE = 1024         # tile side when the size alone asked for tiles (tile="auto")
-BLEND_WIDTH = 1.0           # the blend's ramp spans this middle fraction of each overlap
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -57,20 +58,19 @@ def shifted_axis_tiles(intervals, length, overlap):
     return list(zip(starts, ends))
 
 
-def _ramp(n, rising, width=None):
-    """n samples rising from 0 to 1 (or falling): a raised cosine over the middle ``width`` fraction
-    (default BLEND_WIDTH) at the pixel centres, 0 before it and 1 after."""
-    width = BLEND_WIDTH if width is None else width
-    lead = round((1 - width) * n / 2)
-    m = max(1, n - 2 * lead)
+def _ramp(n, rising, width):
+    """n samples rising from 0 to 1 (or falling): a raised cosine over the middle ``width`` of them (at
+    least one) at the pixel centres, 0 before it and 1 after."""
+    m = max(1, min(n, width))
     lead = (n - m) // 2
     t = (np.arange(m) + 0.5) / m
     up = np.concatenate([np.zeros(lead), 0.5 - 0.5 * np.cos(np.pi * t), np.ones(n - m - lead)])
     return up if rising else up[::-1]
 
 
-def axis_weights(intervals, length):
-    """One float64 weight array per interval (its own length): a partition of unity along the axis."""
+def axis_weights(intervals, length, ramp):
+    """One float64 weight array per interval (its own length): a partition of unity along the axis,
+    with ramps ``ramp`` pixels wide (at most the overlap) in the middle of each overlap."""
     raw = []
     for i, (s, e) in enumerate(intervals):
         w = np.ones(e - s)
@@ -81,8 +81,7 @@ def axis_weights(intervals, length):
             if hi <= lo or (s2 <= s and e2 >= e):
                 continue  # apart, or j covers i entirely (no ramp can be placed): the division shares
             # the overlap lies at i's start (j starts before i) or at its end
-            ramp = _ramp(hi - lo, rising=s2 < s)
-            w[lo - s:hi - s] = np.minimum(w[lo - s:hi - s], ramp)
+            w[lo - s:hi - s] = np.minimum(w[lo - s:hi - s], _ramp(hi - lo, s2 < s, ramp))
         raw.append(w)
     total = np.zeros(length)
     for (s, e), w in zip(intervals, raw):
@@ -146,7 +145,8 @@ class TilePlan:
         ys = axis_tiles(h, self.tile, self.overlap)
         self.axes = {1: (xs, ys),
                      2: (shifted_axis_tiles(xs, w, self.overlap), shifted_axis_tiles(ys, h, self.overlap))}
-        self._weights = {p: (axis_weights(ax[0], w), axis_weights(ax[1], h)) for p, ax in self.axes.items()}
+        self._weights = {p: (axis_weights(ax[0], w, self.overlap), axis_weights(ax[1], h, self.overlap))
+                         for p, ax in self.axes.items()}
 
     def tiles(self, pass_no):
         xs, ys = self.axes[pass_no]

@@ -8,10 +8,10 @@ import shutil
 import sys
 import time
 
-from ..progress import _clock, breakdown_line
+from ..progress import StatusLine, _clock, breakdown_line
 
 
-class VideoProgress:
+class VideoProgress(StatusLine):
     """frames: frames per pass; passes; mode "bar", "lines", "quiet" or "auto"; breakdown_every: print
     the per-term line every N iterations (0: never)."""
 
@@ -26,18 +26,6 @@ class VideoProgress:
         self.compute_seconds = 0.0
         self.frame_started = time.monotonic()
         self.bar_shown, self.last_draw = False, 0.0
-
-    def _write(self, text):
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            pass
-
-    def _clear_bar(self):
-        if self.bar_shown:
-            self._write("\r\x1b[2K")
-            self.bar_shown = False
 
     def log(self, message):
         if self.mode != "quiet":
