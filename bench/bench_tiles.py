@@ -1,15 +1,17 @@
 """Tiled against untiled: the loss and the seams of a tiled render, at a size where one piece also fits.
 
     python3 bench/bench_tiles.py --content tubingen.jpg --style starry_night.jpg [--size 512] [--tile 256]
-        [--iters 50] [--configs 0:1,0.125:1,0.25:1,0.375:1,0.25:2] [--weights FILE] [--picture PNG]
+        [--iters 50] [--configs 0:1,0.0625:1,0.125:1,0.25:1,0.375:1,0.25:2] [--weights FILE] [--picture PNG]
 
 Renders the same picture several ways with the real VGG-19 (the default weights unless --weights):
 
 - untiled: one piece at --size, --iters iterations (the reference);
 - coarse-to-fine: --size/2 then --size, --iters each (what a tiled run does, without the tiles);
 - upsampled base: the tiled run with 0 iterations per tile (where the tiles start);
-- tiled, for each OVERLAP:PASSES of --configs (overlap 0: tiles that only meet, i.e. hard seams):
-  base at --size/2 with --iters, then tiles of --tile pixels with --iters each.
+- tiled, for each OVERLAP:PASSES of --configs (overlap 0: hard seams, a cut in the middle of each
+  overlap): base at --size/2 with --iters, then tiles of --tile pixels with --iters each. The grid
+  spreads its tiles evenly, so the tiles may overlap by more than OVERLAP; the blend's ramp is OVERLAP
+  wide, in the middle, and the rest is context.
 
 For each it reports the total loss of the full-size objective (``stylize``'s, at --size) relative to the
 untiled render's and two seam scores on the tile borders -- the columns and rows where a tile of any
@@ -42,7 +44,6 @@ import common
 from nstyle import stylize
 from nstyle.app.imageio import preprocess
 from nstyle.app.network import load_network
-from nstyle.app import tiles as tiles_module
 from nstyle.app.stylize import _setup_stage, prepare
 from nstyle.app.weighting import attach_normalization
 
@@ -118,7 +119,8 @@ def render(label, **options):
 
 
 def corner_picture(path, panels, plan):
-    """Panels (label, image) cropped around the first inner corner of the first pass's grid."""
+    """Panels (label, image) cropped around the first inner corner of ``plan``'s first-pass grid (the
+    hard-seam render's: its cuts are in the middle of each overlap)."""
     xs, ys = plan.tiles.axes[1]
     cx = (xs[1][0] + xs[0][1]) // 2 if len(xs) > 1 else xs[0][1] // 2
     cy = (ys[1][0] + ys[0][1]) // 2 if len(ys) > 1 else ys[0][1] // 2
@@ -173,9 +175,8 @@ def main():
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--iters", type=int, default=50)
-    ap.add_argument("--configs", default="0:1,0.125:1,0.25:1,0.375:1,0.25:2",
-                    help="OVERLAP:PASSES[:BLEND] for each tiled render; BLEND: the middle fraction of each "
-                         "overlap the blend's ramp spans (default 1, tiles.BLEND_WIDTH)")
+    ap.add_argument("--configs", default="0:1,0.0625:1,0.125:1,0.25:1,0.375:1,0.25:2",
+                    help="OVERLAP:PASSES for each tiled render")
     ap.add_argument("--picture", help="write the corner crops here (PNG)")
     ap.add_argument("--save-images", metavar="DIR", help="also write every render here")
     ap.add_argument("--picture-config", default="0.25:1", help="the tiled render the picture shows")
@@ -220,12 +221,10 @@ def main():
     plan0 = prepare(content, style, size=args.size, tile_iters=0, **tiled)
     record("upsampled base", *render("upsampled base", tile_iters=0, **tiled, **same), plan=plan0)
     for config in args.configs.split(","):
-        overlap, passes, *blend = config.split(":")
-        tiles_module.BLEND_WIDTH = float(blend[0]) if blend else 1.0
+        overlap, passes = config.split(":")
         options = {**tiled, "tile_overlap": float(overlap), "tile_passes": int(passes)}
         plan = prepare(content, style, size=args.size, **options)
         record(f"tiled {config}", *render(f"tiled {config}", **options, **same), plan=plan)
-    tiles_module.BLEND_WIDTH = 1.0
     untiled = rows[0]["loss"]
     for row in rows:
         row["loss_vs_untiled"] = row["loss"] / untiled
@@ -247,11 +246,13 @@ def main():
         lines.append(f"| {r['render']} | {grid} | {r['loss_vs_untiled']:.3f} | {r['content']:.3e} | "
                      f"{r['style']:.3e} | {seams} | {r['seconds']:.0f} s | {r['peak_mb']} MB |")
     print("wrote", common.write_outputs("tiles", data, "\n".join(lines) + "\n"))
-    if args.picture and f"tiled {args.picture_config}" in images:
+    if args.picture and f"tiled {args.picture_config}" in images and "tiled 0:1" in images:
         chosen = f"tiled {args.picture_config}"
-        plan = prepare(content, style, size=args.size, tile_overlap=float(args.picture_config.split(":")[0]), **tiled)
-        corner_picture(args.picture, [("overlap 0: hard seams", images.get("tiled 0:1", images["upsampled base"])),
-                                      (f"{chosen}", images[chosen]), ("untiled", images["untiled"])], plan)
+        plan = prepare(content, style, size=args.size, tile_overlap=0, **tiled)
+        overlap = float(args.picture_config.split(":")[0])
+        corner_picture(args.picture, [("tiles, overlap 0 (hard seams)", images["tiled 0:1"]),
+                                      (f"tiles, overlap {overlap:g}", images[chosen]),
+                                      ("one piece", images["untiled"])], plan)
 
 
 if __name__ == "__main__":

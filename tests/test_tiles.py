@@ -58,6 +58,14 @@ def test_blend_weights_are_a_partition_of_unity_covering_every_pixel(w, h, tile,
             assert np.abs(np.diff(w1)).max() <= np.pi / 2 / overlap * 1.5
 
 
+def test_the_ramp_is_the_overlap_wide_in_the_middle_of_a_wider_overlap():
+    spans = [(0, 256), (128, 384), (256, 512)]   # tiles spread evenly: 128 pixels of overlap
+    first = axis_weights(spans, 512, 32)[0]
+    assert (first[:176] == 1).all() and (first[208:] == 0).all() and 0 < first[190] < 1
+    hard = axis_weights(spans, 512, 0)[0]        # overlap 0: a cut in the middle, nothing blended
+    assert (hard[:191] == 1).all() and (hard[193:] == 0).all()
+
+
 def test_second_pass_cuts_at_the_first_pass_tile_centres():
     tp = tile_plan(400, 100, 160, 40, 2)
     first, second = tp.axes[1][0], tp.axes[2][0]

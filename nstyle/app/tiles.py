@@ -62,6 +62,7 @@ def _ramp(n, rising, width):
     """n samples rising from 0 to 1 (or falling): a raised cosine over the middle ``width`` of them (at
     least one) at the pixel centres, 0 before it and 1 after."""
     m = max(1, min(n, width))
+    m += (n - m) % 2  # centred exactly, so that a neighbour's mirror image of it adds up to 1
     lead = (n - m) // 2
     t = (np.arange(m) + 0.5) / m
     up = np.concatenate([np.zeros(lead), 0.5 - 0.5 * np.cos(np.pi * t), np.ones(n - m - lead)])
