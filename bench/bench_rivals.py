@@ -204,15 +204,16 @@ def markdown(d):
               "arbitration of rivals_common.compare decides"
               + (" (arbitration off: --strict-check)" if d["settings"].get("strict_check") else "") + ":", "",
               "| size | framework | loss rel diff | grad max-abs rel diff | grad diff from nstyle float64 "
-              "(nstyle float32's own) | grad 2-norm rel diff | verdict |", "| --- " * 7 + "|"]
+              "(nstyle float32's own) | pixels off from float64 (nstyle float32's own) | verdict |", "| --- " * 7 + "|"]
     for s in sizes:
         for f in fws:
             c = summ.get(f, {}).get(s, {}).get("check")
             if c and "loss_rel_diff" in c:
                 v64, own = c.get("vs_float64", {}), c.get("nstyle_float32_vs_float64", {})
                 arb = f"{v64['grad_rel_diff']:.1e} ({own['grad_rel_diff']:.1e})" if v64 else ""
+                off = f"{v64['grad_off_pixels']:.2%} ({own['grad_off_pixels']:.2%})" if v64 else ""
                 lines.append(f"| {s} | {rc.LABELS[f]} | {c['loss_rel_diff']:.1e} | {c['grad_rel_diff']:.1e} | {arb} | "
-                             f"{c['grad_rel_l2']:.1e} | {c['verdict']} |")
+                             f"{off} | {c['verdict']} |")
     notes = [f"{rc.LABELS[f]}: not installed, skipped" for f in d["skipped"]]
     notes += [f"{rc.LABELS[f]} at {s}: {r['status']}: {r.get('why')}" for f in fws for s, r in summ.get(f, {}).items()
               if r["status"] != "ok"]

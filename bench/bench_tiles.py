@@ -1,7 +1,10 @@
 """Tiled against untiled: the loss and the seams of a tiled render, at a size where one piece also fits.
 
-    python3 bench/bench_tiles.py --content tubingen.jpg --style starry_night.jpg [--size 512] [--tile 256]
+    python3 bench/bench_tiles.py [--content sample:coffee] [--style sample:swirl] [--size 512] [--tile 256]
         [--iters 50] [--configs 0:1,0.0625:1,0.125:1,0.25:1,0.375:1,0.25:2] [--weights FILE] [--picture PNG]
+
+--content and --style take a file, ``sample:NAME`` (a photo bundled with scikit-image: chelsea,
+astronaut, coffee, rocket) or ``sample:swirl`` (the painting nstyle draws, as in the demo).
 
 Renders the same picture several ways with the real VGG-19 (the default weights unless --weights):
 
@@ -27,8 +30,8 @@ and the peak resident memory of each render, and the machine's load average. Wri
 bench/results/tiles.json and tiles.md, and with --picture a crop across a tile corner: hard seams,
 the chosen overlap, and the untiled render side by side.
 
-    python3 bench/bench_tiles.py --content C --style S --print 4096 --tile 1024 [--print-base 1024]
-        [--iters 20] [--print-tile-iters 0]
+    python3 bench/bench_tiles.py [--content C] [--style S] --print 4096 --tile 1024 [--print-base 1024]
+        [--iters 20] [--print-tile-iters N]
 
 runs a print through the command line instead (wall time and peak resident memory of the process),
 then one run at the tile's size for the seconds each tile iteration costs.
@@ -44,10 +47,29 @@ import common
 from nstyle import stylize
 from nstyle.app.imageio import preprocess
 from nstyle.app.network import load_network
+from nstyle.app.samples import bundled_photo, swirl_painting
 from nstyle.app.stylize import _setup_stage, prepare
 from nstyle.app.weighting import attach_normalization
 
 CROP = 160   # pixels of each panel of the picture
+
+
+def open_input(spec):
+    """A file, ``sample:swirl`` (nstyle's generated painting) or ``sample:NAME`` (scikit-image's photo)."""
+    if spec == "sample:swirl":
+        return swirl_painting(768, 576)
+    if spec.startswith("sample:"):
+        return bundled_photo(spec[len("sample:"):])
+    return Image.open(spec).convert("RGB")
+
+
+def input_file(spec, folder):
+    """A path the command line can open for ``spec`` (samples are written into ``folder``)."""
+    if not spec.startswith("sample:"):
+        return spec
+    path = os.path.join(folder, spec[len("sample:"):] + ".png")
+    open_input(spec).save(path)
+    return path
 
 
 def full_loss(vgg, content, style, size, image):
@@ -141,8 +163,11 @@ def print_run(args):
     import resource  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
     import sys  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
     out = os.path.abspath(args.print_output)
-    cmd = [sys.executable, "-m", "nstyle", "stylize", args.content, args.style, "--size", str(args.print),
+    folder = tempfile.mkdtemp(prefix="nstyle_print_")
+    content_file, style_file = input_file(args.content, folder), input_file(args.style, folder)
+    cmd = [sys.executable, "-m", "nstyle", "stylize", content_file, style_file, "--size", str(args.print),
            "--tile", str(args.tile), "--tile-base", str(args.print_base), "--iters", str(args.iters),
            "--tile-iters", str(args.print_tile_iters), "-o", out, "--keep-tiles"]
     cmd += ["--weights", args.weights] if args.weights else []
@@ -151,14 +176,14 @@ def print_run(args):
     subprocess.run(cmd, check=True, cwd=common.ROOT)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    content = Image.open(args.content).convert("RGB")
+    content = open_input(args.content)
     vgg = attach_normalization(load_network(args.weights), args.weights)
     side = Image.open(out).size
     crop = content.resize(side, Image.Resampling.LANCZOS).crop((0, 0, args.tile, args.tile))
     start = time.perf_counter()
-    stylize(crop, Image.open(args.style).convert("RGB"), size=args.tile, iters=3, vgg=vgg)
+    stylize(crop, open_input(args.style), size=args.tile, iters=3, vgg=vgg)
     per_iter = (time.perf_counter() - start) / 3
-    n_tiles = len(prepare(content, args.style, size=args.print, tile=args.tile, tile_base=args.print_base,
+    n_tiles = len(prepare(content, open_input(args.style), size=args.print, tile=args.tile, tile_base=args.print_base,
                           iters=0).tiles.all_tiles())
     data = {"machine": common.machine(), "load_average_start": load, "command": " ".join(cmd[1:]),
             "output": list(side), "seconds": round(seconds, 1), "peak_rss_mb": round(peak), "tiles": n_tiles,
@@ -169,8 +194,8 @@ def print_run(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--content", required=True)
-    ap.add_argument("--style", required=True)
+    ap.add_argument("--content", default="sample:coffee")
+    ap.add_argument("--style", default="sample:swirl")
     ap.add_argument("--weights", default=os.environ.get("NSTYLE_WEIGHTS"))
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--tile", type=int, default=256)
@@ -179,16 +204,16 @@ def main():
                     help="OVERLAP:PASSES for each tiled render")
     ap.add_argument("--picture", help="write the corner crops here (PNG)")
     ap.add_argument("--save-images", metavar="DIR", help="also write every render here")
-    ap.add_argument("--picture-config", default="0.25:1", help="the tiled render the picture shows")
+    ap.add_argument("--picture-config", default="0.125:1", help="the tiled render the picture shows")
     ap.add_argument("--print", type=int, metavar="SIZE", help="instead: a tiled print at SIZE through the "
                     "command line (time, peak memory) and the seconds per iteration of one tile")
     ap.add_argument("--print-base", type=int, default=1024)
-    ap.add_argument("--print-tile-iters", type=int, default=0)
+    ap.add_argument("--print-tile-iters", type=int, default=10)
     ap.add_argument("--print-output", default="/tmp/nstyle_tiled_print.png")
     args = ap.parse_args()
     if args.print:
         return print_run(args)
-    content, style = Image.open(args.content).convert("RGB"), Image.open(args.style).convert("RGB")
+    content, style = open_input(args.content), open_input(args.style)
     vgg = attach_normalization(load_network(args.weights), args.weights)
     base = args.size // 2
     same = {"content": content, "style": style, "size": args.size, "vgg": vgg}

@@ -35,6 +35,7 @@ MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)  # Caffe Image
 THREADS = 2
 LOSS_TOL = 1e-4  # relative difference of the loss to nstyle's
 GRAD_TOL = 1e-3  # max |g - g_ref| / max |g_ref|
+FLIP_PIXELS = 0.01  # share of pixels the float64 arbitration lets differ by more (see compare)
 
 # VGG-19's convolutional blocks: (block, convolutions in it, output channels).
 VGG19_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
@@ -136,24 +137,28 @@ def lbfgs_bounds(shape):
 def _diffs(loss, grad, ref_loss, ref_grad):
     grad, ref_grad = np.asarray(grad, np.float64), np.asarray(ref_grad, np.float64)
     scale = max(np.abs(ref_grad).max(), 1e-30)
+    off = np.abs(grad - ref_grad) > GRAD_TOL * scale
     return {"loss_rel_diff": abs(float(loss) - float(ref_loss)) / max(abs(float(ref_loss)), 1e-30),
             "grad_rel_diff": float(np.abs(grad - ref_grad).max() / scale),
-            "grad_rel_l2": float(np.linalg.norm(grad - ref_grad) / max(np.linalg.norm(ref_grad), 1e-30))}
+            "grad_rel_l2": float(np.linalg.norm(grad - ref_grad) / max(np.linalg.norm(ref_grad), 1e-30)),
+            "grad_off_pixels": float(off.reshape(off.shape[0], off.shape[1], -1).any(1).mean())}
 
 
 def compare(loss, grad, ref, strict=False):
     """Does (loss, grad) compute nstyle's objective? ``ref``: the reference .npz's arrays (see below).
 
     First test, against nstyle's float32 result: relative loss difference < LOSS_TOL and gradient
-    max-abs relative difference < GRAD_TOL. Any two float32 implementations can fail the gradient part
-    at 256 pixels and up, however right: a pre-activation within rounding of zero lands on different
-    sides of a ReLU, and the pixels behind it get a visibly different gradient (measured here: nstyle's
-    own float32 gradient is 2.8e-3 (256) and 3.6e-3 (512) from its float64 one, at those few pixels).
-    So, unless ``strict``, a rival that fails only there is judged against nstyle's float64 objective
-    instead: it passes when its loss is within LOSS_TOL of it and its gradient no further from it
-    (max-abs relative) than max(GRAD_TOL, 2 x nstyle float32's own distance), or its whole gradient
-    within GRAD_TOL of it in the relative 2-norm. A rival computing another objective is far off
-    either way."""
+    max-abs relative difference < GRAD_TOL. Any two float32 implementations can fail the gradient part,
+    however right: a pre-activation within rounding of zero lands on different sides of a ReLU in the
+    two, and the pixels in that unit's receptive field get a visibly different gradient (measured: a
+    patch of 112 of 128 x 128 pixels 8.7e-3 off; nstyle's own float32 gradient is 2.8e-3 (256) and
+    9.6e-3 (512) from its float64 one, at such patches). Whether two float32 codes flip the same units
+    depends on their order of summation, not on what they compute.
+    So, unless ``strict``, a rival that fails only the gradient part is judged against nstyle's float64
+    objective instead: it passes when its loss is within LOSS_TOL of it and its gradient within
+    GRAD_TOL of it (max-abs relative) at all but FLIP_PIXELS of the pixels. An implementation of
+    another objective -- another weighting, normalisation, padding or pooling -- moves the loss or the
+    gradient everywhere, not in a few receptive fields."""
     grad = np.asarray(grad)
     if grad.shape != ref["grad"].shape:
         return {"ok": False, "verdict": "refused", "why": f"gradient shape {grad.shape}, expected {ref['grad'].shape}"}
@@ -164,22 +169,16 @@ def compare(loss, grad, ref, strict=False):
     out["verdict"] = "passed" if out["ok"] else "refused"
     if "grad64" in ref:
         out["vs_float64"] = _diffs(loss, grad, ref["loss64"], ref["grad64"])
-        own = _diffs(ref["loss"], ref["grad"], ref["loss64"], ref["grad64"])
-        out["nstyle_float32_vs_float64"] = own
-        if loss_ok and not out["ok"] and not strict:
-            bound = max(GRAD_TOL, 2 * own["grad_rel_diff"])
-            if out["vs_float64"]["loss_rel_diff"] < LOSS_TOL and out["vs_float64"]["grad_rel_diff"] <= bound:
-                out["ok"], out["verdict"] = True, "passed (float64 arbitration)"
-            # The max-abs difference is decided by the few pixels behind a flipped ReLU, which differ
-            # between any two float32 codes; over the whole gradient (2-norm) a rival computing the same
-            # objective stays within float32 rounding of nstyle's float64 result, another objective not.
-            elif out["vs_float64"]["loss_rel_diff"] < LOSS_TOL and out["vs_float64"]["grad_rel_l2"] < GRAD_TOL:
-                out["ok"], out["verdict"] = True, "passed (float64 arbitration, 2-norm)"
+        out["nstyle_float32_vs_float64"] = _diffs(ref["loss"], ref["grad"], ref["loss64"], ref["grad64"])
+        far = out["vs_float64"]
+        if loss_ok and not out["ok"] and not strict and far["loss_rel_diff"] < LOSS_TOL \
+                and far["grad_off_pixels"] <= FLIP_PIXELS:
+            out["ok"], out["verdict"] = True, "passed (float64 arbitration)"
     if not out["ok"]:
         out["why"] = (f"loss rel diff {out['loss_rel_diff']:.2e} (limit {LOSS_TOL:.0e}), grad max-abs rel diff "
                       f"{out['grad_rel_diff']:.2e} (limit {GRAD_TOL:.0e})"
-                      + (f", {out['vs_float64']['grad_rel_diff']:.2e} from nstyle float64 (nstyle float32: "
-                         f"{out['nstyle_float32_vs_float64']['grad_rel_diff']:.2e})" if "vs_float64" in out else ""))
+                      + (f"; against nstyle float64 {out['vs_float64']['grad_off_pixels']:.2%} of the pixels beyond "
+                         f"that (limit {FLIP_PIXELS:.0%})" if "vs_float64" in out else ""))
     return out
 
 

@@ -32,7 +32,8 @@ def test_gradcheck_command_passes_and_prints_table(capsys):
     groups = [next(name for name in OP_NAMES if op.startswith(name)) for op in ops]
     assert list(dict.fromkeys(groups)) == list(OP_NAMES)
     assert "conv k3 s1 p1 dx" in ops and "objective (max pool, cpu engine)" in ops
-    assert "vgg sweep (avg pool, cpu engine, winograd)" in ops
+    assert "vgg sweep (avg pool, cpu engine, winograd F(4x4))" in ops
+    assert "vgg sweep (avg pool, cpu engine, winograd F(2x2))" in ops
     assert "FAIL" not in out and f"all {len(ops)} checks passed" in out
 
 

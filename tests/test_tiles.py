@@ -109,11 +109,11 @@ def test_plan_of_a_tiled_run(tmp_path):
     assert plan.output_size == (300, 200) and tp.base_size == (150, 100) and plan.stages[0].content_size == (150, 100)
     assert tp.style_sizes == [(300, 300)], "style targets at the output's scale"
     assert plan.stages[0].style_sizes == [(150, 150)], "the base's style at the base's scale"
-    assert tp.overlap == 32 and tp.grid(1) == (3, 2) and tp.grid(2) == (4, 3)
+    assert tp.overlap == 16 and tp.grid(1) == (3, 2) and tp.grid(2) == (4, 3)
     assert plan.total_iters == 7 + 3 * (6 + 12)
     text = "\n".join(plan.describe())
     for needle in ("tiled", "base             150x100", "tile grid        3x2, then 4x3 tiles of 128x128",
-                   "overlap 32 px", "2 passes (6 + 12 tiles)", "memory, tile", "total work"):
+                   "overlap 16 px", "2 passes (6 + 12 tiles)", "memory, tile", "total work"):
         assert needle in text
     one_piece = prepare(gradient_image(300, 200), stripes_image(60, 60), size=300, tile="auto", **FAST)
     assert one_piece.tiles is None, "auto: tiles only when one piece does not fit"
@@ -146,7 +146,7 @@ def test_dry_run_prints_the_tiles_and_refuses_a_tile_that_does_not_fit(tmp_path,
     args = ["stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png"), "--size", "3000", "--dry-run"]
     assert cli.main(args + ["--tile", "512", "--tile-base", "600", "--tile-passes", "2"]) == 0
     out = capsys.readouterr().out
-    assert "tile grid        8x5, then 9x6 tiles of 512x512" in out and "fits" in out and "memory, base" in out
+    assert "tile grid        7x5, then 8x6 tiles of 512x512" in out and "fits" in out and "memory, base" in out
     monkeypatch.setattr(tiles_module, "available_bytes", lambda: (3 * 2**30, "test"))
     assert cli.main(args + ["--tile", "2048", "--tile-base", "600"]) == 2
     out, err = capsys.readouterr()

@@ -46,7 +46,7 @@ def job_bytes(estimate, threads):
     parts = dict(estimate.parts)
     if "thread buffers" in parts:
         from ..cpu.threads import num_threads  # noqa: PLC0415
-        parts["thread buffers"] += (threads - num_threads()) * CPU_SCRATCH_BYTES_PER_THREAD
+        parts["thread buffers"] += (threads - num_threads()) * (estimate.per_thread or CPU_SCRATCH_BYTES_PER_THREAD)
     return sum(parts.values())
 
 

@@ -1,13 +1,12 @@
 """How much memory a run will need, and how much the machine has free.
 
 ``estimate`` walks VGG-19's layers at the run's image size and adds up what the engine keeps alive at
-its peak. Two engines, two network models: the CPU fast path (``vgg_cpu.py``: zero-bordered buffers
-reused through a pool, bit-packed ReLU masks, weights also kept in Winograd / GEMM form, per-thread
-band buffers) and the generic layer path the GPU takes (``vgg.py``: ReLU masks and pooling winners,
+its peak. Two network models: the CPU engine's (``cpu/engine.py``: zero-bordered buffers reused
+through a pool, bit-packed ReLU masks, weights also kept in Winograd / GEMM form, per-thread band
+buffers) and the layer loop's that the reference and GPU engines run (ReLU masks and pooling winners,
 the tapped maps and their gradients, the largest layer's working buffers). Besides the network: the
 Gram targets, the optimiser's state (L-BFGS-B keeps its history in float64 on the host), the images
-and the weights. It is deliberately one function with its constants in one place, so that a change to the
-engine's buffers (see ``nstyle/vgg.py``, ``nstyle/layers/``) updates the estimate in one edit.
+and the weights, with the constants in one place.
 
 ``available_bytes`` reads what the operating system says is free (``/proc/meminfo``'s MemAvailable,
 capped by a cgroup memory limit when the process runs in a container), falling back to
@@ -34,10 +33,10 @@ IM2COL_BAND_ELEMS = 1 << 21
 # and the pool's idle buffer of that shape are never more than three at once).
 CPU_MAPS_PER_RESOLUTION = 3
 # CPU fast path: band buffers each thread keeps (``threads.scratch``): direct GEMM columns (2 Mi
-# elements), multiply-then-shift products, Winograd's transformed input and output bands (1 Mi each)
-# and their staging rows, the epilogues' rows; the main thread also holds one small-map Winograd set.
-CPU_SCRATCH_BYTES_PER_THREAD = 32 * 2**20
-CPU_SCRATCH_BYTES_MAIN = 12 * 2**20
+# elements), multiply-then-shift products, the epilogues' rows. Winograd's band arrays, which depend
+# on the layers' shapes, are counted by :func:`cpu_winograd_scratch_bytes`.
+CPU_SCRATCH_BYTES_PER_THREAD = 24 * 2**20
+CPU_SCRATCH_BYTES_MAIN = 4 * 2**20
 # L-BFGS-B: importing scipy.optimize (measured: 47 MiB), and float64 vectors of the pixel count: per
 # history pair (s, y) SciPy holds two in its work array and two more in its own copies; besides those,
 # x, the gradient, the bounds, the line search, our driver's copies of recent points and the
@@ -56,6 +55,7 @@ ADAM_VECTORS = 7
 class MemoryEstimate:
     parts: dict = field(default_factory=dict)   # name -> bytes
     device: str = "cpu"
+    per_thread: int = 0                         # bytes of "thread buffers" each CPU thread adds
 
     @property
     def total(self):
@@ -118,7 +118,7 @@ def layer_path_network_bytes(height, width, taps, pooling="avg", itemsize=4):
 
 
 def cpu_network_bytes(height, width, taps, pooling="avg", itemsize=4):
-    """Peak bytes of one objective evaluation on the CPU fast path (``vgg_cpu.py``), buffer pool included.
+    """Peak bytes of one objective evaluation on the CPU engine (``cpu/engine.py``), buffer pool included.
 
     Every map lives in a zero-bordered (C, H+3, W+2) buffer; at each resolution up to the deepest tap
     at most ``CPU_MAPS_PER_RESOLUTION`` of them exist at once. The ReLU masks (1 bit per element) and
@@ -142,23 +142,47 @@ def cpu_network_bytes(height, width, taps, pooling="avg", itemsize=4):
     return maps + masks
 
 
-def cpu_weight_form_bytes(deepest, itemsize=4, height=512, width=512):
-    """Bytes of the weights in the CPU kernels' own forms (``layers/fastconv.py``), beside the originals:
-    Winograd's 16 x O x C (one form serves both directions), or the direct and multiply-then-shift
-    kernels' 9 x O x C matrices (the forward's direct one with the bias as one more column). Maps
-    with an odd side at a deep layer (too small for Winograd) add a direct form there."""
-    total = 0
-    for name, c_in, c_out, h, w in _walk(height, width, deepest):
+def cpu_weight_form_bytes(deepest, itemsize=4, sizes=((512, 512),), forward_sizes=()):
+    """Bytes of the weights in the CPU kernels' own forms (``cpu/fastconv.py``), beside the originals,
+    once the network has run forward and backward at every (height, width) of ``sizes`` and forward
+    only (style targets) at those of ``forward_sizes``: per layer the forms its kernels took -- Winograd F(4x4)'s 36 x O x C, F(2x2)'s 16 x O x C (each serves both directions),
+    the direct and multiply-then-shift kernels' 9 x O x C matrices (the forward's direct one with the
+    bias as one more column)."""
+    per_point, total = {"winograd4": 36, "winograd2": 16}, 0
+    for index, (name, c_in, c_out, _, _) in enumerate(_walk(1, 1, deepest)):
         if not name.startswith("conv"):
             continue
-        forward, backward = choose_kernel(c_in, c_out, h, w), choose_kernel(c_out, c_in, h, w)
-        if "winograd" in (forward, backward):
-            total += 16 * c_out * c_in
-        if forward != "winograd":
-            total += 9 * c_out * c_in + (c_out if forward == "direct" else 0)  # direct: the bias column
-        if backward != "winograd":
-            total += 9 * c_out * c_in
+        forms = set()
+        for (height, width), both in [(s, True) for s in sizes] + [(s, False) for s in forward_sizes]:
+            _, _, _, h, w = list(_walk(height, width, deepest))[index]
+            forward = choose_kernel(c_in, c_out, h, w)
+            forms.add(forward if forward in per_point else forward + "_b")
+            if both:
+                backward = choose_kernel(c_out, c_in, h, w)
+                forms.add(backward if backward in per_point else backward + "_t")
+        for form in forms:
+            points = per_point.get(form.split("_")[0], 9)
+            total += points * c_out * c_in + (c_out if form == "direct_b" else 0)
     return total * itemsize
+
+
+def cpu_winograd_scratch_bytes(deepest, itemsize=4, sizes=((512, 512),), threads=1):
+    """(per thread, main thread only) bytes of the Winograd kernels' work arrays after runs at ``sizes``:
+    per array the largest any layer needed (``threads.scratch`` keeps it), cut as ``band_plan`` cuts."""
+    from ..cpu.winograd import band_plan, scratch_elements  # noqa: PLC0415
+    largest = {"bands": [0, 0, 0, 0], "small": [0, 0, 0, 0]}
+    for height, width in sizes:
+        for name, c_in, c_out, h, w in _walk(height, width, deepest):
+            if not name.startswith("conv"):
+                continue
+            for c, o in ((c_in, c_out), (c_out, c_in)):
+                kind = choose_kernel(c, o, h, w)
+                if not kind.startswith("winograd"):
+                    continue
+                m = int(kind[-1])
+                how, rows = band_plan(c, o, h, w, m, threads)
+                largest[how] = [max(x, y) for x, y in zip(largest[how], scratch_elements(c, o, h, w, m, rows))]
+    return sum(largest["bands"]) * itemsize, sum(largest["small"]) * itemsize
 
 
 def network_bytes(height, width, taps, pooling="avg", itemsize=4, engine="cpu"):
@@ -186,6 +210,7 @@ def estimate(height, width, content_layers, style_layers, style_shapes=(), pooli
     taps = tuple(dict.fromkeys(tuple(content_layers) + tuple(style_layers)))
     pixels = 3 * height * width
     parts = {"base": BASE_BYTES}
+    per_thread_bytes = 0
     deepest = max(taps, key=LAYER_INDEX.__getitem__) if taps else None
     weights = 0
     if deepest is not None:
@@ -200,8 +225,11 @@ def estimate(height, width, content_layers, style_layers, style_shapes=(), pooli
     parts["network"] = net
     if engine == "cpu" and deepest is not None:
         from ..cpu.threads import num_threads  # noqa: PLC0415
-        parts["kernel weights"] = cpu_weight_form_bytes(deepest, itemsize)
-        parts["thread buffers"] = CPU_SCRATCH_BYTES_PER_THREAD * num_threads() + CPU_SCRATCH_BYTES_MAIN
+        parts["kernel weights"] = cpu_weight_form_bytes(deepest, itemsize, [(height, width)], style_shapes)
+        threads = num_threads()
+        per_thread, main = cpu_winograd_scratch_bytes(deepest, itemsize, [(height, width), *style_shapes], threads)
+        per_thread_bytes = CPU_SCRATCH_BYTES_PER_THREAD + per_thread
+        parts["thread buffers"] = per_thread_bytes * threads + CPU_SCRATCH_BYTES_MAIN + main
     targets = 0
     for name in content_layers:
         for lname, _, c_out, h, w in _walk(height, width, name):
@@ -228,7 +256,7 @@ def estimate(height, width, content_layers, style_layers, style_shapes=(), pooli
     parts["images"] = int(image_bytes) + 4 * pixels * itemsize  # inputs + content/init/best in float32
     # temporaries nobody keeps for long (Gram products, colour conversions) and allocator slack
     parts["other"] = int(OTHER_FRACTION * sum(parts.values()))
-    return MemoryEstimate(parts=parts, device=device)
+    return MemoryEstimate(parts=parts, device=device, per_thread=per_thread_bytes)
 
 
 def _read_int(path):

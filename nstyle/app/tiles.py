@@ -28,7 +28,7 @@ from .imageio import fit_size
 from .memory import available_bytes, estimate, format_bytes, gpu_available_bytes, largest_fitting_size
 
 STRIP_ROWS = 128            # rows of the output summed at a time
-DEFAULT_OVERLAP = 0.25      # of the tile's side; chosen by measurement (bench/bench_tiles.py, README)
+DEFAULT_OVERLAP = 0.125     # of the tile's side; chosen by measurement (bench/bench_tiles.py, README)
 DEFAULT_TILE = 1024         # tile side when the size alone asked for tiles (tile="auto")
 
 

@@ -6,10 +6,10 @@ BLAS:
 
 - every activation and every gradient lives in the zero-bordered layout of ``padded.py``, so
   no layer copies its input to pad it;
-- convolutions run through ``conv3x3.py`` (direct GEMM) or ``winograd.py``
-  (F(2x2, 3x3), 2.25x fewer multiplications) depending on the layer's shape (``fastconv.py``), and
+- convolutions run through ``conv3x3.py`` (direct GEMM) or ``winograd.py`` (F(4x4, 3x3): 4x fewer
+  multiplications; F(2x2, 3x3): 2.25x) depending on the layer's shape (``fastconv.py``), and
   the input gradient is the convolution with flipped, transposed weights -- the same kernels again;
-- the bias is added inside the kernels (a column of the GEMM, or in the Winograd output transform);
+- the bias is added inside the kernels (a column of the GEMM, or one Winograd point);
   ReLU and its mask are applied band by band while the convolution's output is still in cache (the
   kernels' epilogue), and so are the backward's tap gradients and mask products;
 - ReLU masks are kept bit-packed (1 bit per element; ``np.packbits`` row by row), max-pool winners as
@@ -244,7 +244,7 @@ class CpuEngine:
     """The engine interface (see ``reference/engine.py``) over the functions above.
 
     Holds what lives between evaluations: each layer's weights in its kernel's forms (made on first
-    use) and the buffer pool. winograd: "auto", "always" or "never" (see ``fastconv.choose_kernel``). One image in the network's dtype takes the fast path; a batch or another
+    use) and the buffer pool. winograd: "auto", "always", "f2" or "never" (see ``fastconv.choose_kernel``). One image in the network's dtype takes the fast path; a batch or another
     dtype runs on the reference engine instead. Overflow to inf/nan is not warned about: the
     objective's callers check every result.
     """

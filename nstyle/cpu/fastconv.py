@@ -1,36 +1,52 @@
 """Which CPU kernel runs a 3x3 / stride-1 / padding-1 convolution, and its weights in that kernel's form.
 
-The kernels (``conv3x3.py``: direct GEMM and multiply-then-shift; ``winograd.py``: F(2x2, 3x3)) all read
-and write the padded layout of ``padded.py``. :class:`PreparedConv3x3` picks one per call from the
-channel counts and the map size (:func:`choose_kernel`), and keeps each weight form it has made, so a
-network transforms its weights once.
+The kernels (``conv3x3.py``: direct GEMM and multiply-then-shift; ``winograd.py``: F(4x4, 3x3) and
+F(2x2, 3x3)) all read and write the padded layout of ``padded.py``. :class:`PreparedConv3x3` picks one
+per call from the channel counts and the map size (:func:`choose_kernel`), and keeps each weight form it
+has made, so a network transforms its weights once.
 """
 from .conv3x3 import conv3x3_direct, conv3x3_shift, flip_transpose, shift_matrix, tap_matrix
-from .winograd import conv3x3_winograd, supported, winograd_weights
+from .winograd import conv3x3_winograd, winograd_form
 
-# Winograd F(2x2,3x3) pays once both channel counts reach WINOGRAD_MIN_CHANNELS and their product
-# WINOGRAD_MIN_PRODUCT: 64 -> 128 and 128 -> 64 gain, 64 -> 64 breaks even (bench/NOTES.md) and stays
-# direct, which is the more accurate of the two.
+# Winograd pays once both channel counts reach WINOGRAD_MIN_CHANNELS and their product
+# WINOGRAD_MIN_PRODUCT: F(4x4) is 1.15x (64 -> 128) to 2x (256 -> 256) faster than the direct kernel;
+# 64 -> 64 breaks even (bench/NOTES.md, section 11) and stays direct, the more accurate of the two.
 WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_MIN_PRODUCT = 64 * 128
+# ... and while the map has tiles enough: below WINOGRAD4_MIN_TILES 4x4 tiles F(2x2) is used, below
+# WINOGRAD2_MIN_TILES 2x2 tiles the direct kernel -- on small maps the products are thin and reading
+# the transformed weights (36 or 16 per filter against 9) costs more than the products save.
+WINOGRAD4_MIN_TILES = 64
+WINOGRAD2_MIN_TILES = 16
 # Below this many output channels, multiply-then-shift beats the column matrix (conv1_1's dx: 3).
 SHIFT_MAX_CHANNELS = 16
 
 
-WINOGRAD_POLICIES = ("auto", "always", "never")
+WINOGRAD_POLICIES = ("auto", "always", "f2", "never")
 
 
 def choose_kernel(c, o, h, w, winograd="auto"):
-    """Which kernel runs a 3x3 convolution from c to o channels on an h x w map.
+    """Which kernel ("direct", "shift", "winograd4", "winograd2") runs a 3x3 convolution from c to o
+    channels on an h x w map.
 
-    winograd: "auto" (where it pays, by the thresholds above), "always" (wherever it supports the map and multiply-then-shift does not apply --
-    how the tests run it on narrow networks) or "never".
+    winograd: "auto" (where it pays, by the thresholds above), "always" (F(4x4) wherever
+    multiply-then-shift does not apply -- how the tests run it on narrow networks), "f2" (the same with
+    F(2x2)) or "never".
     """
     if o <= SHIFT_MAX_CHANNELS and c > o:
         return "shift"
-    wide = min(c, o) >= WINOGRAD_MIN_CHANNELS and c * o >= WINOGRAD_MIN_PRODUCT
-    if winograd != "never" and (wide or winograd == "always") and supported(h, w):
-        return "winograd"
+    if winograd == "never":
+        return "direct"
+    if winograd == "always":
+        return "winograd4"
+    if winograd == "f2":
+        return "winograd2"
+    if min(c, o) < WINOGRAD_MIN_CHANNELS or c * o < WINOGRAD_MIN_PRODUCT:
+        return "direct"
+    if -(-h // 4) * -(-w // 4) >= WINOGRAD4_MIN_TILES:
+        return "winograd4"
+    if -(-h // 2) * -(-w // 2) >= WINOGRAD2_MIN_TILES:
+        return "winograd2"
     return "direct"
 
 
@@ -45,18 +61,19 @@ class PreparedConv3x3:
         self._forms = {}
 
     def form(self, kind):
-        """Weights for one kernel: direct / shift (``_t``: of the input-gradient convolution), winograd;
-        ``direct_b``: direct with the bias folded in.
+        """Weights for one kernel: direct / shift (``_t``: of the input-gradient convolution), winograd4,
+        winograd2; ``direct_b``: direct with the bias folded in.
 
-        The Winograd transform serves both directions (see winograd.py), so it has no ``_t`` form.
+        A Winograd transform serves both directions (see winograd.py), so it has no ``_t`` form.
         """
         if kind not in self._forms:
             if kind == "direct_b":  # with the bias as one more column (see conv3x3.tap_matrix)
                 self._forms[kind] = tap_matrix(self.w, self.b)
                 return self._forms[kind]
-            makers = {"direct": tap_matrix, "shift": shift_matrix, "winograd": winograd_weights}
+            makers = {"direct": tap_matrix, "shift": shift_matrix,
+                      "winograd4": lambda w: winograd_form(w, 4), "winograd2": lambda w: winograd_form(w, 2)}
             base, transposed = (kind[:-2], True) if kind.endswith("_t") else (kind, False)
-            if base not in makers or (transposed and base == "winograd"):
+            if base not in makers or (transposed and base.startswith("winograd")):
                 raise ValueError(f"unknown weight form {kind!r}")
             self._forms[kind] = makers[base](flip_transpose(self.w) if transposed else self.w)
         return self._forms[kind]
@@ -70,8 +87,8 @@ class PreparedConv3x3:
         kind = choose_kernel(xbuf.shape[0], c_out, h, w, self.winograd)
         suffix = "_t" if transposed else ""
         bias = bias and not transposed and self.b is not None
-        if kind == "winograd":
-            conv3x3_winograd(xbuf, self.form("winograd"), outbuf, h, w, epilogue, transposed=transposed,
+        if kind.startswith("winograd"):
+            conv3x3_winograd(xbuf, self.form(kind), outbuf, h, w, epilogue, transposed=transposed,
                              bias=self.b if bias else None)
         elif kind == "direct":
             conv3x3_direct(xbuf, self.form("direct_b" if bias else "direct" + suffix), outbuf, h, w, epilogue)

@@ -1,174 +1,214 @@
-"""Winograd F(2x2, 3x3) convolution between padded buffers (CPU fast path, NumPy only).
+"""Winograd convolution F(m x m, 3x3) between padded buffers (CPU fast path, NumPy only).
 
-The algebra -- Y = A^T [ (G g G^T) * (B^T d B) ] A per 2x2 output tile, the matrices, the derivation
-and the weight transform :func:`winograd_weights` (shared with the GPU engine) -- is in
-``nstyle/reference/winograd.py``.
+The algebra -- Y = A^T [ (G g G^T) * (B^T d B) ] A per m x m output tile, the matrices of F(2x2, 3x3)
+and F(4x4, 3x3), why F(4x4)'s points are (0, +-1, 1/2, -2), and the weight transform
+:func:`winograd_weights` (shared with the GPU engine) -- is in ``nstyle/reference/winograd.py``.
 
-Here, summing over input channels inside the Winograd domain turns the 16 element-wise products into 16
-matrix products U[k] (O, C) @ V[k] (C, tiles): 16 multiply-adds per 2x2 output block and channel pair
-instead of 36 -- 2.25 times fewer than direct convolution. The transforms of d and of the output are
-additions only (done here with NumPy on channel ranges spread over the thread pool); the kernel's
-transform U = G g G^T is computed once per weight tensor, in float64.
+Here a convolution of C -> O channels runs, per band of tile rows, in five steps:
 
-Accuracy: the transforms only add and subtract (and G halves), so the float32 rounding error stays
-within a small factor of direct convolution's (tests/test_fast_conv.py bounds it against the float64
-reference).
+1. gather: the a x a input tiles (a = m + 2; they overlap by 2) into D (a*a, C, tiles): a*a strided
+   copies of the padded buffer, one per position in the tile;
+2. input transform: V = kron(B^T, B^T) @ D -- B^T d B for every tile and channel as one matrix
+   product with a small (a*a, a*a) matrix;
+3. the products: M[k] = U[k] (O, C) @ V[k] (C, tiles) for each of the a*a Winograd points k -- the sum
+   over input channels, taken in the Winograd domain, where it costs a*a multiply-adds per m*m outputs
+   and channel pair instead of 9 m*m (F(4x4): 36 for 16 outputs, 4 times fewer than direct);
+4. output transform: Y = kron(A^T, A^T) @ M (m*m, O, tiles);
+5. scatter: each of the m*m output positions of the tiles into its strided place in the output buffer.
 
-The input-gradient convolution (weights flipped and transposed, ``conv3x3.flip_transpose``) needs no
-second transform: G J = P G, with J the 3x3 flip and P the permutation swapping rows 0 and 3 of G (rows
-1 and 2 are palindromes), so its transformed kernel is ``U_t[u, v] = U[p(u), p(v)]^T``, handed to BLAS
-as a transposed operand.
+Steps 2 and 4 as matrix products read and write each element once, where a transform written as
+NumPy additions would pass over it once per term. Maps whose sides are not multiples of m get a last
+row (column) of partial tiles: positions of such a tile beyond the buffer read zeros, and its outputs
+beyond the map are not written -- they would only depend on those zeros.
+
+The input-gradient convolution (flipped, transposed weights, ``conv3x3.flip_transpose``) needs no second
+weight transform: the algorithm on the inverted points turns the flipped filter into the forward's U,
+permuted and rescaled (``reference.winograd.flip_relation``); the permutation picks U's blocks, handed to
+BLAS as transposed operands, and the scale goes into that direction's output-transform matrix.
+
+The bias goes into one Winograd point: A^T's column for the point 1 is all ones, so adding b to M at
+(1, 1) adds it to every output of the tile, 1/(m*m) of the work of adding it to the output.
 """
 import numpy as np
 
-from ..reference.winograd import A_T, B_T, G, winograd_weights  # noqa: F401 -- this module's API too
+from ..reference.winograd import F2, F4, flip_relation, winograd_weights
 from . import padded
 from .conv3x3 import balanced_band_rows
-from .threads import for_each_task, num_threads, parallel_ranges, scratch
+from .threads import for_each_task, num_threads, scratch, split
 
-FLIP_PERMUTATION = (3, 1, 2, 0)
-
-# Winograd-domain elements (16 * channels * tiles) per band: the input and output bands then stay in
-# the last-level cache between the transforms and the matrix products.
+# Winograd-domain elements (a*a * channels * tiles) per band: the band's arrays then stay in the
+# last-level cache between the steps. Every band reads all of U, though, and the widest layers' U
+# (36 x 512 x 512 floats, 38 MB) does not stay in any cache: there a band holds as many elements as U,
+# up to MAX_BAND_ELEMS (512 channels at 64 x 64: 26 -> 19 ms, 2 threads; bench/NOTES.md, section 11).
 BAND_ELEMS = 1 << 20
-# Maps whose Winograd-domain input (16 x channels x tiles) has at most this many elements run as one
-# band, the 16 products shared out between the threads: 5-10% faster than two thin bands for VGG's
-# 8x8 and 16x16 maps of 512 channels (best of 15 runs, 2 threads; bench/NOTES.md).
-SMALL_MAP_ELEMS = 1 << 20
+MAX_BAND_ELEMS = 1 << 22
+# Maps whose Winograd-domain input has at most this many elements run as one band, the threads sharing
+# out each step instead (channel ranges for the transforms, the a*a products): bands of such a map
+# would make matrix products of a few tens of tiles (512 channels at 32 x 32: 6.4 -> 5.9 ms, 2 threads).
+SMALL_MAP_ELEMS = 1 << 21
+
+ALGORITHMS = {2: F2, 4: F4}
 
 
-def transposed_index():
-    """k -> index into U of the kernel the flipped-transposed convolution uses at Winograd point k."""
-    p = FLIP_PERMUTATION
-    return [4 * p[k // 4] + p[k % 4] for k in range(16)]
+def winograd_form(w, m):
+    """The weights (O, C, 3, 3) in F(m x m)'s Winograd domain: (a*a, O, C)."""
+    return winograd_weights(w, ALGORITHMS[m].G)
 
 
-def supported(h, w):
-    return h % 2 == 0 and w % 2 == 0 and h >= 2 and w >= 2
+def tile_of(u):
+    """m of the algorithm whose transform ``u`` (a*a, ., .) is."""
+    for m, algorithm in ALGORITHMS.items():
+        if algorithm.a ** 2 == u.shape[0]:
+            return m
+    raise ValueError(f"no Winograd algorithm has {u.shape[0]} points")
 
 
-def _input_transform(xbuf, i0, i1, tw, vband, scratch_rows):
-    """V[4u+v] (C, tiles) of tile rows [i0, i1) from the padded buffer.
+class _Matrices:
+    """One algorithm's transforms as matrices for BLAS, in one dtype, for both directions."""
 
-    Tile (i, j) is buffer rows 2i..2i+3, columns 2j..2j+3. First B^T d: four combinations of rows, kept
-    split into even and odd columns (scratch_rows: (2, 4, C, rows, tw+1)), so that then (B^T d) B --
-    combinations of columns 2j..2j+3, i.e. even/odd columns j and j+1 -- reads contiguous memory.
-    """
-    c = xbuf.shape[0]
-    tb = i1 - i0
-    v4 = vband.reshape(4, 4, c, tb, tw)
-
-    def work(lo, hi):
-        rows = [xbuf[lo:hi, 2 * i0 + a:2 * i1 + a:2] for a in range(4)]  # (C', tb, W+2) each
-        for parity in (0, 1):
-            r = [row[..., parity::2] for row in rows]
-            out = scratch_rows[parity, :, lo:hi]
-            np.subtract(r[0], r[2], out=out[0])  # the rows of B^T d
-            np.add(r[1], r[2], out=out[1])
-            np.subtract(r[2], r[1], out=out[2])
-            np.subtract(r[1], r[3], out=out[3])
-        for u in range(4):
-            even, odd = scratch_rows[0, u, lo:hi], scratch_rows[1, u, lo:hi]
-            c0, c1, c2, c3 = even[..., :tw], odd[..., :tw], even[..., 1:], odd[..., 1:]  # columns 2j..2j+3
-            np.subtract(c0, c2, out=v4[u, 0, lo:hi])
-            np.add(c1, c2, out=v4[u, 1, lo:hi])
-            np.subtract(c2, c1, out=v4[u, 2, lo:hi])
-            np.subtract(c1, c3, out=v4[u, 3, lo:hi])
-
-    parallel_ranges(work, c, work=16 * c * tb * tw)
+    def __init__(self, algorithm, dtype):
+        inverse, perm, scale = flip_relation(algorithm)
+        a = algorithm.a
+        self.m, self.a = algorithm.m, a
+        self.input = {False: np.kron(algorithm.B_T, algorithm.B_T).astype(dtype),
+                      True: np.kron(inverse.B_T, inverse.B_T).astype(dtype)}
+        self.output = {False: np.kron(algorithm.A_T, algorithm.A_T).astype(dtype),
+                       True: (np.kron(inverse.A_T, inverse.A_T) * np.kron(scale, scale)).astype(dtype)}
+        self.index_t = [perm[k // a] * a + perm[k % a] for k in range(a * a)]
+        one = algorithm.points.index(1)
+        self.bias_point = one * a + one
 
 
-def _output_transform(mband, outbuf, i0, i1, tw, s, bias=None):
-    """Y = A^T M A (+ bias) for tile rows [i0, i1), written into the buffer's interior.
+_matrices = {}
 
-    s: scratch (8, O, tb, tw). The bias goes into (A^T M)[:, 1], which both output columns of a tile
-    contain with coefficient 1: a quarter of the work of adding it to the output.
-    """
-    o = outbuf.shape[0]
-    tb = i1 - i0
-    m4 = mband.reshape(4, 4, o, tb, tw)
 
-    def work(lo, hi):
-        m = m4[:, :, lo:hi]
-        for v in range(4):  # rows of A^T M
-            t0, t1 = s[v, lo:hi], s[4 + v, lo:hi]
-            np.add(m[0, v], m[1, v], out=t0)
-            t0 += m[2, v]
-            np.subtract(m[1, v], m[2, v], out=t1)
-            t1 -= m[3, v]
-        if bias is not None:
-            b = bias[lo:hi, None, None]
-            s[1, lo:hi] += b
-            s[5, lo:hi] += b
-        for p in range(2):  # then (A^T M) A, written to output rows 2i+p, columns 2j and 2j+1
-            s0, s1, s2, s3 = (s[4 * p + v, lo:hi] for v in range(4))
-            rows = slice(1 + 2 * i0 + p, 1 + 2 * i1 + p, 2)
-            even = outbuf[lo:hi, rows, 1:1 + 2 * tw:2]
-            odd = outbuf[lo:hi, rows, 2:2 + 2 * tw:2]
-            np.add(s0, s1, out=even)
-            even += s2
-            np.subtract(s1, s2, out=odd)
-            odd -= s3
+def matrices(m, dtype):
+    key = (m, np.dtype(dtype).str)
+    if key not in _matrices:
+        _matrices[key] = _Matrices(ALGORITHMS[m], dtype)
+    return _matrices[key]
 
-    parallel_ranges(work, o, work=16 * o * tb * tw)
+
+def _gather(xbuf, d, i0, i1, lo, hi, m, h, w):
+    """D[:, lo:hi] of tile rows [i0, i1): D[a*i + j, c, t, s] = xbuf[c, m*(i0+t) + i, m*s + j], zero
+    where that is beyond the buffer (rows past H+2, columns past W+1)."""
+    a = m + 2
+    tb, tw = d.shape[2], d.shape[3]
+    for i in range(a):
+        r0 = m * i0 + i
+        nr = min(tb, max(0, (h + 2 - r0) // m + 1))
+        for j in range(a):
+            nc = min(tw, max(0, (w + 1 - j) // m + 1))
+            dst = d[a * i + j, lo:hi]
+            if nr and nc:
+                dst[:, :nr, :nc] = xbuf[lo:hi, r0:r0 + m * (nr - 1) + 1:m, j:j + m * (nc - 1) + 1:m]
+            dst[:, nr:] = 0
+            dst[:, :nr, nc:] = 0
+
+
+def _scatter(y, outbuf, i0, lo, hi, m, h, w):
+    """Output positions (p, q) of the tiles, y (m*m, O, tb, tw), into buffer rows 1 + m*(i0+t) + p,
+    columns 1 + m*s + q -- those inside the map."""
+    tb, tw = y.shape[2], y.shape[3]
+    for p in range(m):
+        r0 = 1 + m * i0 + p
+        nr = min(tb, max(0, -(-(h - (r0 - 1)) // m)))
+        for q in range(m):
+            nc = min(tw, max(0, -(-(w - q) // m)))
+            if nr and nc:
+                outbuf[lo:hi, r0:r0 + m * (nr - 1) + 1:m, 1 + q:1 + q + m * (nc - 1) + 1:m] = \
+                    y[m * p + q, lo:hi, :nr, :nc]
+
+
+def band_plan(c, o, h, w, m, threads=None):
+    """How :func:`conv3x3_winograd` cuts a C -> O convolution on an h x w map: ("small", tile rows) --
+    one band, the threads sharing out its steps -- or ("bands", tile rows per band)."""
+    a = m + 2
+    th, tw = -(-h // m), -(-w // m)
+    threads = threads or num_threads()
+    if a * a * max(c, o) * th * tw <= SMALL_MAP_ELEMS and threads > 1:
+        return "small", th
+    budget = min(MAX_BAND_ELEMS, max(BAND_ELEMS, a * a * c * o))
+    return "bands", balanced_band_rows(th, a * a * max(c, o) * tw, budget, threads)
+
+
+def scratch_elements(c, o, h, w, m, rows):
+    """Elements of each work array (D, V, M, Y) a band of ``rows`` tile rows takes from ``scratch``."""
+    a = m + 2
+    n = min(rows, -(-h // m)) * -(-w // m)
+    return a * a * c * n, a * a * c * n, a * a * o * n, m * m * o * n
 
 
 def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, rows=None, bias=None):
-    """3x3 / stride 1 / padding 1 convolution between padded buffers by Winograd F(2x2, 3x3).
+    """3x3 / stride 1 / padding 1 convolution between padded buffers by Winograd F(m x m, 3x3).
 
-    xbuf: (C, H+3, W+2) padded input (zero border); H and W even. u: (16, O, C) from
-    :func:`winograd_weights` -- or, with ``transposed=True``, the forward's (16, C, O) transform, to run
+    xbuf: (C, H+3, W+2) padded input (zero border). u: (a*a, O, C) from :func:`winograd_form` (m
+    follows from its size) -- or, with ``transposed=True``, the forward's (a*a, C, O) transform, to run
     the input-gradient convolution (flipped, transposed weights) of that layer. outbuf: (O, H+3, W+2),
     any contents; on return it holds the output with a zero border. epilogue(r_lo, r_hi): called when
-    buffer rows [r_lo, r_hi) are final. bias: (O,) added to every output, or None. rows: tile rows (2
+    buffer rows [r_lo, r_hi) are final. bias: (O,) added to every output, or None. rows: tile rows (m
     output rows each) per band; bands run on the thread pool.
     """
-    if not supported(h, w):
-        raise ValueError(f"Winograd F(2x2,3x3) needs an even-sized map; got {h}x{w}")
+    m = tile_of(u)
+    a = m + 2
+    t = matrices(m, xbuf.dtype)
     c = xbuf.shape[0]
     o = u.shape[2] if transposed else u.shape[1]
-    th, tw = h // 2, w // 2
+    th, tw = -(-h // m), -(-w // m)
     dtype = xbuf.dtype
-    index = transposed_index() if transposed else None
+    kb, ka = t.input[transposed], t.output[transposed]
     outbuf[:, 0] = 0
     outbuf[:, h + 1:] = 0
 
-    def products(vband, mband, ks):
-        for k in ks:
-            a = u[index[k]].T if transposed else u[k]
-            np.matmul(a, vband[k], out=mband[k])
+    def transform_in(d, v, i0, i1, lo, hi):
+        _gather(xbuf, d, i0, i1, lo, hi, m, h, w)
+        np.matmul(kb, d[:, lo:hi].reshape(a * a, -1), out=v[:, lo:hi].reshape(a * a, -1))
 
-    if rows is None and 16 * max(c, o) * th * tw <= SMALL_MAP_ELEMS and num_threads() > 1:
-        # A small map: bands would make thin matrix products (tens of tiles), so the whole map is one
-        # band and the threads share out the 16 products instead (transforms split by channels).
-        n = th * tw
-        vband = scratch("winograd.small.v", (16, c, n), dtype)
-        mband = scratch("winograd.small.m", (16, o, n), dtype)
-        _input_transform(xbuf, 0, th, tw, vband, scratch("winograd.small.r", (2, 4, c, th, tw + 1), dtype))
-        for_each_task(lambda k: products(vband, mband, (k,)), 16)
-        _output_transform(mband, outbuf, 0, th, tw, scratch("winograd.small.s", (8, o, th, tw), dtype), bias)
+    def product(v, mm, k):
+        np.matmul(u[t.index_t[k]].T if transposed else u[k], v[k], out=mm[k])
+
+    def transform_out(mm, y, i0, lo, hi):
+        if bias is not None:
+            mm[t.bias_point, lo:hi] += bias[lo:hi, None]
+        np.matmul(ka, mm[:, lo:hi].reshape(a * a, -1), out=y[:, lo:hi].reshape(m * m, -1))
+        _scatter(y, outbuf, i0, lo, hi, m, h, w)
+
+    def arrays(prefix, tb):
+        n = tb * tw
+        return (scratch(prefix + ".d", (a * a, c, tb, tw), dtype), scratch(prefix + ".v", (a * a, c, n), dtype),
+                scratch(prefix + ".m", (a * a, o, n), dtype), scratch(prefix + ".y", (m * m, o, tb, tw), dtype))
+
+    threads = num_threads()
+    how, planned = band_plan(c, o, h, w, m, threads)
+    if rows is None and how == "small":
+        # A small map: one band, each step shared out between the threads.
+        d, v, mm, y = arrays("winograd.small", th)
+        c_parts, o_parts = split(c, threads), split(o, threads)
+        for_each_task(lambda i: transform_in(d, v, 0, th, *c_parts[i]), len(c_parts))
+        for_each_task(lambda k: product(v, mm, k), a * a)
+        for_each_task(lambda i: transform_out(mm, y, 0, *o_parts[i]), len(o_parts))
         padded.zero_border_columns(outbuf, 1, 1 + h, w)
         if epilogue is not None:
             epilogue(1, 1 + h)
         return outbuf
-    rows = rows or balanced_band_rows(th, 16 * max(c, o) * tw, BAND_ELEMS)
+    rows = rows or planned
     starts = list(range(0, th, rows))
 
     def band(i):
         i0 = starts[i]
         i1 = min(th, i0 + rows)
-        tb, n = i1 - i0, (i1 - i0) * tw
-        vband = scratch("winograd.v", (16, c, n), dtype)
-        mband = scratch("winograd.m", (16, o, n), dtype)
-        _input_transform(xbuf, i0, i1, tw, vband, scratch("winograd.r", (2, 4, c, tb, tw + 1), dtype))
+        d, v, mm, y = arrays("winograd", i1 - i0)
+        transform_in(d, v, i0, i1, 0, c)
         if transposed:
-            products(vband, mband, range(16))
+            for k in range(a * a):
+                product(v, mm, k)
         else:
-            np.matmul(u, vband, out=mband)
-        _output_transform(mband, outbuf, i0, i1, tw, scratch("winograd.s", (8, o, tb, tw), dtype), bias)
-        padded.zero_border_columns(outbuf, 1 + 2 * i0, 1 + 2 * i1, w)
+            np.matmul(u, v, out=mm)
+        transform_out(mm, y, i0, 0, o)
+        r_lo, r_hi = 1 + m * i0, 1 + min(h, m * i1)
+        padded.zero_border_columns(outbuf, r_lo, r_hi, w)
         if epilogue is not None:
-            epilogue(1 + 2 * i0, 1 + 2 * i1)
+            epilogue(r_lo, r_hi)
 
     for_each_task(band, len(starts))
     return outbuf

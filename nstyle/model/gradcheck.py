@@ -207,9 +207,10 @@ def engine_variants(engine):
     """[(label, engine for VGG19)] that the network-level checks run for ``--engine engine``.
 
     "reference": the reference layer loop. "auto" / "fast": this machine's fast engine for NumPy
-    arrays, the CPU engine -- twice: as it chooses its kernels (the narrow random networks here get the
-    direct and multiply-then-shift kernels), and with Winograd F(2x2, 3x3) wherever the map allows it,
-    so that the Winograd forward and its transposed use for the input gradient are checked too.
+    arrays, the CPU engine -- three times: as it chooses its kernels (the narrow random networks here get
+    the direct and multiply-then-shift kernels), and with Winograd F(4x4, 3x3), then F(2x2, 3x3), on
+    every layer, so that the Winograd forwards and their transposed use for the input gradient are
+    checked too.
     """
     from .vgg import resolve_engine  # noqa: PLC0415
 
@@ -217,11 +218,14 @@ def engine_variants(engine):
     if name != "cpu":
         return [(f"{name} engine", name)]
 
-    def winograd_always(params, pooling):
-        from ..cpu.engine import CpuEngine  # noqa: PLC0415
-        return CpuEngine(params, pooling, winograd="always")
+    def winograd(policy):
+        def make(params, pooling):
+            from ..cpu.engine import CpuEngine  # noqa: PLC0415
+            return CpuEngine(params, pooling, winograd=policy)
+        return make
 
-    return [("cpu engine", "cpu"), ("cpu engine, winograd", winograd_always)]
+    return [("cpu engine", "cpu"), ("cpu engine, winograd F(4x4)", winograd("always")),
+            ("cpu engine, winograd F(2x2)", winograd("f2"))]
 
 
 # Taps for the sweep: a conv output (before its ReLU), relu and pool outputs, one deep tap per block.
