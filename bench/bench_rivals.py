@@ -74,6 +74,8 @@ def child(args):
         return emit(out)
     if args.whole_run:
         out.update(whole_run(fn, content, args.iters))
+        if args.child == "nstyle":  # the same objective driven by nstyle's own L-BFGS-B as well
+            out["own_lbfgsb"] = whole_run(fn, content, args.iters, own=True)
     else:
         for _ in range(args.warmup):
             fn(x)
@@ -88,10 +90,22 @@ def child(args):
     return emit(out)
 
 
-def whole_run(fn, content, iters):
-    """scipy's L-BFGS-B on the pixels from the content image, inside the pixel box, fn's gradient."""
+def whole_run(fn, content, iters, own=False):
+    """scipy's L-BFGS-B (own: nstyle's, ``nstyle.app.lbfgsb``, with SciPy's default options) on the
+    pixels from the content image, inside the pixel box, fn's gradient."""
     from scipy.optimize import Bounds, minimize
     shape = content.shape
+    if own:
+        from nstyle.app.lbfgsb import minimize_lbfgsb
+        lo, hi = rc.lbfgs_bounds(shape)
+        x0 = content.astype(np.float64).ravel()
+        t0 = time.perf_counter()
+        res = minimize_lbfgsb(lambda v: (lambda r: (r[0], np.asarray(r[1], np.float64).ravel()))(
+            fn(v.reshape(shape).astype(np.float32))), x0, lo, hi, maxiter=iters, maxfun=iters * 4)
+        seconds = time.perf_counter() - t0
+        return {"run_s": seconds, "final_loss": float(res.fun), "start_loss": float(fn(content)[0]),
+                "nit": int(res.nit), "nfev": int(res.nfev), "message": str(res.message),
+                "s_per_eval": seconds / max(int(res.nfev), 1)}
 
     def fun(v):
         loss, grad = fn(v.reshape(shape).astype(np.float32))
@@ -133,6 +147,8 @@ def summarise(results, frameworks, sizes):
             elif "run_s" in ok[0]:
                 row.update({k: ok[0][k] for k in ("run_s", "s_per_eval", "final_loss", "start_loss", "nit",
                                                   "nfev", "message", "peak_rss_mb")})
+                if "own_lbfgsb" in ok[0]:
+                    row["own_lbfgsb"] = dict(ok[0]["own_lbfgsb"], peak_rss_mb=ok[0]["peak_rss_mb"])
             else:
                 row.update(median_s=rc.median([t for r in ok for t in r["times_s"]]),
                            round_medians_s=[r["median_s"] for r in ok],
@@ -194,9 +210,11 @@ def markdown(d):
             for f in fws:
                 r = summ.get(f, {}).get(s)
                 if r and r["status"] == "ok":
-                    lines.append(f"| {s} | {rc.LABELS[f]} | {r['run_s']:.1f} s | {r['s_per_eval']:.3f} s | "
-                                 f"{r['nit']} | {r['nfev']} | {r['start_loss']:.6g} | {r['final_loss']:.6g} | "
-                                 f"{r['peak_rss_mb']:.0f} MB |")
+                    for label, x in ((rc.LABELS[f], r), (f"{rc.LABELS[f]} (own L-BFGS-B)", r.get("own_lbfgsb"))):
+                        if x:
+                            lines.append(f"| {s} | {label} | {x['run_s']:.1f} s | {x['s_per_eval']:.3f} s | "
+                                         f"{x['nit']} | {x['nfev']} | {x['start_loss']:.6g} | {x['final_loss']:.6g} | "
+                                         f"{x['peak_rss_mb']:.0f} MB |")
                 elif r:
                     lines.append(f"| {s} | {rc.LABELS[f]} | {r['status']} | | | | | | |")
     lines += ["", f"Check against nstyle's float32 result (relative loss difference < {rc.LOSS_TOL:.0e}, gradient "

@@ -17,7 +17,7 @@ from nstyle.cpu.winograd import conv3x3_winograd, winograd_form
 # (C, O, H, W): 1 and 3 channels, odd and even, wide and tall, and more outputs than inputs
 SHAPES = [(1, 2, 5, 7), (3, 4, 8, 6), (5, 3, 9, 9), (4, 6, 6, 10), (2, 1, 4, 3)]
 # Winograd also on maps that are not multiples of its tile (partial tiles), and smaller than one tile
-WINOGRAD_SHAPES = SHAPES + [(7, 5, 12, 2), (3, 3, 1, 1), (2, 3, 3, 5), (4, 2, 13, 11)]
+WINOGRAD_SHAPES = SHAPES + [(7, 5, 12, 2), (3, 3, 1, 1), (2, 3, 3, 5), (4, 2, 13, 11), (3, 2, 8, 12), (2, 3, 16, 4)]
 # float32 against float64 on standard-normal data: F(4x4)'s transforms (entries from 1/15 to 8)
 # round about ten times more than direct convolution; on the wide layers, where it runs, the bound of
 # test_winograd_float32_accuracy_on_wide_layers holds for both Winograd kernels.

@@ -31,7 +31,7 @@ from ..model.objective import normalise_blend
 from .cells import SETTINGS_FILE, CellStore, image_fingerprint, weights_fingerprint
 from .optimize import STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED
 from .stops import NonFiniteLoss, StylizeInterrupted
-from .tiles import Blender, assemble
+from .tileblend import Blender, assemble
 from .tilework import (TILE_OPTIONS, cluster_run, net_styles, normalization, refine_tile, style_grams,
                        tile_term_scales)
 

@@ -11,7 +11,7 @@ passes, blending weights, and the assembly of the output from its tiles, a strip
   picture), divided by the sum over the tiles -- so the weights of the tiles covering a pixel add up to
   1 at every pixel, a partition of unity (:func:`axis_weights`; where two tiles overlap the ramps add
   up to 1 already). Overlap 0 gives hard seams: a cut in the middle of each overlap.
-- the assembly (:class:`Blender`): any box of the picture is the weighted sum of the tiles over it,
+- the assembly (``tileblend.py``): any box of the picture is the weighted sum of the tiles over it,
   rounded to 8 bits. The output is built in row strips and the second pass's starting crops are boxes
   of the first pass's blend, so no full-size float array ever exists. A tile not made yet (an
   interrupted run) counts as its starting crop.
@@ -22,14 +22,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..model.arch import LAYER_INDEX, pools_before
+from ..model.arch import CONV_SHAPES, LAYER_INDEX, LAYER_NAMES, pools_before
 from ..validate import whole_number
 from .imageio import fit_size
-from .memory import available_bytes, estimate, format_bytes, gpu_available_bytes, largest_fitting_size
+from .memory import (OTHER_FRACTION, available_bytes, estimate, format_bytes, gpu_available_bytes,
+                     largest_fitting_size)
 
 STRIP_ROWS = 128            # rows of the output summed at a time
+STATS_MARGIN = 96           # pixels of context around each block of a large style image (tilework.style_grams)
 DEFAULT_OVERLAP = 0.125     # of the tile's side; chosen by measurement (bench/bench_tiles.py, README)
 DEFAULT_TILE = 1024         # tile side when the size alone asked for tiles (tile="auto")
+
+
+def _channels(name):
+    """Channels of VGG layer ``name``'s output: those of the last convolution up to it."""
+    convs = [n for n in LAYER_NAMES[:LAYER_INDEX[name] + 1] if n in CONV_SHAPES]
+    return CONV_SHAPES[convs[-1]][0]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -182,10 +190,30 @@ class TilePlan:
         tiles)."""
         fixed = sum(v for k, v in plan.memory.parts.items() if k in ("base", "weights", "images"))
         w, h = self.size
-        styles = 6 * sum(sw * sh for sw, sh in self.style_sizes)
         strip = 12 * w * STRIP_ROWS + 2 * 3 * w * min(self.tile, h)
-        return {"base": plan.memory.total, "targets": fixed + styles + self.memory.parts["network"],
+        return {"base": plan.memory.total, "targets": fixed + self._targets_bytes(plan),
                 "tile": self.memory.total, "output": fixed + 4 * w * h + strip}
+
+    def _targets_bytes(self, plan):
+        """The style targets at the output's scale, one block (``tile`` pixels and STATS_MARGIN each
+        side) through the network at a time (``tilework.style_grams``): the styles at that scale, the
+        block's network work (an evaluation's, which a forward does not exceed), the kernels' weights
+        and buffers, and the copy of the block's largest tap that its Gram matrix is taken from.
+        Measured at 4096 px (1024-pixel tiles, 4096x3072 style): 3.09 GB in a process of its own."""
+        o = plan.options
+        layers = tuple(o["style_layers"]) if o["style_weight"] > 0 else ()
+        styles = 6 * sum(sw * sh for sw, sh in self.style_sizes)
+        if not layers:
+            return styles
+        side = self.tile + 2 * STATS_MARGIN
+        blocks = {(sw, sh) if sw * sh <= side * side else (min(sw, side), min(sh, side)) for sw, sh in self.style_sizes}
+        largest = max(blocks, key=lambda b: b[0] * b[1])
+        block = estimate(largest[1], largest[0], (), layers, (), pooling=o["pooling"], device=plan.device,
+                         engine=plan.engine)
+        parts = ("network", "kernel weights", "thread buffers")
+        tap = max(_channels(name) * (largest[0] >> pools_before(name)) * (largest[1] >> pools_before(name))
+                  for name in layers) * 4
+        return int((styles + sum(block.parts.get(k, 0) for k in parts) + tap) * (1 + OTHER_FRACTION))
 
     def check_memory(self, plan):
         """InputError naming the phase (``phases``) that would not fit in free memory (host, then GPU)."""
@@ -343,55 +371,3 @@ def plan_tiles(plan):
     tplan = TilePlan((w, h), base, (bw, bh), tile, overlap, passes, iters, stage.style_sizes, reason=reason)
     tplan.memory = tile_estimate(plan, min(tile, w), min(tile, h))
     return tplan, (base, stage.iters, (bw, bh), style_sizes)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Blending.
-
-class Blender:
-    """Boxes of one pass's blended result. fetch(tile): its (h, w, 3) uint8 image, or None when it is
-    not made; fallback(tile): what stands in for a missing tile (its starting crop). Tile images are
-    kept while boxes further down may need them: call :meth:`forget_above` as the boxes move down."""
-
-    def __init__(self, tplan, pass_no, fetch, fallback):
-        self.tplan, self.pass_no, self.fetch, self.fallback = tplan, pass_no, fetch, fallback
-        self.tiles = tplan.tiles(pass_no)
-        self.cache = {}
-
-    def _image(self, tile):
-        if tile.name not in self.cache:
-            img = self.fetch(tile)
-            self.cache[tile.name] = self.fallback(tile) if img is None else img
-        return self.cache[tile.name]
-
-    def forget_above(self, y):
-        """Drop the tiles that end above row y."""
-        for t in self.tiles:
-            if t.box[3] <= y:
-                self.cache.pop(t.name, None)
-
-    def region(self, box):
-        """The blended (h, w, 3) uint8 pixels of box (x0, y0, x1, y1)."""
-        x0, y0, x1, y1 = box
-        acc = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
-        for t in self.tiles:
-            tx0, ty0, tx1, ty1 = t.box
-            ix0, iy0, ix1, iy1 = max(x0, tx0), max(y0, ty0), min(x1, tx1), min(y1, ty1)
-            if ix1 <= ix0 or iy1 <= iy0:
-                continue
-            w = self.tplan.weights(t)[iy0 - ty0:iy1 - ty0, ix0 - tx0:ix1 - tx0]
-            px = self._image(t)[iy0 - ty0:iy1 - ty0, ix0 - tx0:ix1 - tx0]
-            acc[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] += w[:, :, None] * px
-        return np.clip(np.rint(acc), 0, 255).astype(np.uint8)
-
-
-def assemble(blender, size, rows=STRIP_ROWS):
-    """The output as a PIL image, summed a strip of ``rows`` rows at a time."""
-    from PIL import Image  # noqa: PLC0415
-    w, h = size
-    out = Image.new("RGB", (w, h))
-    for y in range(0, h, rows):
-        strip = blender.region((0, y, w, min(h, y + rows)))
-        out.paste(Image.fromarray(strip, "RGB"), (0, y))
-        blender.forget_above(y + rows)
-    return out

@@ -20,9 +20,9 @@ from ..model.arch import pools_before
 from ..model.objective import StyleObjective, layer_positions
 from .imageio import deprocess, preprocess
 from .optimize import STOP_NONFINITE, STOP_REQUESTED, adam, lbfgs
+from .tiles import STATS_MARGIN
 from .weighting import network_normalization, normalization_factors, term_scales
 
-STATS_MARGIN = 96           # pixels of context around each block of a large style image
 TILE_OPTIONS = ("content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
                 "style_layer_weights", "optimizer", "lr", "bounds", "original_colors", "weights", "pooling",
                 "device", "engine", "tf32")
@@ -47,6 +47,7 @@ def style_grams(vgg, images, layers, blend, block):
     margin = stride * math.ceil(STATS_MARGIN / stride)
     inner = max(stride, block // stride * stride)
     total = {name: 0.0 for name in layers}
+    shape = None
     for img, b in zip(images, blend):
         w, h = img.size
         one = w * h <= (block + 2 * margin) ** 2
@@ -57,6 +58,9 @@ def style_grams(vgg, images, layers, blend, block):
                 x1 = w if one else min(w, x0 + inner)
                 ax, ay = max(0, x0 - margin), max(0, y0 - margin)
                 crop = img.crop((ax, ay, min(w, x1 + margin), min(h, y1 + margin)))
+                if crop.size != shape:  # the engine keeps buffers per shape: one block shape's at a time
+                    vgg.release_buffers()
+                    shape = crop.size
                 x = to_device(preprocess(crop).astype(vgg.dtype, copy=False), vgg.device)
                 feats, _ = vgg.forward(x, layers)
                 for name in layers:

@@ -30,6 +30,7 @@ The bias goes into one Winograd point: A^T's column for the point 1 is all ones,
 (1, 1) adds it to every output of the tile, 1/(m*m) of the work of adding it to the output.
 """
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from ..reference.winograd import F2, F4, flip_relation, winograd_weights
 from . import padded
@@ -91,9 +92,16 @@ def matrices(m, dtype):
 
 def _gather(xbuf, d, i0, i1, lo, hi, m, h, w):
     """D[:, lo:hi] of tile rows [i0, i1): D[a*i + j, c, t, s] = xbuf[c, m*(i0+t) + i, m*s + j], zero
-    where that is beyond the buffer (rows past H+2, columns past W+1)."""
+    where that is beyond the buffer (rows past H+2, columns past W+1). When no tile of the band reaches
+    beyond, that is one copy from a strided view of the buffer; else one copy per tile position."""
     a = m + 2
     tb, tw = d.shape[2], d.shape[3]
+    if m * (i0 + tb - 1) + a - 1 <= h + 2 and m * (tw - 1) + a - 1 <= w + 1:  # every tile inside: one copy
+        sc, sr, ss = xbuf.strides
+        tiles = as_strided(xbuf[lo:hi, m * i0:], shape=(a, a, hi - lo, tb, tw),
+                           strides=(sr, ss, sc, m * sr, m * ss), writeable=False)
+        np.copyto(d[:, lo:hi].reshape(tiles.shape), tiles)
+        return
     for i in range(a):
         r0 = m * i0 + i
         nr = min(tb, max(0, (h + 2 - r0) // m + 1))
@@ -110,6 +118,12 @@ def _scatter(y, outbuf, i0, lo, hi, m, h, w):
     """Output positions (p, q) of the tiles, y (m*m, O, tb, tw), into buffer rows 1 + m*(i0+t) + p,
     columns 1 + m*s + q -- those inside the map."""
     tb, tw = y.shape[2], y.shape[3]
+    if m * (i0 + tb) <= h and m * tw <= w:  # every output inside the map: one copy
+        sc, sr, ss = outbuf.strides
+        places = as_strided(outbuf[lo:hi, 1 + m * i0:, 1:], shape=(m, m, hi - lo, tb, tw),
+                            strides=(sr, ss, sc, m * sr, m * ss))
+        np.copyto(places, y[:, lo:hi].reshape(places.shape))
+        return
     for p in range(m):
         r0 = 1 + m * i0 + p
         nr = min(tb, max(0, -(-(h - (r0 - 1)) // m)))
