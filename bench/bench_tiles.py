@@ -189,7 +189,19 @@ def print_run(args):
             "output": list(side), "seconds": round(seconds, 1), "peak_rss_mb": round(peak), "tiles": n_tiles,
             "tile_iters": args.print_tile_iters, "seconds_per_tile_iteration": round(per_iter, 1)}
     print(data)
-    common.write_outputs(f"tiles_print_{args.print}", data, f"{data}\n")
+    common.write_outputs(f"tiles_print_{args.print}", data, print_markdown(data))
+
+
+def print_markdown(data):
+    """The --print run as a few lines of Markdown."""
+    m, (w, h) = data["machine"], data["output"]
+    return (f"Machine: {m['cpu']}, {m['cores']} cores, {m['blas']}; load average {data['load_average_start'][0]:.1f} "
+            f"at the start, {m['load_average'][0]:.1f} at the end.\n\n"
+            f"`nstyle {data['command'].removeprefix('-m nstyle ')}`\n\n"
+            f"| output | tiles | iterations per tile | wall time | peak RSS |\n| --- | --- | --- | --- | --- |\n"
+            f"| {w}x{h} | {data['tiles']} | {data['tile_iters']} | {data['seconds']:.0f} s | {data['peak_rss_mb']} MB |\n\n"
+            f"One run at the tile's size (3 iterations, set-up included): {data['seconds_per_tile_iteration']} s "
+            "per iteration.\n")
 
 
 def main():
