@@ -6,7 +6,6 @@ already reflects how many workers run at once); skipped jobs cost nothing and do
 (the cluster, a retried job) and failed jobs are printed above the bar, as ``progress.Progress`` does for
 one run.
 """
-import shutil
 import sys
 import time
 
@@ -79,12 +78,7 @@ class JobsProgress(StatusLine):
         eta = self.eta()
         tail = (f" {finished}/{self.total} jobs  done {self.done}  skipped {self.skipped}  failed {self.failed}  "
                 f"{_clock(now - self.started_at)} elapsed  ETA {_clock(eta) if eta is not None else '?'}")
-        width = shutil.get_terminal_size((80, 20)).columns
-        bar_w = max(5, min(30, width - len(tail) - 8))
-        filled = int(round(frac * bar_w))
-        line = f"{frac * 100:3.0f}% |{'#' * filled}{' ' * (bar_w - filled)}|{tail}"
-        self._write("\r\x1b[2K" + line[:max(10, width - 1)])
-        self.bar_shown = True
+        self._draw_bar(frac, tail)
 
     def close(self):
         if self.bar_shown:

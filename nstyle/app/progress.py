@@ -52,6 +52,16 @@ class StatusLine:
             self._write("\r\x1b[2K")
             self.bar_shown = False
 
+    def _draw_bar(self, frac, tail, fill="#"):
+        """Redraw the bar line: the percentage, a bar of ``fill`` characters ``frac`` full, then ``tail``,
+        cut to the terminal's width."""
+        width = shutil.get_terminal_size((80, 20)).columns
+        bar_w = max(5, min(30, width - len(tail) - 8))
+        filled = int(round(frac * bar_w))
+        line = f"{frac * 100:3.0f}% |{fill * filled}{' ' * (bar_w - filled)}|{tail}"
+        self._write("\r\x1b[2K" + line[:max(10, width - 1)])
+        self.bar_shown = True
+
 
 class Progress(StatusLine):
     """Receives every iteration's record; draws a bar or prints lines.
@@ -135,12 +145,7 @@ class Progress(StatusLine):
         eta_text = _clock(eta) if eta is not None else "?"
         tail = (f" {step}/{self.total}  loss {rec['loss']:.3e}  {_clock(rec['seconds'])} elapsed  ETA {eta_text}"
                 f"{'  stage' + stage if stage else ''}")
-        width = shutil.get_terminal_size((80, 20)).columns
-        bar_w = max(5, min(30, width - len(tail) - 8))
-        filled = int(round(frac * bar_w))
-        line = f"{frac * 100:3.0f}% |{self.fill * filled}{' ' * (bar_w - filled)}|{tail}"
-        self._write("\r\x1b[2K" + line[:max(10, width - 1)])
-        self.bar_shown = True
+        self._draw_bar(frac, tail, self.fill)
 
     def close(self):
         """End the bar's line so that what follows starts on a fresh one."""

@@ -4,7 +4,6 @@ finished frame elsewhere (losses, temporal error, seconds, ETA).
 The ETA is the frames left times the mean time of the frames computed so far in this run; frames kept
 from an earlier run cost nothing and do not count.
 """
-import shutil
 import sys
 import time
 
@@ -70,12 +69,7 @@ class VideoProgress(StatusLine):
         frac = min(1.0, (self.finished + rec["step"] / max(1, rec.get("total_steps", 1))) / max(1, self.total))
         tail = (f" {self._label(frame, pass_)}  iter {rec['step']}/{rec.get('total_steps', '?')}  "
                 f"loss {rec['loss']:.3e}  ETA {_clock(eta) if eta is not None else '?'}")
-        width = shutil.get_terminal_size((80, 20)).columns
-        bar_w = max(5, min(30, width - len(tail) - 8))
-        filled = int(round(frac * bar_w))
-        line = f"{frac * 100:3.0f}% |{'#' * filled}{' ' * (bar_w - filled)}|{tail}"
-        self._write("\r\x1b[2K" + line[:max(10, width - 1)])
-        self.bar_shown = True
+        self._draw_bar(frac, tail)
 
     def frame_done(self, frame, record, pass_=1):
         """A frame was stylised (record: its losses and, from the second frame on, its temporal error)."""
