@@ -167,3 +167,19 @@ def worker_slots(client):
         return max(1, sum(client.nthreads().values()))
     except Exception:  # noqa: BLE001
         return 1
+
+
+WAIT_SECONDS = 0.25   # how long a driver loop waits for a task before it redraws progress and checks Ctrl-C
+
+
+def finished_futures(running, timeout=WAIT_SECONDS):
+    """The futures of ``running`` that are done, after waiting up to ``timeout`` seconds for one.
+
+    A timeout, or a future that failed or was cancelled, is not an error here: each driver looks at its
+    finished futures one by one."""
+    from distributed import wait  # noqa: PLC0415
+    try:
+        wait(list(running), timeout=timeout, return_when="FIRST_COMPLETED")
+    except Exception:  # noqa: BLE001 -- TimeoutError, FuturesCancelledError
+        pass
+    return [f for f in running if f.done()]

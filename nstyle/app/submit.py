@@ -19,11 +19,10 @@ import collections
 import uuid
 
 from ..cpu.threads import available_cores
-from .cluster import (dashboard_link, free_memory, local_client, quiet_dask_logs, remote_client,
-                      size_local_cluster, worker_slots)
+from .cluster import (dashboard_link, finished_futures, free_memory, local_client, quiet_dask_logs,
+                      remote_client, size_local_cluster, worker_slots)
 from .memory import format_bytes
 
-WAIT_SECONDS = 0.25   # how often the progress bar is redrawn while no job finishes
 
 
 def run_on_cluster(todo, *, client=None, scheduler=None, workers=None, threads=None, retries=1,
@@ -76,7 +75,7 @@ def _drive(client, todo, threads, retries, weights_sha, progress, say, skipped):
                 spec = job_spec(p, weights_sha, threads, cancel_name)
                 running[client.submit(_task(), spec, pure=False)] = p
                 free -= 1
-            for future in _finished(running):
+            for future in finished_futures(running):
                 p = running.pop(future)
                 if _collect(future, p, retries, say):
                     queue.appendleft(p)  # its worker was lost: run it again first
@@ -104,18 +103,6 @@ def job_spec(p, weights_sha, threads, cancel_event):
 def _task():
     from .worker import run_job  # noqa: PLC0415 -- pickled by name: workers import nstyle.app.worker
     return run_job
-
-
-def _finished(running):
-    """The futures of ``running`` that are done, waiting up to WAIT_SECONDS for one."""
-    from distributed import wait  # noqa: PLC0415
-    try:
-        wait(list(running), timeout=WAIT_SECONDS, return_when="FIRST_COMPLETED")
-    except TimeoutError:
-        return []
-    except Exception:  # noqa: BLE001 -- FuturesCancelledError: looked at one by one below
-        pass
-    return [f for f in running if f.done()]
 
 
 def _collect(future, p, retries, say):

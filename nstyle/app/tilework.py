@@ -258,8 +258,8 @@ def cluster_run(tiles, make_spec, grams, plan, on_done, say, state):
 
 
 def _drive(client, tiles, make_spec, grams, on_done, state, retries):
-    from distributed import Event, KilledWorker, wait  # noqa: PLC0415
-    from .cluster import worker_slots  # noqa: PLC0415
+    from distributed import Event, KilledWorker  # noqa: PLC0415
+    from .cluster import finished_futures, worker_slots  # noqa: PLC0415
     name = f"nstyle-tiles-cancel-{uuid.uuid4().hex}"
     event = Event(name, client=client)
     shared = client.scatter([grams], broadcast=True)[0]
@@ -275,11 +275,7 @@ def _drive(client, tiles, make_spec, grams, on_done, state, retries):
                             "weights_sha256": state.get("weights_sha256")}
                     running[client.submit(tile_task, spec, shared, pure=False)] = tile
                     free -= 1
-                try:
-                    wait(list(running), timeout=0.25, return_when="FIRST_COMPLETED")
-                except Exception:  # noqa: BLE001 -- a timeout, or a failed future: looked at below
-                    pass
-                for future in [f for f in running if f.done()]:
+                for future in finished_futures(running):
                     tile = running.pop(future)
                     error = None if future.status == "finished" or future.cancelled() else future.exception()
                     if future.cancelled() or isinstance(error, KilledWorker):

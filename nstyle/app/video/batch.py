@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, field
 
 from ...errors import InputError, NStyleError
-from ..cluster import free_memory, local_client, quiet_dask_logs, remote_client, require_dask, size_local_cluster
+from ..cluster import (finished_futures, free_memory, local_client, quiet_dask_logs, remote_client, require_dask,
+                       size_local_cluster)
 from ..outputs import same_file
 from .driver import prepare_video
 
@@ -117,11 +118,7 @@ def run_video_batch(clips, style, outdir, *, suffix=".mp4", client=None, schedul
             pending = dict(futures)
             try:
                 while pending:
-                    try:
-                        wait(list(pending), timeout=0.25, return_when="FIRST_COMPLETED")
-                    except Exception:  # noqa: BLE001 -- a timeout, or a cancelled future: looked at below
-                        pass
-                    for future in [f for f in pending if f.done()]:
+                    for future in finished_futures(pending):
                         job = pending.pop(future)
                         job.result = future.result() if future.status == "finished" else {
                             "status": "failed", "error": f"could not run on the cluster: {future.exception()}"}
