@@ -82,6 +82,27 @@ def nstyle(tmp_path, *args, timeout=120, **env):
     return Result(proc, time.perf_counter() - start, _children_cpu() - cpu)
 
 
+def signal_at_line(tmp_path, args, is_the_line, sig, wait=60, timeout=30):
+    """Start `python -m nstyle ARGS` in tmp_path, read its stderr until a line satisfies ``is_the_line``
+    (at most ``wait`` seconds; the run must not end before), send ``sig``; returns (exit code, stdout,
+    the whole of stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "nstyle", *map(str, args)], cwd=tmp_path,
+                            env=env_for(tmp_path), stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    seen, deadline = [], time.monotonic() + wait
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            seen.append(line)
+            if is_the_line(line):
+                break
+            assert line, f"the run ended before the line looked for: {''.join(seen)}"
+        proc.send_signal(sig)
+        out, rest = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+    return proc.returncode, out, "".join(seen) + rest
+
+
 def assert_one_line_error(result, code, *needles):
     """Failed with ``code``, an error line (+ optional hint), no traceback, mentioning each needle."""
     assert result.code == code, result

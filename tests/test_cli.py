@@ -5,9 +5,6 @@ each takes well under a second of computing.
 """
 import json
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,8 +15,8 @@ from nstyle.app.color import chroma, colour_stats, rgb_to_yiq
 from nstyle.cli import stylize as stylize_command
 from nstyle.app.stylize import stylize
 
-from .clitools import (FAST_LAYERS, assert_one_line_error, env_for, gradient_image, leftovers, nstyle,
-                       random_weights_file, stripes_image)
+from .clitools import (FAST_LAYERS, assert_one_line_error, gradient_image, leftovers, nstyle, random_weights_file,
+                       signal_at_line, stripes_image)
 
 
 @pytest.fixture(scope="module")
@@ -251,26 +248,11 @@ def test_interrupt_writes_the_best_image_and_exits_130(tmp_path, images, weights
     content, style = images
     out = tmp_path / "out.png"
     out.write_bytes(b"previous result")
-    cmd = [sys.executable, "-m", "nstyle", "stylize", str(content), str(style), "-o", str(out), "--size", "48",
-           "--iters", "100000", "--print-every", "1", "--weights", str(weights), "--log-json",
-           str(tmp_path / "log.json"), *FAST_LAYERS]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env_for(tmp_path), stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    seen = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until iterations are running
-        line = proc.stderr.readline()
-        seen.append(line)
-        if line.startswith("iter") and "loss" in line and "iter     3" in line:
-            break
-        assert line, f"the run ended before iterating: {''.join(seen)}"
-    proc.send_signal(sig)
-    try:
-        stdout, rest = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    err = "".join(seen) + rest
-    assert proc.returncode == 130, f"exit {proc.returncode}: {err}"
+    args = ["stylize", content, style, "-o", out, "--size", "48", "--iters", "100000", "--print-every", "1",
+            "--weights", weights, "--log-json", tmp_path / "log.json", *FAST_LAYERS]
+    code, _, err = signal_at_line(tmp_path, args, lambda line: line.startswith("iter") and "loss" in line
+                                  and "iter     3" in line, sig)  # iterations are running
+    assert code == 130, f"exit {code}: {err}"
     assert "best image so far" in err and str(out) in err, err
     assert "Traceback" not in err, err
     img = Image.open(out)

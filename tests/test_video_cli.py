@@ -3,9 +3,6 @@ frames, the JSON log, resuming, Ctrl-C keeping the frames done, multi-pass, and 
 line (exit 2) before any frame is stylised."""
 import json
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -20,6 +17,7 @@ from nstyle.model.gradcheck import random_vgg_params  # noqa: E402
 from nstyle.model.vgg import VGG19  # noqa: E402
 
 from .clitools import FAST_LAYERS, assert_one_line_error, env_for, leftovers, nstyle, random_weights_file  # noqa: E402
+from .clitools import signal_at_line  # noqa: E402
 from .clitools import stripes_image  # noqa: E402
 from .test_video_clip import clip_images  # noqa: E402
 
@@ -106,23 +104,9 @@ def test_rerun_keeps_frames_with_the_same_settings(tmp_path, clip, weights):
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_keeps_the_frames_done_and_writes_them(tmp_path, clip, weights, sig):
-    cmd = [sys.executable, "-m", "nstyle", *map(str, video_args(clip, "out.mp4", weights, "--iters", "60"))]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env_for(tmp_path), stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    seen, deadline = [], time.monotonic() + 120
-    while time.monotonic() < deadline:  # wait until two frames are done
-        line = proc.stderr.readline()
-        seen.append(line)
-        assert line, f"the run ended early: {''.join(seen)}"
-        if line.startswith("[2/8]"):
-            break
-    proc.send_signal(sig)
-    try:
-        _, rest = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    err = "".join(seen) + rest
-    assert proc.returncode == 130 and "Traceback" not in err, err
+    code, _, err = signal_at_line(tmp_path, video_args(clip, "out.mp4", weights, "--iters", "60"),
+                                  lambda line: line.startswith("[2/8]"), sig, wait=120, timeout=60)  # two frames done
+    assert code == 130 and "Traceback" not in err, err
     assert "frames done were written to out.mp4" in err, err
     done = open_source(tmp_path / "out.mp4").count
     assert 2 <= done < 8
