@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..cpu.fastconv import choose_kernel
-from ..model.arch import CONV_SHAPES, LAYER_INDEX, LAYER_NAMES
+from ..model.arch import CONV_SHAPES, LAYER_INDEX, LAYER_NAMES, channels
 
 # Python with nstyle, NumPy, SciPy (without scipy.optimize), Pillow and h5py imported, before any image
 # or weight is loaded (measured: 44 MiB), plus 16 MiB of headroom: at 64 to 256 pixels, where the
@@ -143,26 +143,25 @@ def cpu_network_bytes(height, width, taps, pooling="avg", itemsize=4):
 
 
 def cpu_weight_form_bytes(deepest, itemsize=4, sizes=((512, 512),), forward_sizes=()):
-    """Bytes of the weights in the CPU kernels' own forms (``cpu/fastconv.py``), beside the originals,
-    once the network has run forward and backward at every (height, width) of ``sizes`` and forward
-    only (style targets) at those of ``forward_sizes``: per layer the forms its kernels took -- Winograd F(4x4)'s 36 x O x C, F(2x2)'s 16 x O x C (each serves both directions),
-    the direct and multiply-then-shift kernels' 9 x O x C matrices (the forward's direct one with the
-    bias as one more column)."""
+    """Bytes of the CPU kernels' weight forms (``cpu/fastconv.py``) once the network has run forward and
+    backward at every (height, width) of ``sizes`` and forward only at ``forward_sizes``: F(4x4)'s
+    36 x O x C, F(2x2)'s 16 x O x C (both directions), direct or shift 9 x O x C (+ a bias column)."""
     per_point, total = {"winograd4": 36, "winograd2": 16}, 0
+    walks = [(list(_walk(h, w, deepest)), True) for h, w in sizes]
+    walks += [(list(_walk(h, w, deepest)), False) for h, w in forward_sizes]
     for index, (name, c_in, c_out, _, _) in enumerate(_walk(1, 1, deepest)):
         if not name.startswith("conv"):
             continue
-        forms = set()
-        for (height, width), both in [(s, True) for s in sizes] + [(s, False) for s in forward_sizes]:
-            _, _, _, h, w = list(_walk(height, width, deepest))[index]
+        forms = set()  # the names PreparedConv3x3.form keeps them under
+        for walk, both in walks:
+            _, _, _, h, w = walk[index]
             forward = choose_kernel(c_in, c_out, h, w)
-            forms.add(forward if forward in per_point else forward + "_b")
+            forms.add("direct_b" if forward == "direct" else forward)
             if both:
                 backward = choose_kernel(c_out, c_in, h, w)
                 forms.add(backward if backward in per_point else backward + "_t")
         for form in forms:
-            points = per_point.get(form.split("_")[0], 9)
-            total += points * c_out * c_in + (c_out if form == "direct_b" else 0)
+            total += per_point.get(form, 9) * c_out * c_in + (c_out if form == "direct_b" else 0)
     return total * itemsize
 
 
@@ -236,7 +235,7 @@ def estimate(height, width, content_layers, style_layers, style_shapes=(), pooli
             if lname == name:
                 targets += c_out * h * w * itemsize
     for name in style_layers:
-        c = next(c_out for lname, _, c_out, _, _ in _walk(1, 1, name) if lname == name)
+        c = channels(name)
         # target Gram, the evaluation's Gram and its difference; each style image's own Gram (kept to
         # rebuild the target at another output size); per region a target and each image's guided Gram
         targets += (3 + len(style_shapes) + regions * (1 + len(style_shapes))) * c * c * itemsize

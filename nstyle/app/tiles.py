@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..model.arch import CONV_SHAPES, LAYER_INDEX, LAYER_NAMES, pools_before
+from ..model.arch import LAYER_INDEX, channels, pools_before
 from ..validate import whole_number
 from .imageio import fit_size
 from .memory import (OTHER_FRACTION, available_bytes, estimate, format_bytes, gpu_available_bytes,
@@ -32,12 +32,6 @@ STRIP_ROWS = 128            # rows of the output summed at a time
 STATS_MARGIN = 96           # pixels of context around each block of a large style image (tilework.style_grams)
 DEFAULT_OVERLAP = 0.125     # of the tile's side; chosen by measurement (bench/bench_tiles.py, README)
 DEFAULT_TILE = 1024         # tile side when the size alone asked for tiles (tile="auto")
-
-
-def _channels(name):
-    """Channels of VGG layer ``name``'s output: those of the last convolution up to it."""
-    convs = [n for n in LAYER_NAMES[:LAYER_INDEX[name] + 1] if n in CONV_SHAPES]
-    return CONV_SHAPES[convs[-1]][0]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -211,7 +205,7 @@ class TilePlan:
         block = estimate(largest[1], largest[0], (), layers, (), pooling=o["pooling"], device=plan.device,
                          engine=plan.engine)
         parts = ("network", "kernel weights", "thread buffers")
-        tap = max(_channels(name) * (largest[0] >> pools_before(name)) * (largest[1] >> pools_before(name))
+        tap = max(channels(name) * (largest[0] >> pools_before(name)) * (largest[1] >> pools_before(name))
                   for name in layers) * 4
         return int((styles + sum(block.parts.get(k, 0) for k in parts) + tap) * (1 + OTHER_FRACTION))
 

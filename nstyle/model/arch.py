@@ -43,6 +43,11 @@ def pools_before(layer):
     return sum(1 for name in LAYER_NAMES[:LAYER_INDEX[layer] + 1] if name.startswith("pool"))
 
 
+def channels(layer):
+    """How many channels ``layer``'s output has (a layer of block k has its block's width)."""
+    return BLOCKS[int(layer[4]) - 1][2]
+
+
 def unknown_layers(names):
     """The names in ``names`` that are not VGG-19 layers (in their order)."""
     return [n for n in names if n not in LAYER_INDEX]
