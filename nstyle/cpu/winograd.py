@@ -70,7 +70,6 @@ class _Matrices:
     def __init__(self, algorithm, dtype):
         inverse, perm, scale = flip_relation(algorithm)
         a = algorithm.a
-        self.m, self.a = algorithm.m, a
         self.input = {False: np.kron(algorithm.B_T, algorithm.B_T).astype(dtype),
                       True: np.kron(inverse.B_T, inverse.B_T).astype(dtype)}
         self.output = {False: np.kron(algorithm.A_T, algorithm.A_T).astype(dtype),
@@ -146,11 +145,16 @@ def band_plan(c, o, h, w, m, threads=None):
     return "bands", balanced_band_rows(th, a * a * max(c, o) * tw, budget, threads)
 
 
+def band_shapes(c, o, tb, tw, m):
+    """Shapes of a band's work arrays (D, V, M, Y) for ``tb`` tile rows of ``tw`` tiles."""
+    a = m + 2
+    return (a * a, c, tb, tw), (a * a, c, tb * tw), (a * a, o, tb * tw), (m * m, o, tb, tw)
+
+
 def scratch_elements(c, o, h, w, m, rows):
     """Elements of each work array (D, V, M, Y) a band of ``rows`` tile rows takes from ``scratch``."""
-    a = m + 2
-    n = min(rows, -(-h // m)) * -(-w // m)
-    return a * a * c * n, a * a * c * n, a * a * o * n, m * m * o * n
+    shapes = band_shapes(c, o, min(rows, -(-h // m)), -(-w // m), m)
+    return tuple(int(np.prod(shape)) for shape in shapes)
 
 
 def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, rows=None, bias=None):
@@ -188,9 +192,8 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
         _scatter(y, outbuf, i0, lo, hi, m, h, w)
 
     def arrays(prefix, tb):
-        n = tb * tw
-        return (scratch(prefix + ".d", (a * a, c, tb, tw), dtype), scratch(prefix + ".v", (a * a, c, n), dtype),
-                scratch(prefix + ".m", (a * a, o, n), dtype), scratch(prefix + ".y", (m * m, o, tb, tw), dtype))
+        return [scratch(f"{prefix}.{name}", shape, dtype)
+                for name, shape in zip("dvmy", band_shapes(c, o, tb, tw, m))]
 
     threads = num_threads()
     how, planned = band_plan(c, o, h, w, m, threads)
