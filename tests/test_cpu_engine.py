@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nstyle.model.gradcheck import random_image, random_vgg_params, rel_error
-from nstyle.cpu import threads
+from nstyle.cpu import blas, threads
 from nstyle.cpu.engine import CpuEngine
 from nstyle.model.objective import StyleObjective
 from nstyle.model.vgg import VGG19
@@ -34,6 +34,13 @@ def test_fast_path_without_per_thread_blas_control(rng, monkeypatch):
     """Where OpenBLAS's per-thread setting is missing (simulated: the control handle removed), bands
     run in order and element-wise steps split; the result is the reference's."""
     monkeypatch.setattr(threads, "_blas_control", None)
+    test_thread_counts_give_the_reference_result(rng, 2)
+
+
+def test_fast_path_without_the_blas_binding(rng, monkeypatch):
+    """Where no CBLAS GEMM can be called directly (simulated), products add through NumPy's
+    temporaries (``cpu/blas.py``); the result is the reference's."""
+    monkeypatch.setattr(blas, "_gemms", {np.dtype(np.float32): None, np.dtype(np.float64): None})
     test_thread_counts_give_the_reference_result(rng, 2)
 
 

@@ -9,10 +9,42 @@ The loss is ``reference.losses.style_layer_loss``'s; two things differ, both abo
 - the gradient S F (S = (G - A) / (N^2 M^2)) is returned as its two factors, a :class:`GramGradient`,
   which the engine's backward multiplies out a band of rows at a time inside the convolution epilogue
   that consumes it: the (N, M) gradient, as large as the layer's activations, never exists whole.
+
+And one thing about time: G = F F^T is a product with a long inner dimension (M) and a small result
+(N x N). The BLAS shares out a product's *result* between its threads, so for N = 64 it ran on one
+core; :func:`gram` cuts M between the threads instead and adds their N x N parts (64 channels at
+256 x 256: 3.4 -> 1.7 ms, 2 threads; bench/NOTES.md, section 13).
 """
 import numpy as np
 
 from ..reference.losses import _as_matrix, gram_difference_loss
+from . import blas
+from .threads import for_each_task, num_threads, split
+
+# Cut M between the threads while each part stays at least this many times N long (below that, the
+# parts' products are too thin and the BLAS's own threading does better: 512 channels at 8 x 8).
+GRAM_SPLIT_MIN_DEPTH = 0.25
+
+
+def gram(Fm):
+    """F F^T for an (N, M) matrix, M shared out between the threads (see the module docstring)."""
+    n, m = Fm.shape
+    threads = num_threads()
+    if threads < 2 or m < GRAM_SPLIT_MIN_DEPTH * n * threads:
+        return Fm @ Fm.T
+    pieces = split(m, threads)
+    parts = [None] * len(pieces)
+
+    def part(i):
+        lo, hi = pieces[i]
+        block = Fm[:, lo:hi]
+        parts[i] = block @ block.T  # NumPy's symmetric product (syrk): half the multiply-adds
+
+    for_each_task(part, len(pieces))
+    total = parts[0]
+    for other in parts[1:]:
+        total += other
+    return total
 
 
 class GramGradient:
@@ -43,6 +75,14 @@ class GramGradient:
         work: optional array of target's shape and dtype for the product (saves an allocation).
         """
         rows = self.F[0, :, r_lo:r_hi].reshape(self.F.shape[1], -1)
+        if blas.available(target.dtype):
+            try:  # a view when each channel's rows of target are contiguous (the engine's bands)
+                flat = np.reshape(target, (hi - lo, -1), copy=False)
+            except ValueError:
+                flat = None
+            if flat is not None:
+                blas.accumulate(self.S[lo:hi], rows, flat)  # added in place, no temporary
+                return
         if work is None:
             target += (self.S[lo:hi] @ rows).reshape(target.shape)
         else:
@@ -60,6 +100,6 @@ def bordered_style_loss(F, A, positions):
     F must stay unmodified until the gradient has been used.
     """
     Fm = _as_matrix(F)
-    D = Fm @ Fm.T - A
+    D = gram(Fm) - A
     value, S = gram_difference_loss(D, Fm.shape[0], positions)
     return value, GramGradient(S, F)

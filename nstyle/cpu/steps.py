@@ -23,25 +23,39 @@ def unpack_rows(mask, lo, hi, r_lo, r_hi, wp):
 
 # --- epilogues (see conv3x3.py) ----------------------------------------------------------------
 
+class RowEpilogue:
+    """A convolution epilogue: ``work(lo, hi, r_lo, r_hi)`` on channels [lo, hi) of buffer rows
+    [r_lo, r_hi).
+
+    Called as ``epilogue(r_lo, r_hi)`` (the kernels' protocol) it shares the channels out between the
+    threads; :meth:`channels` runs one channel range inline, for a kernel whose threads already each
+    own a range of output channels (the Winograd kernel on small maps): no hand-off to the pool.
+    """
+
+    def __init__(self, work, c, wp):
+        self.work, self.c, self.wp = work, c, wp
+
+    def __call__(self, r_lo, r_hi):
+        parallel_ranges(lambda lo, hi: self.work(lo, hi, r_lo, r_hi), self.c, work=self.c * (r_hi - r_lo) * self.wp)
+
+    def channels(self, lo, hi, r_lo, r_hi):
+        self.work(lo, hi, r_lo, r_hi)
+
+
 def relu_epilogue(out, mask, w):
     """Rectify rows [r_lo, r_hi) in place and record their packed mask (the kernel added the bias).
 
     ReLU as x * (x > 0), reusing the comparison the mask needs: faster than np.maximum, which checks
     for NaN. (A negative input becomes -0.0, which every later step treats as 0.)
     """
-    wp = w + 2
+    def work(lo, hi, r_lo, r_hi):
+        rows = out[lo:hi, r_lo:r_hi]
+        positive = scratch("relu.mask", rows.shape, bool)
+        np.greater(rows, 0, out=positive)
+        np.multiply(rows, positive, out=rows)
+        mask[lo:hi, r_lo:r_hi] = np.packbits(positive, axis=-1)
 
-    def epilogue(r_lo, r_hi):
-        def work(lo, hi):
-            rows = out[lo:hi, r_lo:r_hi]
-            positive = scratch("relu.mask", rows.shape, bool)
-            np.greater(rows, 0, out=positive)
-            np.multiply(rows, positive, out=rows)
-            mask[lo:hi, r_lo:r_hi] = np.packbits(positive, axis=-1)
-
-        parallel_ranges(work, out.shape[0], work=out.shape[0] * (r_hi - r_lo) * wp)
-
-    return epilogue
+    return RowEpilogue(work, out.shape[0], w + 2)
 
 
 def grad_mask_epilogue(dx, tap_grad, mask, w):
@@ -54,20 +68,17 @@ def grad_mask_epilogue(dx, tap_grad, mask, w):
     factored = hasattr(tap_grad, "add_rows")
     whole = not factored and tap_grad is not None and tap_grad.shape[2] == wp
 
-    def epilogue(r_lo, r_hi):
-        def work(lo, hi):
-            rows = dx[lo:hi, r_lo:r_hi]
-            if factored:
-                tap_grad.add_rows(rows, lo, hi, r_lo, r_hi, scratch("grad.rows", rows.shape, rows.dtype))
-            elif whole:
-                rows += tap_grad[lo:hi, r_lo:r_hi]
-            elif tap_grad is not None:
-                rows[:, :, 1:w + 1] += tap_grad[lo:hi, r_lo - 1:r_hi - 1]
-            np.multiply(rows, unpack_rows(mask, lo, hi, r_lo, r_hi, wp), out=rows)
+    def work(lo, hi, r_lo, r_hi):
+        rows = dx[lo:hi, r_lo:r_hi]
+        if factored:
+            tap_grad.add_rows(rows, lo, hi, r_lo, r_hi, scratch("grad.rows", rows.shape, rows.dtype))
+        elif whole:
+            rows += tap_grad[lo:hi, r_lo:r_hi]
+        elif tap_grad is not None:
+            rows[:, :, 1:w + 1] += tap_grad[lo:hi, r_lo - 1:r_hi - 1]
+        np.multiply(rows, unpack_rows(mask, lo, hi, r_lo, r_hi, wp), out=rows)
 
-        parallel_ranges(work, dx.shape[0], work=dx.shape[0] * (r_hi - r_lo) * wp)
-
-    return epilogue
+    return RowEpilogue(work, dx.shape[0], wp)
 
 
 def relu_with_mask(buf, h, mask):

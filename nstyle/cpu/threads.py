@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .blas import openblas_paths
+
 ENV_VARS = ("NSTYLE_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 # Below this many elements a step runs on the calling thread: handing work to the pool costs tens of
@@ -96,13 +98,7 @@ def blas_thread_control():
     if _blas_control != "unknown":
         return _blas_control
     _blas_control = None
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
-    except OSError:
-        paths = set()
-    # NumPy's own copy first: that is the one np.matmul calls.
-    for path in sorted(paths, key=lambda p: ("numpy" not in p, p)):
+    for path in openblas_paths():  # NumPy's own copy first: that is the one np.matmul calls
         try:
             lib = ctypes.CDLL(path)
             fn = lib.openblas_set_num_threads_local

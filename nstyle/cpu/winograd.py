@@ -198,14 +198,28 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
     threads = num_threads()
     how, planned = band_plan(c, o, h, w, m, threads)
     if rows is None and how == "small":
-        # A small map: one band, each step shared out between the threads.
+        # A small map: one band. The threads share out the input transform by input channels, then
+        # each takes a range of output channels through the products, the output transform, the
+        # scatter and the epilogue (when it can run on a channel range): two hand-offs per layer.
         d, v, mm, y = arrays("winograd.small", th)
         c_parts, o_parts = split(c, threads), split(o, threads)
+        by_channels = hasattr(epilogue, "channels")
+
+        def finish(i):
+            lo, hi = o_parts[i]
+            if transposed:
+                for k in range(a * a):
+                    np.matmul(u[t.index_t[k]][:, lo:hi].T, v[k], out=mm[k, lo:hi])
+            else:
+                np.matmul(u[:, lo:hi], v, out=mm[:, lo:hi])
+            transform_out(mm, y, 0, lo, hi)
+            padded.zero_border_columns(outbuf[lo:hi], 1, 1 + h, w)
+            if by_channels:
+                epilogue.channels(lo, hi, 1, 1 + h)
+
         for_each_task(lambda i: transform_in(d, v, 0, th, *c_parts[i]), len(c_parts))
-        for_each_task(lambda k: product(v, mm, k), a * a)
-        for_each_task(lambda i: transform_out(mm, y, 0, *o_parts[i]), len(o_parts))
-        padded.zero_border_columns(outbuf, 1, 1 + h, w)
-        if epilogue is not None:
+        for_each_task(finish, len(o_parts))
+        if epilogue is not None and not by_channels:
             epilogue(1, 1 + h)
         return outbuf
     rows = rows or planned
