@@ -172,7 +172,9 @@ def test_choose_kernel():
     assert choose_kernel(512, 512, 31, 30) == "winograd4"  # partial tiles: any map size
     assert choose_kernel(512, 512, 16, 16) == "winograd2"   # 16 tiles of 4x4 only
     assert choose_kernel(512, 512, 7, 9) == "winograd2"
-    assert choose_kernel(512, 512, 6, 6) == "direct"
+    assert choose_kernel(512, 512, 6, 6) == "winograd2"
+    assert choose_kernel(512, 512, 2, 2) == "winograd2"     # one tile still beats 9 weights per filter
+    assert choose_kernel(512, 512, 1, 1) == "direct"
     assert choose_kernel(64, 64, 32, 32) == "direct"        # conv1_2: a tie, and direct is more accurate
     assert choose_kernel(64, 128, 32, 32) == "winograd4"
     assert choose_kernel(32, 64, 32, 32) == "direct"

@@ -13,11 +13,13 @@ from .winograd import conv3x3_winograd, winograd_form
 # 64 -> 64 breaks even (bench/NOTES.md, section 11) and stays direct, the more accurate of the two.
 WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_MIN_PRODUCT = 64 * 128
-# ... and while the map has tiles enough: below WINOGRAD4_MIN_TILES 4x4 tiles F(2x2) is used, below
-# WINOGRAD2_MIN_TILES 2x2 tiles the direct kernel -- on small maps the products are thin and reading
-# the transformed weights (36 or 16 per filter against 9) costs more than the products save.
+# ... and while the map has tiles enough: below WINOGRAD4_MIN_TILES 4x4 tiles F(2x2) is used -- on
+# small maps the products are thin and reading F(4x4)'s transformed weights (36 per filter against 16)
+# costs more than its products save. F(2x2) stays ahead of the direct kernel down to 2 x 2 maps
+# (512 channels at 4 x 4: 0.33 against 1.01 ms, 2 threads); on a 1 x 1 map the direct kernel, which
+# reads 9 weights per filter, wins (bench/NOTES.md, section 13).
 WINOGRAD4_MIN_TILES = 64
-WINOGRAD2_MIN_TILES = 16
+WINOGRAD2_MIN_PIXELS = 4
 # Below this many output channels, multiply-then-shift beats the column matrix (conv1_1's dx: 3).
 SHIFT_MAX_CHANNELS = 16
 
@@ -45,7 +47,7 @@ def choose_kernel(c, o, h, w, winograd="auto"):
         return "direct"
     if -(-h // 4) * -(-w // 4) >= WINOGRAD4_MIN_TILES:
         return "winograd4"
-    if -(-h // 2) * -(-w // 2) >= WINOGRAD2_MIN_TILES:
+    if h * w >= WINOGRAD2_MIN_PIXELS:
         return "winograd2"
     return "direct"
 
