@@ -85,3 +85,39 @@ def test_buffers_pooled_for_the_target_images_are_let_go(rng):
     obj.value_and_grad(content)
     kept_sizes = {shape[1:] for shape, _ in vgg.engine.buffers._free}
     assert kept_sizes and all(s[0] <= 24 + 3 for s in kept_sizes), kept_sizes
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+@pytest.mark.parametrize("h, w", [(8, 6), (9, 7)])
+def test_pool_steps_against_the_reference_and_the_fused_mask(rng, pooling, h, w, monkeypatch):
+    """The CPU pooling steps on the padded layout, odd sizes included: forward and backward as the
+    reference's, and the backward with the ReLU mask below applied on the way (in chunks of a few
+    channels) equal to the mask applied after."""
+    from nstyle.cpu import padded, steps  # noqa: PLC0415
+    from nstyle.reference import pool as ref_pool  # noqa: PLC0415
+    monkeypatch.setattr(steps, "MASK_CHUNK_ELEMS", 2 * (h + 3) * (w + 2))  # two channels per chunk
+    c = 5
+    x = rng.standard_normal((c, h, w))
+    buf = padded.to_padded(x)
+    ho, wo = h // 2, w // 2
+    out = padded.empty_padded(c, ho, wo, x.dtype)
+    winner = None
+    if pooling == "avg":
+        steps.avg_pool(buf, h, w, out)
+        want, cache = ref_pool.avg_pool2d_forward(x[None], 2, 2)
+    else:
+        winner = np.empty((c, ho, wo), np.uint8)
+        steps.max_pool(buf, h, w, out, winner)
+        want, cache = ref_pool.max_pool2d_forward(x[None], 2, 2)
+    assert rel_error(padded.interior(out, h // 2, w // 2), want[0]) < 1e-14
+    g = rng.standard_normal((c, ho, wo))
+    backward = ref_pool.avg_pool2d_backward if pooling == "avg" else ref_pool.max_pool2d_backward
+    want_dx = backward(g[None], cache)[0]
+    mask = np.zeros(steps.mask_shape(c, h, w), np.uint8)
+    steps.relu_with_mask(padded.to_padded(rng.standard_normal((c, h, w))), h, mask)
+    plain = steps.pool_backward(padded.to_padded(g), h, w, winner, np.full(buf.shape, np.nan))
+    assert rel_error(padded.interior(plain, h, w), want_dx) < 1e-14
+    fused = steps.pool_backward(padded.to_padded(g), h, w, winner, np.full(buf.shape, np.nan), mask=mask)
+    steps.apply_mask(plain, mask, h, w)
+    assert np.array_equal(fused, plain)
+    assert fused[:, 1:h + 1, 1:w + 1].any() and not np.isnan(fused).any()

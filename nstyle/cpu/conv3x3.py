@@ -21,8 +21,8 @@ import numpy as np
 from . import padded
 from .threads import for_each_task, num_threads, parallel_ranges, scratch
 
-# Elements of the (9*C, band) column matrix per band (8 MB of float32; bench/NOTES.md has the sweep).
-DIRECT_BAND_ELEMS = 1 << 21
+# Elements of the (9*C, band) column matrix per band (4 MB of float32; bench/NOTES.md, sections 1 and 13).
+DIRECT_BAND_ELEMS = 1 << 20
 
 
 def flip_transpose(w):

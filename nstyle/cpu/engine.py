@@ -197,10 +197,15 @@ def backward(trace, grads):
         else:
             h, w, winner = data
             dh = _accumulate(dh, tap_grad(name), h // 2, w // 2, dtype, pool)
+            below_mask = None
+            if idx > 0 and records[idx - 1][0] == "relu" and not grads.get(records[idx - 1][1]):
+                below_mask = records[idx - 1][2][0]  # that ReLU has no tap gradient: mask it here
             if dh is not None:
-                dx = pool_backward(dh, h, w, winner, pool.take(padded.padded_shape(dh.shape[0], h, w), dtype))
+                dx = pool_backward(dh, h, w, winner, pool.take(padded.padded_shape(dh.shape[0], h, w), dtype),
+                                   mask=below_mask)
                 pool.give(dh)
                 dh = dx
+                masked = below_mask is not None
             pool.give(winner)
     if dh is None:
         raise ValueError("backward needs a gradient at one tap at least")

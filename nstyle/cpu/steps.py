@@ -137,15 +137,18 @@ def windows(buf, ho, wo):
 
 
 def avg_pool(buf, h, w, out):
+    """2x2 average pooling: the two rows of each window added first (contiguous rows, one pass),
+    then the two columns of that sum (every other element)."""
     ho, wo = h // 2, w // 2
+    half = buf.dtype.type(0.25)
 
     def work(lo, hi):
-        a, b_, c_, d = windows(buf[lo:hi], ho, wo)
+        pairs = buf[lo:hi, 1:1 + 2 * ho].reshape(hi - lo, ho, 2, buf.shape[2])
+        rows = scratch("pool.rows", (hi - lo, ho, buf.shape[2]), buf.dtype)
+        np.add(pairs[:, :, 0], pairs[:, :, 1], out=rows)
         dst = out[lo:hi, 1:ho + 1, 1:wo + 1]
-        np.add(a, b_, out=dst)
-        dst += c_
-        dst += d
-        dst *= buf.dtype.type(0.25)
+        np.add(rows[:, :, 1:2 * wo:2], rows[:, :, 2:2 * wo + 1:2], out=dst)
+        dst *= half
 
     parallel_ranges(work, buf.shape[0], work=buf.size)
 
@@ -166,22 +169,36 @@ def max_pool(buf, h, w, out, winner):
     parallel_ranges(work, buf.shape[0], work=buf.size)
 
 
-def pool_backward(dout, h, w, winner, dx):
-    """Gradient on the (C, h, w) map before a 2x2/2 pool, from the padded gradient after it."""
+# Channels of a pooling gradient masked while they are still in cache (about 512 KB of float32 at 256 x 256).
+MASK_CHUNK_ELEMS = 1 << 17
+
+
+def pool_backward(dout, h, w, winner, dx, mask=None):
+    """Gradient on the (C, h, w) map before a 2x2/2 pool, from the padded gradient after it.
+
+    mask: the packed ReLU mask of that map (``mask_shape``), applied on the way -- the ReLU below a
+    pool needs no pass of its own.
+    """
     ho, wo = h // 2, w // 2
     padded.zero_border(dx, h, w)
+    chunk = max(1, MASK_CHUNK_ELEMS // dx[0].size)
 
     def work(lo, hi):
-        g = dout[lo:hi, 1:ho + 1, 1:wo + 1]
-        if h % 2:
-            dx[lo:hi, h, :] = 0  # rows and columns that no window covers get no gradient
-        if w % 2:
-            dx[lo:hi, :, w] = 0
-        for idx, view in enumerate(windows(dx[lo:hi], ho, wo)):
-            if winner is None:
-                np.multiply(g, dout.dtype.type(0.25), out=view)
-            else:
-                np.multiply(g, winner[lo:hi] == idx, out=view)
+        for c0 in range(lo, hi, chunk):
+            c1 = min(hi, c0 + chunk)
+            g = dout[c0:c1, 1:ho + 1, 1:wo + 1]
+            if h % 2:
+                dx[c0:c1, h, :] = 0  # rows and columns that no window covers get no gradient
+            if w % 2:
+                dx[c0:c1, :, w] = 0
+            for idx, view in enumerate(windows(dx[c0:c1], ho, wo)):
+                if winner is None:
+                    np.multiply(g, dout.dtype.type(0.25), out=view)
+                else:
+                    np.multiply(g, winner[c0:c1] == idx, out=view)
+            if mask is not None:
+                rows = dx[c0:c1]
+                np.multiply(rows, unpack_rows(mask, c0, c1, 0, h + 3, w + 2), out=rows)
 
     parallel_ranges(work, dx.shape[0], work=dx.size)
     return dx
