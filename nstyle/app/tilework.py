@@ -58,7 +58,7 @@ def style_grams(vgg, images, layers, blend, block):
                 x1 = w if one else min(w, x0 + inner)
                 ax, ay = max(0, x0 - margin), max(0, y0 - margin)
                 crop = img.crop((ax, ay, min(w, x1 + margin), min(h, y1 + margin)))
-                if crop.size != shape:  # the engine keeps buffers per shape: one block shape's at a time
+                if crop.size != shape:  # let the pool go: its blocks fit the last block size, maybe not this one
                     vgg.release_buffers()
                     shape = crop.size
                 x = to_device(preprocess(crop).astype(vgg.dtype, copy=False), vgg.device)

@@ -251,7 +251,10 @@ class StyleObjective:
                 if g is not None:
                     g *= g.dtype.type(w)
                     tap_grads.setdefault(name, []).append(g)
-            del feats  # the engine may reuse the taps' buffers once nothing else holds them
+            # the engine may reuse the taps' buffers once nothing else holds them (a factored style
+            # gradient holds its tap: the loop's last g too)
+            del feats
+            g = None
             if tap_grads:
                 grad = self.vgg.backward(trace, tap_grads)
             del tap_grads
