@@ -30,7 +30,7 @@ BASE_BYTES = 61 * 2**20
 IM2COL_BAND_ELEMS = 1 << 21
 # CPU fast path: at its peak each resolution holds at most this many zero-bordered maps of its channel
 # count (a tap still waiting for its gradient, a layer's input and output -- or gradient in and out --
-# and the pool's idle buffer of that shape are never more than three at once).
+# are never more than three at once; the buffer pool's blocks serve every resolution's maps in turn).
 CPU_MAPS_PER_RESOLUTION = 3
 # CPU fast path: band buffers each thread keeps (``threads.scratch``): direct GEMM columns (2 Mi
 # elements), multiply-then-shift products, the epilogues' rows. Winograd's band arrays, which depend
