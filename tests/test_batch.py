@@ -200,7 +200,15 @@ def test_grid_runs_its_cells_as_batch_jobs_with_the_same_pictures(pictures, weig
     monkeypatch.setenv("NSTYLE_HOME", str(tmp_path / "home"))
     common = dict(ratios=[1e-3, 1e-2], depths=[1, 2], size=24, iters=3, content_layer="relu2_1",
                   style_layers=("relu1_1", "relu2_1"), weights=weights)
-    here, cells_here = make_grid(pictures / "photo.png", pictures / "stripes.png", out=tmp_path / "a.png", **common)
+    # Each worker runs nstyle on one thread; float rounding depends on how the work is cut between
+    # threads (the BLAS's blocking), so the cells here are made on one thread too.
+    from nstyle.cpu import threads
+    threads.set_num_threads(1)
+    try:
+        here, cells_here = make_grid(pictures / "photo.png", pictures / "stripes.png", out=tmp_path / "a.png",
+                                     **common)
+    finally:
+        threads.set_num_threads(None)
     there, cells_there = make_grid(pictures / "photo.png", pictures / "stripes.png", out=tmp_path / "b.png",
                                    batch={"workers": 2, "threads": 1}, **common)
     for a, b in zip(cells_here, cells_there):

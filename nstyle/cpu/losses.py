@@ -19,20 +19,22 @@ import numpy as np
 
 from ..reference.losses import _as_matrix, gram_difference_loss
 from . import blas
-from .threads import for_each_task, num_threads, split
+from .threads import for_each_task, split
 
-# Cut M between the threads while each part stays at least this many times N long (below that, the
-# parts' products are too thin and the BLAS's own threading does better: 512 channels at 8 x 8).
+# M is cut into a fixed number of parts, whatever the thread count, so that the sum -- and with it
+# every picture -- is the same on one thread as on several (tests/test_batch.py compares the bytes of
+# runs on Dask workers of one thread with runs here). Cut only while each part stays at least
+# GRAM_SPLIT_MIN_DEPTH times N long: thinner parts lose to the BLAS's own threading (512 x 8 x 8).
+GRAM_PARTS = 2
 GRAM_SPLIT_MIN_DEPTH = 0.25
 
 
 def gram(Fm):
-    """F F^T for an (N, M) matrix, M shared out between the threads (see the module docstring)."""
+    """F F^T for an (N, M) matrix, its parts along M on the threads (see the module docstring)."""
     n, m = Fm.shape
-    threads = num_threads()
-    if threads < 2 or m < GRAM_SPLIT_MIN_DEPTH * n * threads:
+    if m < GRAM_SPLIT_MIN_DEPTH * n * GRAM_PARTS:
         return Fm @ Fm.T
-    pieces = split(m, threads)
+    pieces = split(m, GRAM_PARTS)
     parts = [None] * len(pieces)
 
     def part(i):

@@ -193,12 +193,27 @@ def for_each_task(fn, n_tasks):
     """Run ``fn(i)`` for i in range(n_tasks), each thread taking the next i when it is free.
 
     fn may call the BLAS: inside a task it runs single-threaded when :func:`blas_thread_control` is
-    available; otherwise all tasks run here, one after another, and the BLAS keeps its own threads.
-    Tasks take their work arrays from :func:`scratch`.
+    available -- also when the thread count is 1 and the tasks run here, one after another. Without
+    that control they run here too, and the BLAS keeps its own threads. Tasks take their work arrays
+    from :func:`scratch`.
     """
     threads = min(num_threads(), n_tasks)
-    control = blas_thread_control() if threads > 1 else None
-    if threads <= 1 or control is None or getattr(_in_task, "active", False):
+    control = blas_thread_control()
+    if getattr(_in_task, "active", False) or (threads <= 1 and control is None):
+        for i in range(n_tasks):
+            fn(i)
+        return
+    if num_threads() <= 1:
+        # One thread asked for: the BLAS runs single-threaded too, so that every product has the shape
+        # and the threading it has on a one-thread Dask worker (and gives the same bits).
+        previous = control(1)
+        try:
+            for i in range(n_tasks):
+                fn(i)
+        finally:
+            control(previous)
+        return
+    if threads <= 1 or control is None:
         for i in range(n_tasks):
             fn(i)
         return
