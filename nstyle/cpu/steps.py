@@ -140,7 +140,7 @@ def avg_pool(buf, h, w, out):
     """2x2 average pooling: the two rows of each window added first (contiguous rows, one pass),
     then the two columns of that sum (every other element)."""
     ho, wo = h // 2, w // 2
-    half = buf.dtype.type(0.25)
+    quarter = buf.dtype.type(0.25)
 
     def work(lo, hi):
         pairs = buf[lo:hi, 1:1 + 2 * ho].reshape(hi - lo, ho, 2, buf.shape[2])
@@ -148,7 +148,7 @@ def avg_pool(buf, h, w, out):
         np.add(pairs[:, :, 0], pairs[:, :, 1], out=rows)
         dst = out[lo:hi, 1:ho + 1, 1:wo + 1]
         np.add(rows[:, :, 1:2 * wo:2], rows[:, :, 2:2 * wo + 1:2], out=dst)
-        dst *= half
+        dst *= quarter
 
     parallel_ranges(work, buf.shape[0], work=buf.size)
 
@@ -169,7 +169,7 @@ def max_pool(buf, h, w, out, winner):
     parallel_ranges(work, buf.shape[0], work=buf.size)
 
 
-# Channels of a pooling gradient masked while they are still in cache (about 512 KB of float32 at 256 x 256).
+# Elements of a pooling gradient masked at a time, a few channels, while still in cache (512 KB of float32).
 MASK_CHUNK_ELEMS = 1 << 17
 
 
