@@ -246,3 +246,24 @@ def test_thread_count_follows_the_environment(monkeypatch):
     with pytest.raises(ValueError):
         threads.set_num_threads(0)
     threads.set_num_threads(None)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_transposed_form_is_the_forward_transform_permuted_and_transposed(rng, m):
+    """The backward's stored weights: block k is the forward's block index_t[k], transposed -- and the
+    kernel gives the same result with it as when it makes it itself."""
+    from nstyle.cpu.winograd import matrices, transposed_form  # noqa: PLC0415
+    wt = rng.standard_normal((5, 3, 3, 3))
+    u = winograd_form(wt, m)
+    ut = transposed_form(u)
+    index_t = matrices(m, u.dtype).index_t
+    assert ut.shape == (u.shape[0], u.shape[2], u.shape[1]) and ut.flags.c_contiguous
+    for k in range(u.shape[0]):
+        assert np.array_equal(ut[k], u[index_t[k]].T)
+    dy = padded.to_padded(rng.standard_normal((5, 7, 9)))
+    made, given = (np.full(padded.padded_shape(3, 7, 9), np.nan) for _ in range(2))
+    conv3x3_winograd(dy, u, made, 7, 9, transposed=True)
+    conv3x3_winograd(dy, u, given, 7, 9, transposed=True, ut=ut)
+    assert np.array_equal(made, given)
+    want = conv2d_forward_naive(padded.interior(dy, 7, 9)[None], flip_transpose(wt), None, 1, 1)[0][0]
+    assert rel_error(padded.interior(given, 7, 9), want) < 1e-12

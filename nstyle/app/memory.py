@@ -145,7 +145,7 @@ def cpu_network_bytes(height, width, taps, pooling="avg", itemsize=4):
 def cpu_weight_form_bytes(deepest, itemsize=4, sizes=((512, 512),), forward_sizes=()):
     """Bytes of the CPU kernels' weight forms (``cpu/fastconv.py``) once the network has run forward and
     backward at every (height, width) of ``sizes`` and forward only at ``forward_sizes``: F(4x4)'s
-    36 x O x C, F(2x2)'s 16 x O x C (both directions), direct or shift 9 x O x C (+ a bias column)."""
+    36 x O x C, F(2x2)'s 16 x O x C (a transposed copy more for the backward), direct or shift 9 x O x C."""
     per_point, total = {"winograd4": 36, "winograd2": 16}, 0
     walks = [(list(_walk(h, w, deepest)), True) for h, w in sizes]
     walks += [(list(_walk(h, w, deepest)), False) for h, w in forward_sizes]
@@ -159,9 +159,10 @@ def cpu_weight_form_bytes(deepest, itemsize=4, sizes=((512, 512),), forward_size
             forms.add("direct_b" if forward == "direct" else forward)
             if both:
                 backward = choose_kernel(c_out, c_in, h, w)
-                forms.add(backward if backward in per_point else backward + "_t")
+                # a Winograd backward keeps the forward's form too: its transposed copy is made from it
+                forms.update({backward + "_t", backward} if backward in per_point else {backward + "_t"})
         for form in forms:
-            total += per_point.get(form, 9) * c_out * c_in + (c_out if form == "direct_b" else 0)
+            total += per_point.get(form.removesuffix("_t"), 9) * c_out * c_in + (c_out if form == "direct_b" else 0)
     return total * itemsize
 
 

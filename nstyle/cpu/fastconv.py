@@ -6,7 +6,7 @@ per call from the channel counts and the map size (:func:`choose_kernel`), and k
 has made, so a network transforms its weights once.
 """
 from .conv3x3 import conv3x3_direct, conv3x3_shift, flip_transpose, shift_matrix, tap_matrix
-from .winograd import conv3x3_winograd, winograd_form
+from .winograd import conv3x3_winograd, transposed_form, winograd_form
 
 # Winograd pays once both channel counts reach WINOGRAD_MIN_CHANNELS and their product
 # WINOGRAD_MIN_PRODUCT: F(4x4) is 1.15x (64 -> 128) to 2x (256 -> 256) faster than the direct kernel;
@@ -63,10 +63,11 @@ class PreparedConv3x3:
         self._forms = {}
 
     def form(self, kind):
-        """Weights for one kernel: direct / shift (``_t``: of the input-gradient convolution), winograd4,
-        winograd2; ``direct_b``: direct with the bias folded in.
+        """Weights for one kernel: direct / shift / winograd4 / winograd2, with ``_t`` those of the
+        input-gradient convolution; ``direct_b``: direct with the bias folded in.
 
-        A Winograd transform serves both directions (see winograd.py), so it has no ``_t`` form.
+        A Winograd ``_t`` form is no second transform: the forward's, its blocks permuted and
+        transposed (``winograd.transposed_form``).
         """
         if kind not in self._forms:
             if kind == "direct_b":  # with the bias as one more column (see conv3x3.tap_matrix)
@@ -75,9 +76,12 @@ class PreparedConv3x3:
             makers = {"direct": tap_matrix, "shift": shift_matrix,
                       "winograd4": lambda w: winograd_form(w, 4), "winograd2": lambda w: winograd_form(w, 2)}
             base, transposed = (kind[:-2], True) if kind.endswith("_t") else (kind, False)
-            if base not in makers or (transposed and base.startswith("winograd")):
+            if base not in makers:
                 raise ValueError(f"unknown weight form {kind!r}")
-            self._forms[kind] = makers[base](flip_transpose(self.w) if transposed else self.w)
+            if transposed and base.startswith("winograd"):
+                self._forms[kind] = transposed_form(self.form(base))
+            else:
+                self._forms[kind] = makers[base](flip_transpose(self.w) if transposed else self.w)
         return self._forms[kind]
 
     def run(self, xbuf, outbuf, h, w, transposed=False, epilogue=None, bias=False):
@@ -91,7 +95,7 @@ class PreparedConv3x3:
         bias = bias and not transposed and self.b is not None
         if kind.startswith("winograd"):
             conv3x3_winograd(xbuf, self.form(kind), outbuf, h, w, epilogue, transposed=transposed,
-                             bias=self.b if bias else None)
+                             bias=self.b if bias else None, ut=self.form(kind + "_t") if transposed else None)
         elif kind == "direct":
             conv3x3_direct(xbuf, self.form("direct_b" if bias else "direct" + suffix), outbuf, h, w, epilogue)
         else:  # multiply-then-shift serves the few-output-channel input gradient; a bias there is rare

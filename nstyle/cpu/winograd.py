@@ -23,8 +23,10 @@ beyond the map are not written -- they would only depend on those zeros.
 
 The input-gradient convolution (flipped, transposed weights, ``conv3x3.flip_transpose``) needs no second
 weight transform: the algorithm on the inverted points turns the flipped filter into the forward's U,
-permuted and rescaled (``reference.winograd.flip_relation``); the permutation picks U's blocks, handed to
-BLAS as transposed operands, and the scale goes into that direction's output-transform matrix.
+permuted and rescaled (``reference.winograd.flip_relation``). :func:`transposed_form` stores U's blocks
+in that permutation, each transposed, so that the backward's products are one batched product on plain
+operands (read through transposed views they were slower: 512 channels at 32x32, 4.41 -> 3.67 ms);
+the scale goes into that direction's output-transform matrix.
 
 The bias goes into one Winograd point: A^T's column for the point 1 is all ones, so adding b to M at
 (1, 1) adds it to every output of the tile, 1/(m*m) of the work of adding it to the output.
@@ -54,6 +56,13 @@ ALGORITHMS = {2: F2, 4: F4}
 def winograd_form(w, m):
     """The weights (O, C, 3, 3) in F(m x m)'s Winograd domain: (a*a, O, C)."""
     return winograd_weights(w, ALGORITHMS[m].G)
+
+
+def transposed_form(u):
+    """The (a*a, C, O) weights of the input-gradient convolution from the forward's (a*a, O, C) U:
+    block k is U's block ``index_t[k]``, transposed (see the module docstring)."""
+    index_t = matrices(tile_of(u), u.dtype).index_t
+    return np.ascontiguousarray(u[index_t].transpose(0, 2, 1))
 
 
 def tile_of(u):
@@ -157,12 +166,13 @@ def scratch_elements(c, o, h, w, m, rows):
     return tuple(int(np.prod(shape)) for shape in shapes)
 
 
-def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, rows=None, bias=None):
+def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, rows=None, bias=None, ut=None):
     """3x3 / stride 1 / padding 1 convolution between padded buffers by Winograd F(m x m, 3x3).
 
     xbuf: (C, H+3, W+2) padded input (zero border). u: (a*a, O, C) from :func:`winograd_form` (m
     follows from its size) -- or, with ``transposed=True``, the forward's (a*a, C, O) transform, to run
-    the input-gradient convolution (flipped, transposed weights) of that layer. outbuf: (O, H+3, W+2),
+    the input-gradient convolution (flipped, transposed weights) of that layer; ``ut``: that
+    direction's :func:`transposed_form` of it, if the caller keeps one. outbuf: (O, H+3, W+2),
     any contents; on return it holds the output with a zero border. epilogue(r_lo, r_hi): called when
     buffer rows [r_lo, r_hi) are final. bias: (O,) added to every output, or None. rows: tile rows (m
     output rows each) per band; bands run on the thread pool.
@@ -172,6 +182,8 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
     t = matrices(m, xbuf.dtype)
     c = xbuf.shape[0]
     o = u.shape[2] if transposed else u.shape[1]
+    if transposed:
+        u = transposed_form(u) if ut is None else ut  # from here on, (a*a, O, C) as in the forward
     th, tw = -(-h // m), -(-w // m)
     dtype = xbuf.dtype
     kb, ka = t.input[transposed], t.output[transposed]
@@ -181,9 +193,6 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
     def transform_in(d, v, i0, i1, lo, hi):
         _gather(xbuf, d, i0, i1, lo, hi, m, h, w)
         np.matmul(kb, d[:, lo:hi].reshape(a * a, -1), out=v[:, lo:hi].reshape(a * a, -1))
-
-    def product(v, mm, k):
-        np.matmul(u[t.index_t[k]].T if transposed else u[k], v[k], out=mm[k])
 
     def transform_out(mm, y, i0, lo, hi):
         if bias is not None:
@@ -207,11 +216,7 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
 
         def finish(i):
             lo, hi = o_parts[i]
-            if transposed:
-                for k in range(a * a):
-                    np.matmul(u[t.index_t[k]][:, lo:hi].T, v[k], out=mm[k, lo:hi])
-            else:
-                np.matmul(u[:, lo:hi], v, out=mm[:, lo:hi])
+            np.matmul(u[:, lo:hi], v, out=mm[:, lo:hi])
             transform_out(mm, y, 0, lo, hi)
             padded.zero_border_columns(outbuf[lo:hi], 1, 1 + h, w)
             if by_channels:
@@ -230,11 +235,7 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
         i1 = min(th, i0 + rows)
         d, v, mm, y = arrays("winograd", i1 - i0)
         transform_in(d, v, i0, i1, 0, c)
-        if transposed:
-            for k in range(a * a):
-                product(v, mm, k)
-        else:
-            np.matmul(u, v, out=mm)
+        np.matmul(u, v, out=mm)
         transform_out(mm, y, i0, 0, o)
         r_lo, r_hi = 1 + m * i0, 1 + min(h, m * i1)
         padded.zero_border_columns(outbuf, r_lo, r_hi, w)
