@@ -4,8 +4,7 @@
 rows one channel pitch apart) without copying it, and writes into such a view given as ``out``. What
 it cannot do is *accumulate*: every product overwrites its output, so a sum of products costs a
 temporary and one more pass over memory per term. BLAS's GEMM computes C = alpha A B + beta C, and
-with beta = 1 the sum is free. The direct convolution uses it to add its nine tap products straight
-into the output band (``conv3x3.py``), the style gradient to add S F into the gradient rows
+with beta = 1 the sum is free. The style gradient uses it to add S F into the gradient rows
 (``losses.py``).
 
 The library is found the way ``threads.blas_thread_control`` finds it (NumPy's copy, among the shared

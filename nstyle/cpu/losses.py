@@ -12,8 +12,8 @@ The loss is ``reference.losses.style_layer_loss``'s; two things differ, both abo
 
 And one thing about time: G = F F^T is a product with a long inner dimension (M) and a small result
 (N x N). The BLAS shares out a product's *result* between its threads, so for N = 64 it ran on one
-core; :func:`gram` cuts M between the threads instead and adds their N x N parts (64 channels at
-256 x 256: 3.4 -> 1.7 ms, 2 threads; bench/NOTES.md, section 13).
+core; :func:`gram` cuts M in two parts for the threads instead and adds their N x N results (64
+channels at 256 x 256: 3.4 -> 1.7 ms, 2 threads; bench/NOTES.md, section 13).
 """
 import numpy as np
 

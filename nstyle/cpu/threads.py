@@ -199,23 +199,19 @@ def for_each_task(fn, n_tasks):
     """
     threads = min(num_threads(), n_tasks)
     control = blas_thread_control()
-    if getattr(_in_task, "active", False) or (threads <= 1 and control is None):
-        for i in range(n_tasks):
-            fn(i)
-        return
-    if num_threads() <= 1:
-        # One thread asked for: the BLAS runs single-threaded too, so that every product has the shape
-        # and the threading it has on a one-thread Dask worker (and gives the same bits).
-        previous = control(1)
+    in_task = getattr(_in_task, "active", False)
+    if in_task or threads <= 1 or control is None:
+        # Here, one after another. Inside a task the BLAS is single-threaded already; with one thread
+        # asked for it is made so too, so that every product has the shape and the threading it has
+        # on a one-thread Dask worker (and gives the same bits); without the control it keeps its own.
+        single = control is not None and not in_task and num_threads() <= 1
+        previous = control(1) if single else None
         try:
             for i in range(n_tasks):
                 fn(i)
         finally:
-            control(previous)
-        return
-    if threads <= 1 or control is None:
-        for i in range(n_tasks):
-            fn(i)
+            if single:
+                control(previous)
         return
     counter = itertools.count()
 

@@ -180,10 +180,9 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
     m = tile_of(u)
     a = m + 2
     t = matrices(m, xbuf.dtype)
-    c = xbuf.shape[0]
-    o = u.shape[2] if transposed else u.shape[1]
     if transposed:
         u = transposed_form(u) if ut is None else ut  # from here on, (a*a, O, C) as in the forward
+    c, o = xbuf.shape[0], u.shape[1]
     th, tw = -(-h // m), -(-w // m)
     dtype = xbuf.dtype
     kb, ka = t.input[transposed], t.output[transposed]
