@@ -17,7 +17,7 @@ times, taking turns, and the fastest repetition is reported (all are in the JSON
 - batch, 1 worker: `nstyle batch --workers 1` (one worker with every core as nstyle threads);
 - batch, 2 workers: `nstyle batch --workers 2` (each worker one core; two jobs at once).
 
-Scheduler overhead: on a LocalCluster of one worker (the batch's own settings, nstyle.app.cluster),
+Scheduler overhead: on a LocalCluster of one worker (the batch's own settings, nstyle.app.batch.cluster),
 the round trip of a task that does nothing, submitted one at a time (latency), and 200 of them in
 flight at once (throughput); and the time to start and stop a two-worker cluster.
 
@@ -128,7 +128,7 @@ def noop():
 
 
 def scheduler_overhead(n):
-    from nstyle.app.cluster import local_client, quiet_dask_logs
+    from nstyle.app.batch.cluster import local_client, quiet_dask_logs
     start = time.perf_counter()
     with quiet_dask_logs(), local_client(workers=2, threads=1, memory_limit=None):
         started = time.perf_counter() - start

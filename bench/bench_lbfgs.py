@@ -1,4 +1,4 @@
-"""The optimizer's own cost: SciPy's L-BFGS-B against nstyle's (nstyle/app/lbfgsb.py) on the CPU.
+"""The optimizer's own cost: SciPy's L-BFGS-B against nstyle's (nstyle/optim/lbfgsb.py) on the CPU.
 
     python3 bench/bench_lbfgs.py [--sizes 256 512 1024] [--iters 25] [--reps 2]
 
@@ -46,7 +46,7 @@ def run_scipy(n, iters):
 
 def run_nstyle(n, iters):
     """As nstyle.lbfgs runs it on the CPU: the optimizer's own BLAS work on one thread (see optimize.py)."""
-    from nstyle.app.lbfgsb import minimize_lbfgsb
+    from nstyle.optim.lbfgsb import minimize_lbfgsb
     from nstyle.cpu.threads import blas_thread_control
     fun, clock = problem(n)
     x0 = np.full(n, 128.0)

@@ -91,12 +91,12 @@ def child(args):
 
 
 def whole_run(fn, content, iters, own=False):
-    """scipy's L-BFGS-B (own: nstyle's, ``nstyle.app.lbfgsb``, with SciPy's default options) on the
+    """scipy's L-BFGS-B (own: nstyle's, ``nstyle.optim.lbfgsb``, with SciPy's default options) on the
     pixels from the content image, inside the pixel box, fn's gradient."""
     from scipy.optimize import Bounds, minimize
     shape = content.shape
     if own:
-        from nstyle.app.lbfgsb import minimize_lbfgsb
+        from nstyle.optim.lbfgsb import minimize_lbfgsb
         lo, hi = rc.lbfgs_bounds(shape)
         x0 = content.astype(np.float64).ravel()
         t0 = time.perf_counter()

@@ -11,7 +11,7 @@ maxiter N, maxfun 2N + 20, ftol = gtol = 0) and the same per-pixel 0..255 box; t
 evaluates with autograd. The sides alternate when --reps > 1. Reported: wall time, evaluations, final
 loss.
 
-Coarse-to-fine: nstyle.app.stylize at --size for --iters iterations (the single-scale reference: its final
+Coarse-to-fine: nstyle.app.run.stylize at --size for --iters iterations (the single-scale reference: its final
 loss L and time T), then nstyle.stylize(scales=...) with --iters at every stage, stopped by a callback
 as soon as the last stage's loss is at or below L. Target: at most 0.6 T.
 
@@ -28,6 +28,7 @@ import numpy as np
 
 import common
 import nstyle
+from nstyle.app.files.imageio import pixel_bounds
 
 def load_inputs(args):
     """(params, content PIL, style PIL, notes): real when available, else seeded random."""
@@ -58,7 +59,7 @@ def load_inputs(args):
 
 
 def arrays_at(size, content_img, style_img):
-    from nstyle.app.imageio import fit_size
+    from nstyle.app.files.imageio import fit_size
     from PIL import Image
     c = content_img.resize(fit_size(*content_img.size, size), Image.Resampling.LANCZOS)
     s = style_img.resize(fit_size(*style_img.size, size), Image.Resampling.LANCZOS)
@@ -87,7 +88,7 @@ def run_nstyle(params, content, style, iters, impl="scipy"):
             in_objective[0] += time.perf_counter() - start
 
     obj.value_and_grad = timed
-    res = nstyle.lbfgs(obj, content.copy(), iters=iters, bounds=True, impl=impl)
+    res = nstyle.lbfgs(obj, content.copy(), iters=iters, bounds=pixel_bounds(), impl=impl)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "evaluations": res.evaluations, "iterations": res.iterations,
             "final_loss": res.loss, "lbfgs_impl": impl, "optimizer_seconds": seconds - targets - in_objective[0],
@@ -96,7 +97,7 @@ def run_nstyle(params, content, style, iters, impl="scipy"):
 
 def run_torch(torch, params, content, style, iters):
     import scipy.optimize
-    from nstyle.app.optimize import _bounds_vector
+    from nstyle.optim.optimize import _bounds_vector
     t0 = time.perf_counter()
     value_and_grad = common.torch_objective(torch, params, content, style)
     shape = content.shape

@@ -45,11 +45,11 @@ from PIL import Image, ImageDraw
 
 import common
 from nstyle import stylize
-from nstyle.app.imageio import preprocess
-from nstyle.app.network import load_network
-from nstyle.app.samples import bundled_photo, swirl_painting
-from nstyle.app.stylize import _setup_stage, prepare
-from nstyle.app.weighting import attach_normalization
+from nstyle.app.files.imageio import preprocess
+from nstyle.app.run.network import load_network
+from nstyle.app.figures.samples import bundled_photo, swirl_painting
+from nstyle.app.run.stylize import _setup_stage, prepare
+from nstyle.app.run.weighting import attach_normalization
 
 CROP = 160   # pixels of each panel of the picture
 

@@ -1,7 +1,7 @@
 """`nstyle video` on the project's test clip: temporal error and style loss against independent frames.
 
 The clip is ``tests/test_video_clip.moving_square_clip`` (a textured square moving over a textured
-background that pans), written as an MP4; the style is ``nstyle.app.samples.swirl_painting``. For each
+background that pans), written as an MP4; the style is ``nstyle.app.figures.samples.swirl_painting``. For each
 temporal weight the whole clip is stylised with the real VGG-19 (the cached default weights) and the
 table gives the temporal error (mean over consecutive pairs of the c-weighted squared difference
 between a frame and its warped predecessor, 8-bit units) and the mean style loss of the frames, each
@@ -26,8 +26,8 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nstyle.app.network import load_network  # noqa: E402
-from nstyle.app.samples import swirl_painting  # noqa: E402
+from nstyle.app.run.network import load_network  # noqa: E402
+from nstyle.app.figures.samples import swirl_painting  # noqa: E402
 from nstyle.app.video import stylize_video  # noqa: E402
 from nstyle.app.video.driver import DEFAULT_TEMPORAL_WEIGHT  # noqa: E402
 from nstyle.app.video.media import write_video  # noqa: E402
@@ -56,7 +56,7 @@ def run(vgg, clip, style, out, weight, args, **extra):
 
 def input_error(clip, size):
     """The input clip's own temporal error under its flow: what a perfectly steady stylisation would keep."""
-    from nstyle.app.imageio import fit_size
+    from nstyle.app.files.imageio import fit_size
     from nstyle.app.video.flow import FlowEstimator, Link
     from nstyle.app.video.media import open_source
     frames = list(open_source(clip).frames())

@@ -3,7 +3,7 @@ coarse result upsampled to the fine size, next to its breakdown at its own size.
 
     python3 bench/c2f_breakdown.py [--weights FILE] [--coarse 256] [--fine 512] [--iters 100]
 
-Runs nstyle.app.stylize at --coarse for --iters iterations (the same objective as bench_run.py), then
+Runs nstyle.app.run.stylize at --coarse for --iters iterations (the same objective as bench_run.py), then
 evaluates that result at --coarse and, upsampled the way stylize starts a stage (bicubic, in network
 space), at --fine. Prints the total and every term.
 """
@@ -15,9 +15,9 @@ from PIL import Image
 import common
 import nstyle
 from bench_run import load_inputs
-from nstyle.app.imageio import preprocess
+from nstyle.app.files.imageio import preprocess
 from nstyle.model.objective import StyleObjective
-from nstyle.app.stylize import _resize_network_image
+from nstyle.app.run.stylize import _resize_network_image
 
 
 def evaluate(vgg, content_img, style_img, x_img, size):

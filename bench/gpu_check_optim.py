@@ -22,7 +22,7 @@ import numpy as np
 from gpu_rig import Problem, TimedObjective, nstyle_eval, ratio
 
 import nstyle
-from nstyle.app.imageio import pixel_bounds
+from nstyle.app.files.imageio import pixel_bounds
 
 LBFGS_IMPLS = ("nstyle", "scipy")
 

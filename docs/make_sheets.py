@@ -17,9 +17,9 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from nstyle.app.grid import make_grid  # noqa: E402
-from nstyle.app.imageio import save_image  # noqa: E402
-from nstyle.app.reconstruct import reconstruct_sheet  # noqa: E402
+from nstyle.app.figures.grid import make_grid  # noqa: E402
+from nstyle.app.files.imageio import save_image  # noqa: E402
+from nstyle.app.figures.reconstruct import reconstruct_sheet  # noqa: E402
 from nstyle.model.vgg import VGG19  # noqa: E402
 
 DOCS = os.path.dirname(os.path.abspath(__file__))

@@ -22,11 +22,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from nstyle import stylize  # noqa: E402
-from nstyle.app.imageio import fit_size, preprocess  # noqa: E402
-from nstyle.app.samples import swirl_painting  # noqa: E402
-from nstyle.app.sheet import contact_sheet  # noqa: E402
+from nstyle.app.files.imageio import fit_size, preprocess  # noqa: E402
+from nstyle.app.figures.samples import swirl_painting  # noqa: E402
+from nstyle.app.figures.sheet import contact_sheet  # noqa: E402
 from small_png import save_small_png  # noqa: E402 -- docs/small_png.py
-from nstyle.app.weighting import REFERENCE_SIZE, term_scales  # noqa: E402
+from nstyle.app.run.weighting import REFERENCE_SIZE, term_scales  # noqa: E402
 from nstyle.model.objective import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleObjective  # noqa: E402
 from nstyle.model.vgg import VGG19  # noqa: E402
 

@@ -1,5 +1,5 @@
 """Make docs/tv_sheet.png: what ``--tv-weight`` does at the default weights, and that it does the same at
-two sizes (the TV term is scaled with the pixel count, like the content term: ``app/weighting.py``).
+two sizes (the TV term is scaled with the pixel count, like the content term: ``app/run/weighting.py``).
 
 One row per size, one column per TV weight; each caption gives the change of the result's total
 variation (mean squared difference of neighbouring pixels) against the run without TV at that size.
@@ -22,9 +22,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from nstyle import stylize  # noqa: E402
-from nstyle.app.imageio import fit_size  # noqa: E402
-from nstyle.app.samples import swirl_painting  # noqa: E402
-from nstyle.app.sheet import contact_sheet  # noqa: E402
+from nstyle.app.files.imageio import fit_size  # noqa: E402
+from nstyle.app.figures.samples import swirl_painting  # noqa: E402
+from nstyle.app.figures.sheet import contact_sheet  # noqa: E402
 from small_png import save_small_png  # noqa: E402 -- docs/small_png.py
 from nstyle.model.vgg import VGG19  # noqa: E402
 

@@ -3,7 +3,8 @@
 The folders are the architecture, arrows pointing down only:
 
     cli/        the ``nstyle`` command: shared argument types, one module per sub-command
-    app/        stylize, optimizers, memory estimate, images, colours, reconstructions, grids, sheets
+    app/        what the commands do, a room per job: run, files, figures, batch, tiles, video
+    optim/      the optimizers: SciPy's L-BFGS-B driver, nstyle's own L-BFGS-B, Adam
     model/      the layer table (arch), VGG19 over an engine, the objective, gradient checks
     weights/    the HDF5 format, other formats' readers, the restricted unpickler, fetch, normalisation
     reference/  the readable engine: each op's forward beside its backward and a naive twin
@@ -17,10 +18,10 @@ from .version import __version__
 # cheap. ``from nstyle import VGG19`` works as usual.
 _PUBLIC = {
     "VGG19": "model.vgg", "LAYER_NAMES": "model.arch", "StyleObjective": "model.objective",
-    "preprocess": "app.imageio", "deprocess": "app.imageio", "stylize": "app.stylize",
-    "lbfgs": "app.optimize", "adam": "app.optimize",
+    "preprocess": "app.files.imageio", "deprocess": "app.files.imageio", "stylize": "app.run.stylize",
+    "lbfgs": "optim.optimize", "adam": "optim.optimize",
     "NStyleError": "errors", "InputError": "errors", "DeviceError": "errors", "WeightsError": "errors",
-    "RunError": "errors", "StylizeInterrupted": "app.stops", "NonFiniteLoss": "app.stops",
+    "RunError": "errors", "StylizeInterrupted": "app.run.stops", "NonFiniteLoss": "app.run.stops",
 }
 
 __all__ = list(_PUBLIC) + ["__version__"]

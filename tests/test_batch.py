@@ -17,9 +17,9 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from nstyle.app.batch import run_batch  # noqa: E402
-from nstyle.app.cluster import local_client  # noqa: E402
-from nstyle.app.jobs import Job  # noqa: E402
+from nstyle.app.batch.run_batch import run_batch  # noqa: E402
+from nstyle.app.batch.cluster import local_client  # noqa: E402
+from nstyle.app.batch.jobs import Job  # noqa: E402
 
 from .clitools import (FAST_LAYERS, assert_one_line_error, env_for, gradient_image, nstyle,  # noqa: E402
                        random_weights_file, stripes_image)
@@ -196,7 +196,7 @@ def test_without_dask_batch_says_so_in_one_line_and_the_rest_of_nstyle_works(tmp
 
 @pytest.mark.slow
 def test_grid_runs_its_cells_as_batch_jobs_with_the_same_pictures(pictures, weights, tmp_path, monkeypatch):
-    from nstyle.app.grid import make_grid
+    from nstyle.app.figures.grid import make_grid
     monkeypatch.setenv("NSTYLE_HOME", str(tmp_path / "home"))
     common = dict(ratios=[1e-3, 1e-2], depths=[1, 2], size=24, iters=3, content_layer="relu2_1",
                   style_layers=("relu1_1", "relu2_1"), weights=weights)

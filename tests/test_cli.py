@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from nstyle.cli import main as cli
-from nstyle.app.color import chroma, colour_stats, rgb_to_yiq
+from nstyle.app.run.color import chroma, colour_stats, rgb_to_yiq
 from nstyle.cli import stylize as stylize_command
-from nstyle.app.stylize import stylize
+from nstyle.app.run.stylize import stylize
 
 from .clitools import (FAST_LAYERS, assert_one_line_error, gradient_image, leftovers, nstyle, random_weights_file,
                        signal_at_line, stripes_image)

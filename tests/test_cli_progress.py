@@ -3,7 +3,7 @@ import io
 
 import pytest
 
-from nstyle.app.progress import Progress, breakdown_line
+from nstyle.app.files.progress import Progress, breakdown_line
 
 
 class FakeTerminal(io.StringIO):

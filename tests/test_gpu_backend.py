@@ -69,7 +69,7 @@ def test_stylize_tf32_holds_for_the_run_only_and_the_plan_says_so(rng):
     """stylize(tf32=True) allows TF32 while it runs (the GPU engine's products read the switch) and
     restores the setting after, even when the run fails; --dry-run's plan names it; a non-bool is refused."""
     from nstyle import InputError, stylize
-    from nstyle.app.stylize import prepare
+    from nstyle.app.run.stylize import prepare
     from nstyle.model.gradcheck import random_vgg_params
     from nstyle.model.vgg import VGG19
 

@@ -14,7 +14,7 @@ LAYERS = {
     "nstyle.model.arch": 0,   # the layer table: data every layer needs, importing nothing
     "nstyle.reference": 1,
     "nstyle.cpu": 2, "nstyle.gpu": 2, "nstyle.weights": 2,
-    "nstyle.model": 3,
+    "nstyle.model": 3, "nstyle.optim": 3,
     "nstyle.app": 4,
     "nstyle.cli": 5, "nstyle.__main__": 5, "nstyle": 6,
 }
@@ -102,3 +102,13 @@ def test_the_reference_engine_imports_no_faster_path():
 def test_no_module_over_400_lines(name):
     lines = len(modules()[name].read_text().splitlines())
     assert lines <= 400, f"{name}: {lines} lines"
+
+
+def test_no_folder_over_12_modules():
+    """A room per job: a folder that grows past a dozen modules splits into sub-packages."""
+    crowded = []
+    for folder in sorted({p.parent for p in PACKAGE.rglob("*.py")}):
+        count = len([p for p in folder.glob("*.py") if p.name != "__init__.py"])
+        if count > 12:
+            crowded.append(f"{folder.relative_to(PACKAGE.parent)}: {count} modules")
+    assert not crowded, "\n".join(crowded)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from nstyle.app import lbfgsb
-from nstyle.app.lbfgsb import minimize_lbfgsb
-from nstyle.app.lbfgsb_cauchy import CauchyPoint, cauchy_point, cauchy_point_sequential
-from nstyle.app.linesearch import FG, MoreThuente
+from nstyle.optim import lbfgsb
+from nstyle.optim.lbfgsb import minimize_lbfgsb
+from nstyle.optim.cauchy import CauchyPoint, cauchy_point, cauchy_point_sequential
+from nstyle.optim.linesearch import FG, MoreThuente
 
 from .conftest import BACKENDS, host, on, xp_of
 

@@ -7,10 +7,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from nstyle.app import memory
+from nstyle.app.run import memory
 from nstyle.model.gradcheck import random_image, random_vgg_params
 from nstyle.cpu.threads import num_threads
-from nstyle.app.memory import (available_bytes, cpu_network_bytes, cpu_weight_form_bytes, estimate, format_bytes, largest_fitting_size, network_bytes)
+from nstyle.app.run.memory import (available_bytes, cpu_network_bytes, cpu_weight_form_bytes, estimate, format_bytes, largest_fitting_size, network_bytes)
 from nstyle.model.objective import StyleObjective
 from nstyle.model.arch import CONV_LAYERS, CONV_SHAPES
 from nstyle.model.vgg import VGG19
@@ -155,7 +155,7 @@ def test_a_limit_larger_than_free_memory_changes_nothing(tmp_path):
 
 def test_an_address_space_limit_binds(tmp_path):
     """ulimit -v, set in a child process so that the test's own process keeps its limits."""
-    code = ("import resource, nstyle.app.memory as m; resource.setrlimit(resource.RLIMIT_AS, (2**34, 2**34)); "
+    code = ("import resource, nstyle.app.run.memory as m; resource.setrlimit(resource.RLIMIT_AS, (2**34, 2**34)); "
             "free, source = m.available_bytes(); print(free, source)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
     free, source = int(out[0]), out[1].strip()

@@ -5,10 +5,10 @@ from PIL import Image
 
 import nstyle
 from nstyle.model.gradcheck import random_image, random_vgg_params
-from nstyle.app.imageio import CAFFE_MEAN_BGR
-from nstyle.app.imageio import deprocess, preprocess
+from nstyle.app.files.imageio import CAFFE_MEAN_BGR
+from nstyle.app.files.imageio import deprocess, pixel_bounds, preprocess
 from nstyle.model.objective import StyleObjective
-from nstyle.app.optimize import STOP_DONE, STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED, adam, lbfgs
+from nstyle.optim.optimize import STOP_DONE, STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED, adam, lbfgs
 from nstyle.model.vgg import VGG19
 
 
@@ -31,7 +31,7 @@ def test_lbfgs_lowers_loss_and_respects_bounds(rng):
     x0 = random_image(rng, 32, 40).astype(np.float32)
     f0 = obj.value(x0)
     seen = []
-    res = lbfgs(obj, x0, iters=40, callback=lambda rec, get_x: seen.append(get_x().shape))
+    res = lbfgs(obj, x0, iters=40, bounds=pixel_bounds(), callback=lambda rec, get_x: seen.append(get_x().shape))
     assert res.stop == STOP_DONE and res.iterations == 40 and len(res.history) == 40
     assert res.loss < f0 / 20, f"loss only went from {f0:.3e} to {res.loss:.3e}"
     assert res.x.shape == x0.shape and res.x.dtype == np.float32
@@ -126,7 +126,7 @@ def test_each_lbfgs_implementation_keeps_the_run_contract(rng, impl):
     L-BFGS-B runs."""
     obj = small_objective(rng)
     x0 = random_image(rng, 32, 40).astype(np.float32)
-    res = lbfgs(obj, x0, iters=8, impl=impl)
+    res = lbfgs(obj, x0, iters=8, impl=impl, bounds=pixel_bounds())
     assert res.stop == STOP_DONE and res.iterations == 8 and len(res.history) == 8
     lo, hi = (-CAFFE_MEAN_BGR).reshape(1, 3, 1, 1), (255 - CAFFE_MEAN_BGR).reshape(1, 3, 1, 1)
     assert (res.x >= lo - 1e-3).all() and (res.x <= hi + 1e-3).all()
@@ -154,3 +154,15 @@ def test_nstyle_lbfgs_follows_scipys_on_a_style_objective(rng):
     for ra, rb in zip(a[:10], b[:10]):
         assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-8), (ra["iter"], ra["loss"], rb["loss"])
     assert abs(runs["nstyle"].loss - runs["scipy"].loss) <= 0.01 * runs["scipy"].loss
+
+
+def test_bounds_come_from_the_caller(rng):
+    """The optimizers know nothing of images: no bounds unless given, and True is refused."""
+    obj = small_objective(rng)
+    x0 = random_image(rng, 32, 40).astype(np.float32)
+    with pytest.raises(TypeError):
+        lbfgs(obj, x0, iters=1, bounds=True)
+    lo, hi = np.full(3, -1.0), np.full(3, 1.0)
+    for run in (lambda: lbfgs(obj, x0, iters=3, bounds=(lo, hi)), lambda: adam(obj, x0, iters=3, bounds=(lo, hi))):
+        res = run()
+        assert res.x.min() >= -1 - 1e-6 and res.x.max() <= 1 + 1e-6

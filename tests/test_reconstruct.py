@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import nstyle.app.reconstruct as rec
+import nstyle.app.figures.reconstruct as rec
 from nstyle.cli import main as cli
-from nstyle.app.cells import CellsInterrupted, CellStore
-from nstyle.app.sheet import layout_sheet
+from nstyle.app.figures.cells import CellsInterrupted, CellStore
+from nstyle.app.figures.sheet import layout_sheet
 from nstyle.errors import InputError
 from nstyle.model.gradcheck import random_vgg_params
-from nstyle.app.imageio import deprocess, preprocess
-from nstyle.app.imageio import white_noise
+from nstyle.app.files.imageio import deprocess, preprocess
+from nstyle.app.files.imageio import white_noise
 from nstyle.model.vgg import VGG19
 
 
@@ -224,7 +224,7 @@ def test_reconstruct_command_refuses_bad_usage(small_weights, tmp_path, capsys, 
 
 
 def test_a_failing_cell_is_named_and_not_stored(tmp_path):
-    from nstyle.app.cells import Cell, fill_cells
+    from nstyle.app.figures.cells import Cell, fill_cells
     from nstyle.errors import RunError
 
     store = CellStore(tmp_path / "f_cells", {"job": "test"})

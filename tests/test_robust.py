@@ -18,7 +18,7 @@ from PIL import Image
 
 from nstyle.cli import main as cli
 from nstyle.errors import InputError
-from nstyle.app.imageio import load_rgb
+from nstyle.app.files.imageio import load_rgb
 
 from .clitools import (FAST_LAYERS, assert_one_line_error, gradient_image, leftovers, nstyle,
                        random_weights_file, stripes_image)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from nstyle.errors import InputError
-from nstyle.app.imageio import load_rgb
+from nstyle.app.files.imageio import load_rgb
 
 
 def _seed_files():

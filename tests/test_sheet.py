@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nstyle.app.sheet import contact_sheet
+from nstyle.app.figures.sheet import contact_sheet
 
 
 def solid(colour, size=(40, 20)):

@@ -4,9 +4,9 @@ import pytest
 from PIL import Image
 
 from nstyle import stylize
-from nstyle.app.masks import colors_in_use, parse_color, plan_regions, read_segmentation
-from nstyle.app.memory import estimate
-from nstyle.app.stylize import prepare
+from nstyle.app.run.masks import colors_in_use, parse_color, plan_regions, read_segmentation
+from nstyle.app.run.memory import estimate
+from nstyle.app.run.stylize import prepare
 from nstyle.errors import InputError
 from nstyle.model.arch import LAYER_NAMES
 from nstyle.model.gradcheck import directional_check, numerical_gradient, random_image, random_vgg_params, rel_error
@@ -244,7 +244,7 @@ def test_each_half_ends_nearer_its_own_styles_colours(rng):
 
 
 def test_guided_style_reconstruction_runs(rng):
-    from nstyle.app.reconstruct import reconstruct
+    from nstyle.app.figures.reconstruct import reconstruct
     image = np.concatenate([np.full((32, 24, 3), (200, 60, 40), np.uint8), np.full((32, 24, 3), (40, 80, 200), np.uint8)], 1)
     out = reconstruct(image, style_layers=("relu1_1", "relu2_1"), mask=two_colour_mask(48, 32, 24, blur=False),
                       size=48, iters=5, vgg=VGG19(random_vgg_params(rng)))

@@ -1,13 +1,13 @@
-"""nstyle.app.stylize as a library: planning without weights, stages, callbacks, interruption, colours."""
+"""nstyle.app.run.stylize as a library: planning without weights, stages, callbacks, interruption, colours."""
 import numpy as np
 import pytest
 from PIL import Image
 
 from nstyle import InputError, NonFiniteLoss, StylizeInterrupted
 from nstyle import stylize
-from nstyle.app.color import rgb_to_yiq
+from nstyle.app.run.color import rgb_to_yiq
 from nstyle.model.gradcheck import random_vgg_params
-from nstyle.app.stylize import prepare
+from nstyle.app.run.stylize import prepare
 from nstyle.model.vgg import VGG19
 
 from .clitools import gradient_image, stripes_image

@@ -5,12 +5,12 @@ import pytest
 from PIL import Image
 
 from nstyle import InputError
-from nstyle.app import tiles as tiles_module
-from nstyle.app.imageio import preprocess
-from nstyle.app.stylize import _setup_stage, prepare
-from nstyle.app.tileblend import Blender, assemble
-from nstyle.app.tiles import TilePlan, axis_tiles, axis_weights, resolve_overlap
-from nstyle.app.tilework import style_grams, tile_term_scales
+from nstyle.app.tiles import plan as tiles_module
+from nstyle.app.files.imageio import preprocess
+from nstyle.app.run.stylize import _setup_stage, prepare
+from nstyle.app.tiles.blend import Blender, assemble
+from nstyle.app.tiles.plan import TilePlan, axis_tiles, axis_weights, resolve_overlap
+from nstyle.app.tiles.work import style_grams, tile_term_scales
 from nstyle.cli import main as cli
 from nstyle.model.gradcheck import random_vgg_params
 from nstyle.model.objective import StyleObjective
@@ -133,7 +133,7 @@ def test_tiled_plan_refusals(options, message):
 
 def test_auto_tiles_when_one_piece_does_not_fit(monkeypatch):
     monkeypatch.setattr(tiles_module, "available_bytes", lambda: (800 * 2**20, "test"))
-    from nstyle.app import plan as plan_module
+    from nstyle.app.run import plan as plan_module
     monkeypatch.setattr(plan_module, "available_bytes", lambda: (800 * 2**20, "test"))
     plan = prepare(gradient_image(300, 200), stripes_image(60, 60), size=2000, tile="auto", **FAST)
     assert plan.tiles is not None and "does not fit" in plan.tiles.reason

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from nstyle import StylizeInterrupted, stylize
-from nstyle.app.imageio import preprocess
-from nstyle.app.stylize import _setup_stage, prepare
+from nstyle.app.files.imageio import preprocess
+from nstyle.app.run.stylize import _setup_stage, prepare
 from nstyle.model.gradcheck import random_vgg_params
 from nstyle.model.vgg import VGG19
 

@@ -6,7 +6,7 @@ pytest.importorskip("cv2", reason="needs the video extra")
 pytest.importorskip("distributed", reason="needs the batch extra")
 
 from nstyle.errors import InputError  # noqa: E402
-from nstyle.app.jobprogress import JobsProgress  # noqa: E402
+from nstyle.app.batch.progress import JobsProgress  # noqa: E402
 from nstyle.app.video.batch import run_video_batch  # noqa: E402
 from nstyle.app.video.media import open_source, write_video  # noqa: E402
 

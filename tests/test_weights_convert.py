@@ -5,7 +5,7 @@ import pytest
 
 from nstyle.cli import main as cli
 from nstyle.errors import WeightsError
-from nstyle.app.imageio import preprocess
+from nstyle.app.files.imageio import preprocess
 from nstyle.reference import conv2d_forward
 from nstyle.weights.sources import (TORCHVISION_MEAN_RGB, TORCHVISION_STD_RGB, check_params, keras_name, read_source)
 from nstyle.model.arch import CONV_LAYERS, CONV_SHAPES

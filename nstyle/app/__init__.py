@@ -1,3 +1,9 @@
-"""The application: what the commands do with the model -- stylize (coarse to fine, colours, logs),
-the optimizers, the memory estimate, images in and out, reconstructions, grids and their resumable
-cell folders, sheets, progress."""
+"""The application: what the commands do with the model, one room per job.
+
+    run/       a stylize run: plan, network, weighting, stages, colours, masks, memory, stops
+    files/     images in and out, output checks, the JSON log and plot, progress
+    figures/   reconstructions, the ratio x depth grid, cell folders, contact sheets, sample images
+    batch/     many runs on Dask: jobs, cluster, submit, worker, progress
+    tiles/     tiled prints: plan, work, blend, run
+    video/     stylised video without flicker
+"""

@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 
-from ..app.stylize import DEVICES
+from ..app.run.stylize import DEVICES
 from ..errors import InputError
 from ..model.arch import POOLINGS
 from ..model.vgg import ENGINES

@@ -9,17 +9,17 @@ options whose value is a list, such as ``--style-layers``, the alternatives are 
 With a manifest, an option on the command line applies to every row that does not set it.
 
 Exit codes: 0 every job done or skipped, 1 some job failed, 2 bad input (nothing was submitted),
-130 interrupted (finished jobs kept). The work is in ``app/batch.py``; Dask is needed only here, and
+130 interrupted (finished jobs kept). The work is in ``app/batch/run_batch.py``; Dask is needed only here, and
 its absence is one line (exit 2).
 """
 import os
 
-from ..app.batch import BatchInterrupted, plan_batch, run_batch
-from ..app.cluster import require_dask, scheduler_address
-from ..app.jobprogress import JobsProgress
-from ..app.jobs import LIST_VALUED, OPTION_KINDS, cross_product, expand_paths, read_manifest, sweep_values
-from ..app.progress import say
-from ..app.stylize import DEVICES, stylize
+from ..app.batch.run_batch import BatchInterrupted, plan_batch, run_batch
+from ..app.batch.cluster import require_dask, scheduler_address
+from ..app.batch.progress import JobsProgress
+from ..app.batch.jobs import LIST_VALUED, OPTION_KINDS, cross_product, expand_paths, read_manifest, sweep_values
+from ..app.files.progress import say
+from ..app.run.stylize import DEVICES, stylize
 from ..errors import InputError
 from ..model.vgg import ENGINES
 from .args import count, positive_int, print_path
@@ -122,7 +122,7 @@ def _dry_run(jobs, args):
     remote = bool(scheduler_address(args.scheduler))
     planned, _ = plan_batch(jobs, args.outdir, weights=args.weights, device=args.device, engine=args.engine,
                             max_pixels=args.max_pixels, force=args.force, remote=remote)
-    from ..app.memory import format_bytes  # noqa: PLC0415
+    from ..app.run.memory import format_bytes  # noqa: PLC0415
     for p in planned:
         print(f"{'skip' if p.previous else 'run '}  {p.name}  (about {format_bytes(p.memory.total)})")
     todo = sum(p.previous is None for p in planned)

@@ -1,11 +1,11 @@
 """The up-front checks every command that runs the network makes, in one function, before any weights
-load or any iteration runs: the weights file, the device, every output (``app/outputs.py``: format,
+load or any iteration runs: the weights file, the device, every output (``app/files/outputs.py``: format,
 folder, writability, not an input -- the weights included -- not a device or FIFO, no two the same, no
 snapshot over another file), matplotlib for --plot, and the memory the run needs. So a run that
 cannot finish fails in its first second, whichever command started it.
 """
-from ..app.outputs import check_outputs, read_paths
-from ..app.runlog import require_matplotlib
+from ..app.files.outputs import check_outputs, read_paths
+from ..app.files.runlog import require_matplotlib
 from ..backend import resolve_device
 from ..errors import WeightsError
 from ..weights.guard import check_regular

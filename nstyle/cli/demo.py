@@ -10,13 +10,13 @@ import os
 import sys
 
 from ..errors import InputError
-from ..app.imageio import load_rgb, save_image
-from ..app.progress import Progress
-from ..app.samples import BUNDLED_PHOTOS, bundled_photo, swirl_painting
-from ..app.sheet import contact_sheet
-from ..app.stylize import prepare
+from ..app.files.imageio import load_rgb, save_image
+from ..app.files.progress import Progress
+from ..app.figures.samples import BUNDLED_PHOTOS, bundled_photo, swirl_painting
+from ..app.figures.sheet import contact_sheet
+from ..app.run.stylize import prepare
 from .args import count, iters_list, list_of, positive_int
-from ..app.outputs import check_outputs, read_paths
+from ..app.files.outputs import check_outputs, read_paths
 from .args import print_path
 from .checks import check_run
 from .stylize import add_run_options, execute

@@ -1,10 +1,10 @@
 """``nstyle grid CONTENT STYLE -o SHEET``: the paper's grid of content/style ratios against style depth."""
 import sys
 
-from ..app.batch import BatchInterrupted
-from ..app.cells import CellsInterrupted
-from ..app.grid import make_grid
-from ..app.progress import say
+from ..app.batch.run_batch import BatchInterrupted
+from ..app.figures.cells import CellsInterrupted
+from ..app.figures.grid import make_grid
+from ..app.files.progress import say
 from .args import add_network_options, count, layers, list_of, positive_float, positive_int, print_path
 from .checks import check_run
 

@@ -1,11 +1,11 @@
 """``nstyle reconstruct IMAGE -o OUT``: what one layer (content) or a set of layers (style) keeps of an image."""
 import sys
 
-from ..app.cells import CellsInterrupted
-from ..app.imageio import save_image
-from ..app.progress import say
-from ..app.reconstruct import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, reconstruct, reconstruct_sheet
-from ..app.stylize import NonFiniteLoss, StylizeInterrupted
+from ..app.figures.cells import CellsInterrupted
+from ..app.files.imageio import save_image
+from ..app.files.progress import say
+from ..app.figures.reconstruct import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, reconstruct, reconstruct_sheet
+from ..app.run.stylize import NonFiniteLoss, StylizeInterrupted
 from ..errors import InputError
 from .args import add_network_options, count, layers, positive_int, print_path
 from .checks import check_run

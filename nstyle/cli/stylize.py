@@ -6,14 +6,14 @@ input image, and the memory the run will need -- so a run that cannot finish fai
 """
 import sys
 
-from ..app.imageio import save_image
-from ..app.optimize import LBFGS_IMPLS
-from ..app.outputs import snapshot_path
-from ..app.progress import Progress
-from ..app.runlog import plot_losses, write_log
-from ..app.stylize import (INITS, OPTIMIZERS, ORIGINAL_COLORS, NonFiniteLoss, StylizeInterrupted, prepare,
+from ..app.files.imageio import save_image
+from ..optim.optimize import LBFGS_IMPLS
+from ..app.files.outputs import snapshot_path
+from ..app.files.progress import Progress
+from ..app.files.runlog import plot_losses, write_log
+from ..app.run.stylize import (INITS, OPTIMIZERS, ORIGINAL_COLORS, NonFiniteLoss, StylizeInterrupted, prepare,
                            run as run_plan, stylize)
-from ..app.tiled import discard, tiles_folder
+from ..app.tiles.run import discard, tiles_folder
 from ..errors import InputError
 from .args import (add_network_options, add_reporting_options, count, iters_list, join, layers, list_of,
                    positive_float, positive_int, print_path, weight)
@@ -128,7 +128,7 @@ def add_parser(sub):
                    help=f"default: {d['optimizer']} (L-BFGS-B; the paper used L-BFGS)")
     g.add_argument("--lbfgs-impl", choices=LBFGS_IMPLS, default=d["lbfgs_impl"],
                    help="whose L-BFGS-B: scipy (on the host), nstyle (the same algorithm on the device, "
-                        f"nstyle/app/lbfgsb.py), auto: scipy on the CPU, nstyle on the GPU (default: {d['lbfgs_impl']})")
+                        f"nstyle/optim/lbfgsb.py), auto: scipy on the CPU, nstyle on the GPU (default: {d['lbfgs_impl']})")
     g.add_argument("--lr", type=positive_float, default=d["lr"], metavar="F",
                    help=f"Adam step size in pixel units (default: {d['lr']:g})")
     g.add_argument("--no-bounds", dest="bounds", action="store_false",

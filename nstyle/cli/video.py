@@ -11,12 +11,12 @@ The work is in ``app/video``; PyAV and OpenCV are needed only there, and their a
 import argparse
 import sys
 
-from ..app.progress import say
-from ..app.runlog import write_log
+from ..app.files.progress import say
+from ..app.files.runlog import write_log
 from ..app.video.driver import DEFAULT_BLEND, DEFAULT_TEMPORAL_WEIGHT, VideoInterrupted, prepare_video
 from ..app.video.flow import FLOWS
 from ..app.video.progress import VideoProgress
-from ..app.stops import NonFiniteLoss
+from ..app.run.stops import NonFiniteLoss
 from ..app.video.run import run_video
 from ..errors import InputError
 from . import stylize as stylize_command
@@ -162,8 +162,8 @@ def summary_line(result):
 
 def run_clips(args):
     """``--clips``: every clip a Dask task (``app/video/batch.py``)."""
-    from ..app.cluster import scheduler_address  # noqa: PLC0415
-    from ..app.jobprogress import JobsProgress  # noqa: PLC0415
+    from ..app.batch.cluster import scheduler_address  # noqa: PLC0415
+    from ..app.batch.progress import JobsProgress  # noqa: PLC0415
     from ..app.video.batch import run_video_batch  # noqa: PLC0415
     styles = [args.input, *args.styles]
     if args.output is None:

@@ -9,7 +9,7 @@
 import tempfile
 from pathlib import Path
 
-from ..app.progress import say
+from ..app.files.progress import say
 from ..errors import InputError
 from ..weights.guard import check_regular
 from ..weights.normalize import MIN_SIDE, check_settings, image_files, normalize_file
@@ -120,7 +120,7 @@ def run_convert(args):
 
 def load_images(folder, size):
     """The images in ``folder`` as network-space arrays, each resized so its longest side is ``size``."""
-    from ..app.imageio import load_rgb, preprocess, resize_longest  # noqa: PLC0415
+    from ..app.files.imageio import load_rgb, preprocess, resize_longest  # noqa: PLC0415
 
     images = []
     for path in image_files(folder):

@@ -3,7 +3,7 @@
     L = alpha * sum_{l in content layers} s_l Lc_l + beta * sum_{l in style layers} s_l w_l E_l + gamma s_tv TV
 
 with Lc, E_l and TV as in ``reference/losses.py``, and s the optional per-term scales (``term_scales``;
-1 by default, which is the paper's loss as written; ``app/weighting.py`` sets them so that the weights
+1 by default, which is the paper's loss as written; ``app/run/weighting.py`` sets them so that the weights
 mean the same at every image size). The content targets P_l and the style statistics are computed
 once, at construction. The style target of layer l is
 
@@ -164,7 +164,7 @@ class StyleObjective:
     def style_statistics(self, name):
         """The style target of layer ``name`` per output position (N x N): sum_s b_s G_s / M_s, or with
         masks the regions' targets, weighted, over the output's positions. A term's scale, for callers
-        that compare networks (``app/weighting.py``)."""
+        that compare networks (``app/run/weighting.py``)."""
         if self.guided is None:
             grams, positions = self._grams[name]
             return scaled_blended_gram(grams, positions, self.style_blend, 1)

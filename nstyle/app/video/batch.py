@@ -4,7 +4,7 @@ other through the temporal term), the clips side by side on the workers.
 It uses ``nstyle batch``'s machinery: the cluster (``cluster.py``: a LocalCluster sized to this machine
 by the largest clip's memory estimate, or the scheduler at ``scheduler``), the network each worker keeps
 (``worker.worker_network``), the batch's cancel event and thread sharing, and its progress over jobs
-(``jobprogress.JobsProgress``). Every clip is checked here, before anything is submitted
+(``batch.progress.JobsProgress``). Every clip is checked here, before anything is submitted
 (``driver.prepare_video``: one InputError naming the clip). Resuming is each clip's own: its frames
 folder keeps the frames done, so a rerun after Ctrl-C or a lost worker continues every clip where it
 stopped (a clip whose output folder or video is complete redoes nothing but the container).
@@ -14,15 +14,15 @@ import time
 from dataclasses import dataclass, field
 
 from ...errors import InputError, NStyleError
-from ..cluster import (finished_futures, free_memory, local_client, quiet_dask_logs, remote_client, require_dask,
+from ..batch.cluster import (finished_futures, free_memory, local_client, quiet_dask_logs, remote_client, require_dask,
                        size_local_cluster)
-from ..outputs import same_file
+from ..files.outputs import same_file
 from .driver import prepare_video
 
 
 @dataclass
 class ClipJob:
-    """One clip of a video batch, as ``jobprogress.JobsProgress`` shows jobs."""
+    """One clip of a video batch, as ``batch.progress.JobsProgress`` shows jobs."""
     name: str
     input: str
     output: str
@@ -55,7 +55,7 @@ def plan_clips(clips, style, outdir, suffix=".mp4", **video_options):
 
 def run_clip(spec):
     """The task (on a worker): stylise one clip; returns {"job", "status", "seconds", ...}, never raises."""
-    from ..worker import _stop_check, _worker_threads, worker_network  # noqa: PLC0415
+    from ..batch.worker import _stop_check, _worker_threads, worker_network  # noqa: PLC0415
     from ...cpu.threads import set_num_threads  # noqa: PLC0415
     from .driver import VideoInterrupted  # noqa: PLC0415
     from .run import run_video  # noqa: PLC0415
@@ -86,7 +86,7 @@ def run_video_batch(clips, style, outdir, *, suffix=".mp4", client=None, schedul
     """Stylise ``clips`` (paths) into ``outdir`` (``<clip stem><suffix>`` each), one Dask task per clip.
 
     video_options: ``stylize_video``'s keywords (every stylize option too). client / scheduler / workers /
-    threads: as ``run_batch``. progress: a ``jobprogress.JobsProgress`` (None: silent). Returns the
+    threads: as ``run_batch``. progress: a ``batch.progress.JobsProgress`` (None: silent). Returns the
     ClipJobs with their results; raises InputError before anything runs, KeyboardInterrupt on Ctrl-C (the
     running clips stop after their current frame, keeping the frames done)."""
     require_dask()

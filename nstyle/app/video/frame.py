@@ -1,17 +1,17 @@
 """One video frame's stylisation: ``stylize``'s stages (coarse to fine, colours, regions) with the
 temporal term added to each stage's objective and the frame's own starting image.
 
-This is ``app/stylize.py``'s stage loop with two differences: the objective of every stage is wrapped
+This is ``app/run/stylize.py``'s stage loop with two differences: the objective of every stage is wrapped
 in ``TemporalObjective`` (the term resized to the stage), and a stop -- Ctrl-C, the callback, a NaN --
 gives up the frame instead of keeping its best image: a video keeps whole frames only.
 """
 import numpy as np
 
-from .. import color
-from ..imageio import preprocess
-from ..optimize import STOP_CONVERGED, STOP_INTERRUPTED, STOP_REQUESTED, adam, lbfgs
-from ..stops import StylizeInterrupted, raise_for_stop
-from ..stylize import _setup_stage
+from ..run import color
+from ..files.imageio import pixel_bounds, preprocess
+from ...optim.optimize import STOP_CONVERGED, STOP_INTERRUPTED, STOP_REQUESTED, adam, lbfgs
+from ..run.stops import StylizeInterrupted, raise_for_stop
+from ..run.stylize import _setup_stage
 from .objective import TemporalObjective
 
 
@@ -58,9 +58,9 @@ def stylize_frame(plan, vgg, start=None, term=None, weight=0.0, callback=None, l
             return bool(callback(rec, lambda: images.finish(get_x()))) if callback is not None else False
 
         if o["optimizer"] == "lbfgs":
-            result = lbfgs(objective, x0, iters=stage.iters, bounds=o["bounds"], callback=on_iteration)
+            result = lbfgs(objective, x0, iters=stage.iters, bounds=pixel_bounds() if o["bounds"] else None, callback=on_iteration)
         else:
-            result = adam(objective, x0, iters=stage.iters, lr=o["lr"], bounds=o["bounds"], callback=on_iteration)
+            result = adam(objective, x0, iters=stage.iters, lr=o["lr"], bounds=pixel_bounds() if o["bounds"] else None, callback=on_iteration)
         if result.stop == STOP_REQUESTED:
             raise FrameStopped("stopped by the callback")
         if result.stop == STOP_INTERRUPTED:

@@ -21,7 +21,7 @@ from PIL import Image
 
 from ...atomic import atomic_path
 from ...errors import InputError
-from ..imageio import DEFAULT_MAX_PIXELS, load_rgb
+from ..files.imageio import DEFAULT_MAX_PIXELS, load_rgb
 
 # suffix -> (PyAV container format, video codec, pixel format, audio codec when the audio is re-encoded)
 VIDEO_FORMATS = {".mp4": ("mp4", "libx264", "yuv420p", "aac"), ".m4v": ("mp4", "libx264", "yuv420p", "aac"),

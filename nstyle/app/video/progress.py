@@ -7,7 +7,7 @@ from an earlier run cost nothing and do not count.
 import sys
 import time
 
-from ..progress import StatusLine, _clock, breakdown_line
+from ..files.progress import StatusLine, _clock, breakdown_line
 
 
 class VideoProgress(StatusLine):

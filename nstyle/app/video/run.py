@@ -9,10 +9,10 @@ import numpy as np
 from PIL import Image
 
 from ... import backend, interrupts
-from ..network import load_network
-from ..stops import StylizeInterrupted
-from ..stylize import prepare
-from ..weighting import attach_normalization
+from ..run.network import load_network
+from ..run.stops import StylizeInterrupted
+from ..run.stylize import prepare
+from ..run.weighting import attach_normalization
 from .flow import FlowEstimator, Link
 from .frame import FrameStopped, stylize_frame, to_network
 from .media import write_video

@@ -19,8 +19,8 @@ from PIL import Image
 from ...atomic import atomic_write
 from ...errors import InputError
 from ...version import __version__
-from ..imageio import load_rgb, save_image
-from ..worker import settings_hash
+from ..files.imageio import load_rgb, save_image
+from ..batch.worker import settings_hash
 
 STATE_FILE = "nstyle-video.json"
 _FRAME = re.compile(r"^frame_\d{6}\.png$")

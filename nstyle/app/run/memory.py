@@ -1,0 +1,400 @@
+"""How much memory a run will need, and how much the machine has free.
+
+``estimate`` walks VGG-19's layers at the run's image size and adds up what the engine keeps alive at
+its peak. Two network models: the CPU engine's (``cpu/engine.py``: zero-bordered buffers reused
+through a pool, bit-packed ReLU masks, weights also kept in Winograd / GEMM form, per-thread band
+buffers) and the layer loop's that the reference and GPU engines run (ReLU masks and pooling winners,
+the tapped maps and their gradients, the largest layer's working buffers). Besides the network: the
+Gram targets, the optimiser's state (L-BFGS-B keeps its history in float64 on the host), the images
+and the weights, with the constants in one place.
+
+``available_bytes`` reads what the operating system says is free (``/proc/meminfo``'s MemAvailable,
+capped by a cgroup memory limit when the process runs in a container), falling back to
+``os.sysconf``; it returns None when nothing says, and the memory check is then skipped.
+
+Checked against the peak resident memory of real runs (see README, "Limits"): the estimate is meant to
+be a little above the measurement, never far below it.
+"""
+import os
+from dataclasses import dataclass, field
+
+from ...cpu.fastconv import choose_kernel
+from ...model.arch import CONV_SHAPES, LAYER_INDEX, LAYER_NAMES, channels
+
+# Python with nstyle, NumPy, SciPy (without scipy.optimize), Pillow and h5py imported, before any image
+# or weight is loaded (measured: 44 MiB), plus 16 MiB of headroom: at 64 to 256 pixels, where the
+# weights and fixed costs are most of the peak, the model was as little as 4% above the measured peak
+# (bench/memory_small_sizes.py; allocator arenas, thread stacks and image decoders are not modelled).
+BASE_BYTES = 61 * 2**20
+# im2col keeps a band of about this many float32 entries per convolution (``layers/im2col.band_rows``).
+IM2COL_BAND_ELEMS = 1 << 21
+# CPU fast path: at its peak each resolution holds at most this many zero-bordered maps of its channel
+# count (a tap still waiting for its gradient, a layer's input and output -- or gradient in and out --
+# are never more than three at once; the buffer pool's blocks serve every resolution's maps in turn).
+CPU_MAPS_PER_RESOLUTION = 3
+# CPU fast path: band buffers each thread keeps (``threads.scratch``): direct GEMM columns (2 Mi
+# elements), multiply-then-shift products, the epilogues' rows. Winograd's band arrays, which depend
+# on the layers' shapes, are counted by :func:`cpu_winograd_scratch_bytes`.
+CPU_SCRATCH_BYTES_PER_THREAD = 24 * 2**20
+CPU_SCRATCH_BYTES_MAIN = 4 * 2**20
+# L-BFGS-B: importing scipy.optimize (measured: 47 MiB), and float64 vectors of the pixel count: per
+# history pair (s, y) SciPy holds two in its work array and two more in its own copies; besides those,
+# x, the gradient, the bounds, the line search, our driver's copies of recent points and the
+# allocator's leftovers from all of them. Fitted to the peak RSS of runs that filled the history (20
+# iterations at 256 and 512, 12 at 1024; README, "Limits"): 4 * m + 33 vectors with m = 10.
+LBFGS_IMPORT_BYTES = 48 * 2**20
+LBFGS_VECTORS_PER_PAIR = 4
+LBFGS_EXTRA_VECTORS = 33
+# Short-lived temporaries and allocator slack, as a fraction of everything else.
+OTHER_FRACTION = 0.05
+# Float32 pixel-sized arrays Adam keeps (x, m, v, the step, the gradient, the best x).
+ADAM_VECTORS = 7
+
+
+@dataclass
+class MemoryEstimate:
+    parts: dict = field(default_factory=dict)   # name -> bytes
+    device: str = "cpu"
+    per_thread: int = 0                         # bytes of "thread buffers" each CPU thread adds
+
+    @property
+    def total(self):
+        return sum(self.parts.values())
+
+    @property
+    def on_device(self):
+        """Bytes that live on the GPU when running there (the network's part)."""
+        return sum(v for k, v in self.parts.items() if k in ("network", "weights"))
+
+
+def _walk(height, width, deepest):
+    """Per-layer shapes up to ``deepest``: yields (name, in_channels, out_channels, h, w) at that layer's
+    output resolution (pools halve h and w, flooring like the engine)."""
+    channels, h, w = 3, height, width
+    for name in LAYER_NAMES[:LAYER_INDEX[deepest] + 1]:
+        if name.startswith("conv"):
+            out_ch = CONV_SHAPES[name][0]
+            yield name, channels, out_ch, h, w
+            channels = out_ch
+        elif name.startswith("pool"):
+            h, w = h // 2, w // 2
+            yield name, channels, channels, h, w
+        else:
+            yield name, channels, channels, h, w
+
+
+def layer_path_network_bytes(height, width, taps, pooling="avg", itemsize=4):
+    """Peak bytes of one objective evaluation on the generic layer path (the GPU's): forward to the
+    deepest tap, the losses, and the backward sweep (see ``vgg.py`` and ``objective.py``).
+
+    forward, at each layer: the masks so far, the tapped maps so far, and the layer's own buffers;
+    losses: every mask, every tapped map and every tap's gradient at once;
+    backward, at each convolution: the masks and the taps' gradients (all held until the sweep ends),
+    plus the gradient in, the zero-padded gradient out, its im2col band and its contiguous copy.
+    """
+    if not taps:
+        return 0
+    deepest = max(taps, key=LAYER_INDEX.__getitem__)
+    masks = features = 0
+    forward_peak = backward_transient = 0
+    for name, c_in, c_out, h, w in _walk(height, width, deepest):
+        elems = c_out * h * w
+        if name.startswith("conv"):
+            in_elems, padded = c_in * h * w, c_in * (h + 2) * (w + 2)
+            band = min(IM2COL_BAND_ELEMS, 9 * c_in * h * w)
+            # forward: the input (already counted if it is a tapped map), padded copy, band, output
+            layer = itemsize * (padded + band + elems) + (0 if features else itemsize * in_elems)
+            forward_peak = max(forward_peak, masks + features + layer)
+            backward_transient = max(backward_transient, itemsize * (elems + padded + band + in_elems))
+        elif name.startswith("relu"):
+            masks += elems  # boolean mask, 1 byte per element
+        elif pooling == "max":
+            masks += elems  # uint8 index of the winner in each window
+        if name in taps:
+            features += elems * itemsize
+    losses_peak = masks + 2 * features
+    backward_peak = masks + features + backward_transient  # the gradients at the taps: as big as the maps
+    return max(forward_peak, losses_peak, backward_peak)
+
+
+def cpu_network_bytes(height, width, taps, pooling="avg", itemsize=4):
+    """Peak bytes of one objective evaluation on the CPU engine (``cpu/engine.py``), buffer pool included.
+
+    Every map lives in a zero-bordered (C, H+3, W+2) buffer; at each resolution up to the deepest tap
+    at most ``CPU_MAPS_PER_RESOLUTION`` of them exist at once. The ReLU masks (1 bit per element) and
+    max-pool winners (1 byte) of every layer stay until the backward has passed them. Checked with
+    tracemalloc at 256x192, 512x384 and 1024x768 (real weights): the peak was 0.88, 0.84 and 0.83 of this
+    model, band buffers included; tests/test_memory.py checks it at 96x128.
+    """
+    if not taps:
+        return 0
+    deepest = max(taps, key=LAYER_INDEX.__getitem__)
+    masks = 0
+    widest = {}  # padded pixels of each resolution -> the most channels a map there has
+    for name, _, c_out, h, w in _walk(height, width, deepest):
+        padded = (h + 3) * (w + 2)
+        widest[padded] = max(widest.get(padded, 0), c_out)
+        if name.startswith("relu"):
+            masks += c_out * (h + 3) * -(-(w + 2) // 8)
+        elif name.startswith("pool") and pooling == "max":
+            masks += c_out * h * w
+    maps = sum(CPU_MAPS_PER_RESOLUTION * c * px for px, c in widest.items()) * itemsize
+    return maps + masks
+
+
+def cpu_weight_form_bytes(deepest, itemsize=4, sizes=((512, 512),), forward_sizes=()):
+    """Bytes of the CPU kernels' weight forms (``cpu/fastconv.py``) once the network has run forward and
+    backward at every (height, width) of ``sizes`` and forward only at ``forward_sizes``: F(4x4)'s
+    36 x O x C, F(2x2)'s 16 x O x C (a transposed copy more for the backward), direct or shift 9 x O x C."""
+    per_point, total = {"winograd4": 36, "winograd2": 16}, 0
+    walks = [(list(_walk(h, w, deepest)), True) for h, w in sizes]
+    walks += [(list(_walk(h, w, deepest)), False) for h, w in forward_sizes]
+    for index, (name, c_in, c_out, _, _) in enumerate(_walk(1, 1, deepest)):
+        if not name.startswith("conv"):
+            continue
+        forms = set()  # the names PreparedConv3x3.form keeps them under
+        for walk, both in walks:
+            _, _, _, h, w = walk[index]
+            forward = choose_kernel(c_in, c_out, h, w)
+            forms.add("direct_b" if forward == "direct" else forward)
+            if both:
+                backward = choose_kernel(c_out, c_in, h, w)
+                # a Winograd backward keeps the forward's form too: its transposed copy is made from it
+                forms.update({backward + "_t", backward} if backward in per_point else {backward + "_t"})
+        for form in forms:
+            total += per_point.get(form.removesuffix("_t"), 9) * c_out * c_in + (c_out if form == "direct_b" else 0)
+    return total * itemsize
+
+
+def cpu_winograd_scratch_bytes(deepest, itemsize=4, sizes=((512, 512),), threads=1):
+    """(per thread, main thread only) bytes of the Winograd kernels' work arrays after runs at ``sizes``:
+    per array the largest any layer needed (``threads.scratch`` keeps it), cut as ``band_plan`` cuts."""
+    from ...cpu.winograd import band_plan, scratch_elements  # noqa: PLC0415
+    largest = {"bands": [0, 0, 0, 0], "small": [0, 0, 0, 0]}
+    for height, width in sizes:
+        for name, c_in, c_out, h, w in _walk(height, width, deepest):
+            if not name.startswith("conv"):
+                continue
+            for c, o in ((c_in, c_out), (c_out, c_in)):
+                kind = choose_kernel(c, o, h, w)
+                if not kind.startswith("winograd"):
+                    continue
+                m = int(kind[-1])
+                how, rows = band_plan(c, o, h, w, m, threads)
+                largest[how] = [max(x, y) for x, y in zip(largest[how], scratch_elements(c, o, h, w, m, rows))]
+    return sum(largest["bands"]) * itemsize, sum(largest["small"]) * itemsize
+
+
+def network_bytes(height, width, taps, pooling="avg", itemsize=4, engine="cpu"):
+    """Peak bytes of one evaluation's network work: the CPU engine's model for engine "cpu", the layer
+    loop's (the reference and GPU engines') otherwise."""
+    if engine == "cpu":
+        return cpu_network_bytes(height, width, taps, pooling, itemsize)
+    return layer_path_network_bytes(height, width, taps, pooling, itemsize)
+
+
+def estimate(height, width, content_layers, style_layers, style_shapes=(), pooling="avg",
+             optimizer="lbfgs", history_size=10, image_bytes=0, device="cpu", itemsize=4, engine=None,
+             regions=0):
+    """Bytes a run at (height, width) needs at its peak, by part.
+
+    style_shapes: (h, w) of each style image as the network sees it; image_bytes: the decoded input
+    images (their pixel counts times 3 bytes, times 2 for the RGB copy). Parts: base, weights,
+    network (one evaluation, or a style image's forward if larger), targets, optimizer, images; on the
+    CPU engine also the kernels' weight forms and the threads' band buffers. engine: "cpu", "gpu" or
+    "reference" (default: the device's fast engine). regions: the number of regions of a guided run
+    (spatial control): each adds a target per style layer and per style image, its guides at every
+    style layer, and the guided loss works on a masked copy of each style tap (part "guides").
+    """
+    engine = engine or device
+    taps = tuple(dict.fromkeys(tuple(content_layers) + tuple(style_layers)))
+    pixels = 3 * height * width
+    parts = {"base": BASE_BYTES}
+    per_thread_bytes = 0
+    deepest = max(taps, key=LAYER_INDEX.__getitem__) if taps else None
+    weights = 0
+    if deepest is not None:
+        for name, c_in, c_out, _, _ in _walk(1, 1, deepest):
+            if name.startswith("conv"):
+                weights += (c_out * c_in * 9 + c_out) * itemsize
+    # load_params reads every layer of the file before the network keeps the ones it needs
+    parts["weights"] = max(weights, 20_024_384 * itemsize)
+    net = network_bytes(height, width, taps, pooling, itemsize, engine)
+    for sh, sw in style_shapes:
+        net = max(net, network_bytes(sh, sw, tuple(style_layers), pooling, itemsize, engine) // 2)
+    parts["network"] = net
+    if engine == "cpu" and deepest is not None:
+        from ...cpu.threads import num_threads  # noqa: PLC0415
+        parts["kernel weights"] = cpu_weight_form_bytes(deepest, itemsize, [(height, width)], style_shapes)
+        threads = num_threads()
+        per_thread, main = cpu_winograd_scratch_bytes(deepest, itemsize, [(height, width), *style_shapes], threads)
+        per_thread_bytes = CPU_SCRATCH_BYTES_PER_THREAD + per_thread
+        parts["thread buffers"] = per_thread_bytes * threads + CPU_SCRATCH_BYTES_MAIN + main
+    targets = 0
+    for name in content_layers:
+        for lname, _, c_out, h, w in _walk(height, width, name):
+            if lname == name:
+                targets += c_out * h * w * itemsize
+    for name in style_layers:
+        c = channels(name)
+        # target Gram, the evaluation's Gram and its difference; each style image's own Gram (kept to
+        # rebuild the target at another output size); per region a target and each image's guided Gram
+        targets += (3 + len(style_shapes) + regions * (1 + len(style_shapes))) * c * c * itemsize
+    parts["targets"] = targets
+    if regions and style_layers:
+        deepest_style = max(style_layers, key=LAYER_INDEX.__getitem__)
+        shapes = [(c, h, w) for lname, _, c, h, w in _walk(height, width, deepest_style) if lname in style_layers]
+        guide_px = sum(h * w for _, h, w in shapes)
+        # the guides (float64 while propagated, then in the network's dtype) and, in an evaluation, the
+        # masked tap, the product with the Gram difference and the accumulated gradient of one layer
+        parts["guides"] = regions * guide_px * (8 + itemsize) + 3 * max(c * h * w for c, h, w in shapes) * itemsize
+    if optimizer == "lbfgs":
+        parts["optimizer"] = (LBFGS_IMPORT_BYTES
+                              + (LBFGS_VECTORS_PER_PAIR * history_size + LBFGS_EXTRA_VECTORS) * pixels * 8)
+    else:
+        parts["optimizer"] = ADAM_VECTORS * pixels * itemsize
+    parts["images"] = int(image_bytes) + 4 * pixels * itemsize  # inputs + content/init/best in float32
+    # temporaries nobody keeps for long (Gram products, colour conversions) and allocator slack
+    parts["other"] = int(OTHER_FRACTION * sum(parts.values()))
+    return MemoryEstimate(parts=parts, device=device, per_thread=per_thread_bytes)
+
+
+def _read_int(path):
+    try:
+        with open(path, encoding="ascii") as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _cgroup_limits(root):
+    """(limit file, usage file) pairs that bound this process: for each cgroup it belongs to (read
+    from /proc/self/cgroup; v2's unified hierarchy and v1's memory controller), that cgroup and every
+    ancestor up to the mount point -- a limit set on a parent (a Slurm job, a systemd slice, a
+    Kubernetes pod) binds its children too."""
+    try:
+        with open(os.path.join(root, "proc/self/cgroup"), encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        lines = ["0::/"]
+    pairs = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":  # cgroup v2
+            mount, files = "sys/fs/cgroup", ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            mount, files = "sys/fs/cgroup/memory", ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        rel = path.strip("/")
+        while True:
+            folder = os.path.join(root, mount, rel)
+            pairs.append((os.path.join(folder, files[0]), os.path.join(folder, files[1])))
+            if not rel:
+                break
+            rel = os.path.dirname(rel)
+    return pairs
+
+
+def _cgroup_free(root="/"):
+    """Room left under the tightest cgroup memory limit on this process, or None when none is set."""
+    rooms = []
+    for limit_path, usage_path in _cgroup_limits(root):
+        limit, usage = _read_int(limit_path), _read_int(usage_path)
+        if limit is not None and limit < 2**60:  # "max" (v2) is not a number; v1 says "no limit" with ~2^63
+            rooms.append(max(0, limit - (usage or 0)))
+    return min(rooms) if rooms else None
+
+
+def _address_space_free(root="/"):
+    """Room left under ``ulimit -v`` (RLIMIT_AS), or None when unlimited."""
+    try:
+        import resource  # noqa: PLC0415 -- POSIX only
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY or soft < 0:
+        return None
+    used = 0
+    try:
+        with open(os.path.join(root, "proc/self/status"), encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    used = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(0, soft - used)
+
+
+def available_bytes(root="/"):
+    """(bytes, source) the machine can give this process now, or (None, reason) when unknown.
+
+    The smallest of: the kernel's MemAvailable (else free physical pages), the room under each cgroup
+    memory limit on this process (v2 or v1, its own cgroup and its ancestors) and the room under
+    ``ulimit -v``. root: where /proc and /sys are found (tests give a folder of their own).
+    """
+    free, source = None, None
+    try:
+        with open(os.path.join(root, "proc/meminfo"), encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    free, source = int(line.split()[1]) * 1024, "MemAvailable"
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if free is None and root == "/":
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            source = "free physical pages"
+        except (ValueError, OSError, AttributeError):
+            pass
+    for room, what in ((_cgroup_free(root), "cgroup memory limit"),
+                       (_address_space_free(root), "address-space limit (ulimit -v)")):
+        if room is not None and (free is None or room < free):
+            free, source = room, what
+    if free is None:
+        return None, "the operating system does not say"
+    return free, source
+
+
+def gpu_available_bytes():
+    """(bytes, 'GPU') the current CUDA device can still give: the driver's free memory plus what CuPy's
+    pool holds but does not use; (None, reason) without a usable GPU (the check is then skipped)."""
+    try:
+        from ...backend import gpu_memory_info  # noqa: PLC0415
+        info = gpu_memory_info()
+    except Exception as exc:  # a broken CUDA install can raise anything
+        return None, f"GPU memory unknown ({type(exc).__name__}: {exc})"
+    if info is None:
+        return None, "no usable GPU"
+    return info["free"] + max(0, info["pool_held"] - info["pool_used"]), "GPU"
+
+
+def largest_fitting_size(budget, make_estimate, low=16, high=16384):
+    """The largest longest-side size whose ``make_estimate(size).total`` fits ``budget`` (bisection).
+
+    Returns None when even ``low`` does not fit.
+    """
+    if make_estimate(low).total > budget:
+        return None
+    while high - low > 8:
+        mid = (low + high) // 2
+        if make_estimate(mid).total <= budget:
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+def format_bytes(n):
+    """1536 -> '1.5 KiB'; binary units (what `free` and /proc/meminfo count in), one decimal."""
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
