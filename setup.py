@@ -22,6 +22,8 @@ setup(
         "bench-jax": ["jax[cpu]==0.10.2"],
         "demo": ["scikit-image>=0.19", "matplotlib>=3.5"],
         "plot": ["matplotlib>=3.5"],
+        # the docs as a site: `mkdocs build --strict` (CI) or `mkdocs serve`
+        "docs": ["mkdocs-material>=9.5"],
         # `nstyle batch`: Dask's distributed scheduler (its own dependencies: tornado, msgpack, psutil, ...)
         "batch": ["dask==2026.8.0", "distributed==2026.8.0"],
         # `nstyle video`: PyAV (FFmpeg) for the frames in and out, OpenCV's DIS optical flow
