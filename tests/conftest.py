@@ -40,6 +40,11 @@ def rng(request):
     return np.random.default_rng(seed)
 
 
+# The one reason every oracle test skips with, so that the run's summary can count them.
+TORCH_SKIP_REASON = "torch not installed: the PyTorch oracle tests need it (pip install torch==2.13.0)"
+ORACLE_INSTALL = "python3 -m pip install torch==2.13.0"
+
+
 def require_torch():
     """Import torch, or skip -- unless NSTYLE_REQUIRE_TORCH=1 (CI), where a missing oracle is a failure."""
     try:
@@ -47,6 +52,17 @@ def require_torch():
     except ImportError:
         if os.environ.get("NSTYLE_REQUIRE_TORCH") == "1":
             pytest.fail("torch is required (NSTYLE_REQUIRE_TORCH=1) but is not installed")
-        pytest.skip("torch not installed: the PyTorch oracle tests need it (pip install torch==2.13.0)")
+        pytest.skip(TORCH_SKIP_REASON)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     return torch
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say what the run checked: when the PyTorch oracle is missing, how many oracle tests were skipped
+    and the one command that adds them (the float64 gradient checks run either way)."""
+    skipped = [rep for rep in terminalreporter.stats.get("skipped", [])
+               if isinstance(rep.longrepr, tuple) and TORCH_SKIP_REASON in str(rep.longrepr[2])]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} PyTorch oracle tests skipped (torch is not installed; the float64 gradient "
+            f"checks ran): `{ORACLE_INSTALL}` adds them")
