@@ -16,7 +16,9 @@ setup(
         "gpu": ["cupy-cuda12x>=13"],
         "gpu-cuda13": ["cupy-cuda13x>=14"],
         "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.5", "scikit-image>=0.19",
-                 "dask==2026.8.0", "distributed==2026.8.0", "av==18.1.0", "opencv-python-headless==4.14.0.94"],
+                 "dask==2026.8.0", "distributed==2026.8.0", "av==18.1.0", "opencv-python-headless==4.14.0.94",
+                 # the notebooks, executed by a real kernel (tests/test_notebooks.py)
+                 "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
         "bench": ["torch==2.13.0", "psutil>=5"],
         "bench-tf": ["tensorflow-cpu==2.21.*"],
         "bench-jax": ["jax[cpu]==0.10.2"],
