@@ -76,7 +76,8 @@ def test_blend_of_a_style_with_its_tiled_self_is_that_style(rng, name, b):
     if name == "mmd_gaussian":
         t = sl.mmd_targets([S, tile2x2(S)], [b, 1 - b], "gaussian", **params)
         mixed = lambda z: sl.mmd_loss(z, t)  # noqa: E731
-    shapes = [(1, 3, 6, 8)] if name in ("histogram", "sliced_wasserstein") else [(1, 3, 6, 8), (1, 3, 4, 6), (1, 3, 5, 7)]
+    midpoint = name in ("histogram", "sliced_wasserstein")
+    shapes = [(1, 3, 6, 8)] if midpoint else [(1, 3, 6, 8), (1, 3, 4, 6), (1, 3, 5, 7)]
     for shape in shapes:
         F = rng.standard_normal(shape)
         (v, g), (vm, gm) = alone(F), mixed(F)

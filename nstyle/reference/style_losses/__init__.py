@@ -6,7 +6,7 @@ polynomial, Gaussian by random Fourier features, ``fourier.py``) -- each with
 - ``<loss>_targets(style_feats, blend, ...) -> target``: statistics of the style *mixture* (each style
   image s's positions weigh b_s / M_s, ``mixture.py``), so any style size, output size or tile shares
   one target; the histogram and sliced Wasserstein targets are quantile tables (``quantiles.py``) that
-  ``quantiles(target, M)`` reads at any output size;
+  ``quantiles(target, M)`` reads at any output size, by the target's rule ("midpoint" or "bin_mean");
 - ``<loss>_loss(F, target, ...) -> (value, dE/dF)`` for features F of shape (1, N, H, W);
 - ``<loss>_loss_naive``: the same from the definition with loops, in float64, for the tests;
 - ``<loss>_scratch_bytes``: the extra memory one evaluation holds, for memory estimates.

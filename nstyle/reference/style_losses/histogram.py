@@ -1,16 +1,19 @@
 """Histogram loss (Risser et al. 2017) as exact 1-D optimal transport, channel by channel.
 
-F: (1, N, H, W) read as N channels x M positions. Target: the mixture's quantile function Q_i of every
-channel (``quantiles.py``), read at the output's plotting positions t_j = (j + 1/2) / M as q_ij.
-pi_i is the permutation that sorts channel i ascending (F_i,pi_i(0) <= F_i,pi_i(1) <= ...):
+F: (1, N, H, W) read as N channels x M positions. Target: the mixture's quantile function of every
+channel (``quantiles.py``), read as M ascending values q_i0 <= ... <= q_i,M-1 for this output's M --
+at the plotting positions t_j = (j + 1/2) / M (rule "midpoint", DESIGN.md's), or as the mixture's
+mean over each 1/M-quantile bin ("bin_mean"). q is a constant of the loss: it depends on the styles and
+M, not on F. pi_i is the permutation that sorts channel i ascending (F_i,pi_i(0) <= F_i,pi_i(1) <= ...):
 
     E = 1/(N M) * sum_i sum_j (F_i,pi_i(j) - q_ij)^2
 
 Why this is optimal transport: among all ways to pair F_i's M values with the M target values q_i,
 the sum of squared differences is smallest when both go in ascending order (swap any crossed pair and
 the sum drops), so E is the squared 2-Wasserstein distance between channel i's empirical distribution
-and the M-point distribution {q_ij}, averaged over channels. Risser et al. remap F to its histogram
-match and use a squared distance to that remapped copy; E is the same thing written as one function.
+and the M-point distribution {q_ij}, averaged over channels (with "bin_mean", up to a constant, the
+squared distance to the whole mixture). Risser et al. remap F to its histogram match R(F) and take
+||F - R(F)||^2 with R(F) held fixed: the same value and gradient, written here as one function.
 
 Gradient: near any F whose channels have no ties, pi_i does not change under a small enough
 perturbation (it is piecewise constant, changing only when two entries cross), so E is locally a plain
@@ -20,8 +23,9 @@ sum of squares of fixed entries minus fixed constants:
 
 -- the residual in sorted order, scattered back to where each entry came from. This is the exact
 derivative everywhere except on the measure-zero set where two entries of a channel tie; there E is
-still continuous (swapping tied entries changes nothing) and the formula gives one of its one-sided
-gradients. The ties that do occur in practice are ReLU zeros, whose gradient the ReLU below masks.
+still continuous (swapping tied entries changes nothing), and the formula, with whatever order the
+sort gave the tied entries, is the gradient of one of the smooth pieces that meet there. The ties
+that do occur in practice are ReLU zeros, whose gradient the ReLU below masks.
 
 One argsort per channel serves both: the sorted values for E, the permutation for the scatter.
 """

@@ -9,10 +9,11 @@ table by one of two rules:
 ``midpoint`` (DESIGN.md's definition): Q interpolates linearly between the points (c_k, v_k), c_k the
 middle of sample k's interval, flat beyond the first and last; q_j = Q(t_j) at t_j = (j + 1/2) / M,
 the output's own plotting positions -- so with one style image of M_s = M positions q is its sorted
-samples. A style image tiled 2 x 2 gives the same q whenever M divides M_s; otherwise, and when
-equal values come from styles of different sample weights (ReLU zeros), the points depend on how
-samples fall and q moves by up to the gap between neighbouring samples. Ties keep a stable sort's
-order (style by style, position by position), so q is the same on every device.
+samples. A style image tiled 2 x 2 gives the same q whenever M divides M_s. Otherwise -- and in
+blends where equal values come from styles of unequal sample weight -- the points depend on how the
+samples fall, not only on the distribution, and q can differ from the untiled (unblended) style's by
+up to the gap between neighbouring sample values. Ties keep a stable sort's order (style by style,
+position by position), so q is the same on every device.
 
 ``bin_mean``: q_j = M * integral of the step quantile function over [j/M, (j+1)/M) -- the average of
 the mixture over the j-th M-quantile bin. It reads only the mixture *distribution*, so a tiled
@@ -81,7 +82,7 @@ def quantiles(target, m):
     # bin_mean: I(t) at the bin edges j/m, then q_j = m (I((j+1)/m) - I(j/m)).
     knots_y = xp.zeros((values.shape[0], values.shape[1] + 1))
     weights = xp.multiply(weights, values, out=weights if weights.ndim == 2 else None)
-    xp.cumsum(weights, axis=1, out=knots_y[:, 1:])
+    knots_y[:, 1:] = xp.cumsum(weights, axis=1)
     del weights
     knots_x = xp.concatenate([xp.zeros_like(edges[..., :1]), edges], axis=-1)
     at_edges = _interp_rows(xp.arange(m + 1, dtype=xp.float64) / m, knots_x, knots_y)

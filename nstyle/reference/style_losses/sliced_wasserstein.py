@@ -3,14 +3,16 @@
 F: (1, N, H, W) read as N x M. V: N x K unit columns (K = N by default), drawn once per stage from a
 seed (:func:`draw_directions`). The projections P = V^T F (K x M) are K one-dimensional samples of the
 feature distribution; the target is the mixture's quantile function of each projection, Q_k, built
-from V^T S_s for every style image s (``quantiles.py``), read as q_kj = Q_k((j + 1/2) / M). With pi_k
-the permutation that sorts P_k ascending:
+from V^T S_s for every style image s (``quantiles.py``), read as M ascending values q_kj (rule
+"midpoint": q_kj = Q_k((j + 1/2) / M); "bin_mean": bin averages). With pi_k the permutation that sorts
+P_k ascending:
 
     E = 1/(K M) * sum_k sum_j (P_k,pi_k(j) - q_kj)^2
 
 -- the histogram loss of the projected features: each term is a squared 1-D Wasserstein distance, and
-their average over directions estimates the sliced Wasserstein distance, which (unlike any finite set
-of moments, the Gram matrix included) is zero only when the whole distributions agree.
+their average over K random directions estimates the sliced Wasserstein distance (the average over all
+directions), which -- unlike any finite set of moments, the Gram matrix included -- is zero only when
+the whole distributions agree.
 
 Gradient: as for the histogram loss, pi_k is locally constant wherever P_k has no ties, so there
 dE/dP_k,pi_k(j) = 2/(K M) (P_k,pi_k(j) - q_kj), i.e. dE/dP = 2/(K M) (P - q o rank) with rank the
@@ -18,8 +20,10 @@ inverse permutation; and P = V^T F is linear, so
 
     dE/dF = V dE/dP
 
-exact almost everywhere (ties along a random direction have probability 0 unless two positions have
-equal feature vectors -- again, mostly dead ReLU positions whose gradient is masked).
+exact almost everywhere: ties along a random direction have probability 0 unless two positions have
+equal feature vectors -- dead ReLU positions, whose gradient is masked, or the exactly flat regions of
+a starting image, where the formula gives the gradient of one of the pieces that meet (and the first
+step breaks the tie).
 
 One argsort per direction serves value and gradient; the projection buffer is reused for dE/dP.
 """
