@@ -109,6 +109,7 @@ def test_float32_follows_float64(rng, name):
     assert g32.dtype == np.float32 and g32.shape == F.shape, name
     assert v32 == pytest.approx(v64, rel=1e-4), name
     assert rel_error(g32, g64) < 1e-4, name
+    assert loss64(F.astype(np.float32))[1].dtype == np.float32, f"{name}: float64 target, float32 F"
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, None])

@@ -85,11 +85,11 @@ def mmd_loss(F, target, chunk=None):
     if target.kernel == "polynomial":
         D = Fm @ Fm.T
         D *= D.dtype.type(1.0 / m)
-        D -= target.embedding
+        D -= target.embedding.astype(D.dtype, copy=False)
         value = sum_squares(D)
         D *= D.dtype.type(4.0 / m)
         return value, (D @ Fm).reshape(F.shape)
-    W, c = target.weights, target.phases
+    W, c = target.weights.astype(Fm.dtype, copy=False), target.phases.astype(Fm.dtype, copy=False)
     d = W.shape[1]
     chunk = default_chunk(d) if chunk is None else chunk
     delta = cos_sum(Fm, W, c, chunk) * (np.sqrt(2.0 / d) / m) - target.embedding

@@ -83,7 +83,7 @@ def sliced_wasserstein_loss(F, target, q=None):
     """(E, dE/dF) for F (1, N, H, W). q: ``quantiles(target, M)`` when the caller keeps it."""
     xp = get_xp(F)
     Fm = feature_matrix(F)
-    V = target.directions
+    V = target.directions.astype(Fm.dtype, copy=False)   # the gradient keeps F's dtype
     n, m = Fm.shape
     k = V.shape[1]
     if q is None:
