@@ -169,6 +169,13 @@ class StyleObjective:
         self.taps = tuple(dict.fromkeys(name for t in self.terms for name in t.layers))
         return self
 
+    def term(self, key):
+        """The term reported under ``key`` ("content/relu4_2", "style/relu1_1", "tv", ...)."""
+        for t in self.terms:
+            if t.key == key:
+                return t
+        raise KeyError(f"no {key!r} term; this objective has {', '.join(t.key for t in self.terms)}")
+
     # What other modules read of the targets: the GPU graph holds them, the weighting measures them.
     @property
     def content_targets(self):
@@ -182,7 +189,7 @@ class StyleObjective:
     def style_statistics(self, name):
         """The style target of layer ``name`` per output position (N x N): sum_s b_s G_s / M_s, or with
         masks the regions' targets, weighted, over the output's positions (None: no region there)."""
-        return next(t for t in self.terms if t.group == "style" and t.layer == name).statistic()
+        return self.term(f"style/{name}").statistic()
 
     def _record(self, breakdown, term, value):
         """Enter one term's value into the breakdown; returns its factor weight * w_l * s."""

@@ -9,7 +9,7 @@
 ``base.py`` holds the protocol every term follows (and the steps to add one); ``nstyle gradcheck`` and
 the tests take their list of terms from ``TERMS``.
 """
-from .base import SCALINGS, TERMS, Declaration, Taps, Term, register  # noqa: F401
+from .base import SCALINGS, TERMS, Declaration, Taps, Term, net_input, register  # noqa: F401
 from .content import ContentTerm  # noqa: F401 -- importing a module registers its term
 from .gram import GramTerm  # noqa: F401
 from .guided_gram import GuidedGramTerm  # noqa: F401
