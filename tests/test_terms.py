@@ -100,7 +100,7 @@ def test_the_objective_is_the_weighted_sum_of_its_terms(rng):
     x = random_image(rng, 24, 32)
     total, grad = obj.value_and_grad(x)
     b = obj.last_breakdown
-    want, want_grad = 0.0, np.zeros_like(x)
+    want = 0.0
     feats, _ = obj.vgg.forward(x, obj.taps)
     for term in obj.terms:
         factor = obj.term_weights[term.key] * term.layer_weight * scales.get(term.key, 1.0)
