@@ -188,13 +188,19 @@ def docs_example_source():
 
 
 @pytest.fixture
-def example_module():
+def registry():
+    """TERMS, put back as it was after the test (which may register terms of its own)."""
+    before = dict(TERMS)
+    yield TERMS
+    TERMS.clear()
+    TERMS.update(before)
+
+
+@pytest.fixture
+def example_module(registry):
     module = types.ModuleType("channel_mean")
     exec(compile(docs_example_source(), "docs/backprop.md (Adding a loss)", "exec"), module.__dict__)  # noqa: S102
-    try:
-        yield module
-    finally:
-        TERMS.pop("channel_mean", None)
+    return module
 
 
 def test_the_docs_example_term(example_module, rng):
@@ -214,6 +220,7 @@ def test_the_docs_example_term(example_module, rng):
     total, grad = obj.value_and_grad(x)
     b = obj.last_breakdown
     assert b["channel_mean/relu2_1"] == b["channel_mean"] == pytest.approx(1e3 * b["paper/channel_mean/relu2_1"])
+    assert b["paper/channel_mean"] == b["paper/channel_mean/relu2_1"]
     assert total == pytest.approx(b["content"] + b["style"] + b["tv"] + b["channel_mean"], rel=1e-12)
     assert directional_check(obj.value, grad, x, rng, eps=1e-3, directions=2) < 1e-6
 
@@ -221,3 +228,51 @@ def test_the_docs_example_term(example_module, rng):
 def test_the_docs_example_term_matches_torch(example_module, rng):
     from .test_torch_oracle import check_term_matches_torch
     check_term_matches_torch(require_torch(), "channel_mean", rng)
+
+
+def test_a_pair_of_functions_becomes_a_term(rng, registry):
+    """FunctionTerm: a target from the style images' features and a loss against it, wrapped as a term
+    (the shape in which new style losses arrive): checked by the registry and usable in an objective."""
+    from nstyle.model.terms import FunctionTerm
+
+    def energy_target(features, blend):  # the blended mean square of each channel
+        return sum(b * (f[0] ** 2).mean(axis=(1, 2)) for f, b in zip(features, blend))
+
+    def energy_loss(F, t):  # E = 1/2 sum_i (e_i - t_i)^2, e_i = mean_j F_ij^2; dE/dF_ij = (e_i - t_i) 2 F_ij / M
+        m = F.shape[2] * F.shape[3]
+        d = (F[0] ** 2).mean(axis=(1, 2)) - t
+        return 0.5 * float(d @ d), F * (2.0 / m * d)[None, :, None, None]
+
+    def energy_loss_naive(F, t):
+        _, n, h, w = F.shape
+        e = [sum(F[0, i, r, c] ** 2 for r in range(h) for c in range(w)) / (h * w) for i in range(n)]
+        grad = np.array([[[[2.0 / (h * w) * (e[i] - t[i]) * F[0, i, r, c] for c in range(w)] for r in range(h)]
+                          for i in range(n)]])
+        return 0.5 * sum((e[i] - t[i]) ** 2 for i in range(n)), grad
+
+    class EnergyTerm(FunctionTerm):
+        name, group, scaling = "energy", "energy", "mean"
+        make_target = staticmethod(energy_target)
+        loss_function = staticmethod(energy_loss)
+        naive_function = energy_loss_naive  # a plain function works as well
+
+        @classmethod
+        def check_case(cls, rng):
+            return cls("relu1_1", rng.uniform(0.5, 2, 3)), rng.standard_normal((1, 3, 4, 5))
+
+    register(EnergyTerm)
+    assert gradcheck.run_all(ops=["energy"])[0]["ok"]
+    term, F = EnergyTerm.check_case(rng)
+    (v, g), (vn, gn) = term.loss(F), term.loss_naive(F)
+    assert v == pytest.approx(vn, rel=1e-12) and rel_error(g, gn) < 1e-12
+    obj = small_objective(rng)
+    styles = [random_image(rng, 20, 28), random_image(rng, 16, 16)]
+    terms = EnergyTerm.from_images(obj.vgg, styles, [0.25, 0.75], ("relu1_1", "relu2_1"), {"relu2_1": 0.5})
+    feats = [obj.vgg.forward(s, ["relu1_1"])[0]["relu1_1"] for s in styles]
+    assert rel_error(terms[0].target, energy_target(feats, [0.25, 0.75])) < 1e-14 and terms[1].layer_weight == 0.5
+    for t in terms:
+        obj.add_term(t, 10.0)
+    x = random_image(rng, 24, 32)
+    _, grad = obj.value_and_grad(x)
+    assert set(obj.last_breakdown) >= {"energy/relu1_1", "energy/relu2_1", "energy", "paper/energy"}
+    assert directional_check(obj.value, grad, x, rng, eps=1e-3, directions=2) < 1e-6

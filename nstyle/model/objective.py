@@ -33,8 +33,8 @@ DEFAULT_CONTENT_WEIGHT = 1.0
 DEFAULT_STYLE_WEIGHT = 1e3
 DEFAULT_TV_WEIGHT = 0.0
 
-# The groups every breakdown records, even at weight 0 (the log's columns), and those whose layers'
-# unweighted terms are also summed as "paper/<group>".
+# The groups every breakdown records, even at weight 0 (the log's columns), and the sums of unweighted
+# layer terms it records as "paper/<group>" even at weight 0 (any other group's appear with its terms).
 GROUPS = ("content", "style", "tv")
 PAPER_GROUPS = ("content", "style")
 
@@ -198,8 +198,7 @@ class StyleObjective:
         breakdown[f"paper/{key}"] = value
         breakdown[key] = w * value
         if key != group:  # a layer's term: its group sums them (a pixel term is its group)
-            if group in PAPER_GROUPS:
-                breakdown[f"paper/{group}"] += layer_weight * value
+            breakdown[f"paper/{group}"] = breakdown.get(f"paper/{group}", 0.0) + layer_weight * value
             breakdown[group] = breakdown.get(group, 0.0) + w * value
         return w
 

@@ -33,6 +33,9 @@ class ContentTerm(Term):
         size = tuple(image.shape[2:])
         return [cls(name, feats[name], size) for name in layers]
 
+    def bind(self, vgg):
+        self.target = net_input(vgg, self.target)  # no copy for a target made through this network
+
     def loss(self, F):
         return losses.content_loss(F, self.target)  # looked up when called: see model/gradcheck.py
 

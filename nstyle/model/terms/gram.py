@@ -54,6 +54,11 @@ class GramTerm(Term):
         computes it once for every tile)."""
         return cls(layer, [statistic], [1], [1.0], layer_weight)
 
+    def bind(self, vgg):
+        grams = [net_input(vgg, G) for G in self.grams]  # no copy for Gram matrices made by this network
+        if any(a is not b for a, b in zip(grams, self.grams)):
+            self.grams, self.cached = grams, None
+
     def target(self, m):
         """A for an output with m positions at this layer (kept until another size comes)."""
         if self.cached is None or self.cached[0] != m:
