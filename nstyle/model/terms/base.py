@@ -15,9 +15,10 @@ gradient with respect to what it reads:
         @classmethod
         def check_case(cls, rng): ...   # (a small float64 term, its input): what gradcheck differentiates
 
-``evaluate(taps)`` is what the objective calls: by default ``loss`` on the plain array of the layer; a
-term whose engine offers a faster form of its work overrides it (the Gram term asks the engine's
-``style_loss``, which on the CPU engine keeps the gradient factored). ``@register`` adds a class to
+For a layer term the objective calls ``evaluate(taps)`` after its one forward: by default ``loss`` on
+the plain array of the layer; a term whose engine offers a faster form of its work overrides it (the
+Gram term asks the engine's ``style_loss``, which on the CPU engine keeps the gradient factored). A
+pixel term's ``loss(x)`` is called after the backward sweep, its gradient added to the sweep's. ``@register`` adds a class to
 ``TERMS`` and refuses one that lacks any of the above, so no term ships without its check.
 
 Keys: a layer term reports as ``"<group>/<layer>"`` (``"style/relu3_1"``), a pixel term as its group
