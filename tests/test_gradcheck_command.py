@@ -8,6 +8,7 @@ import pytest
 from nstyle.cli import main as cli
 from nstyle.model import gradcheck
 from nstyle.model.gradcheck import OP_NAMES, directional_check, numerical_gradient, rel_error
+from nstyle.model.terms import TERMS
 from nstyle.reference.engine import ReferenceEngine
 
 
@@ -49,7 +50,7 @@ def test_one_op_runs_alone(capsys, op):
 
 def test_an_op_alone_gives_its_rows_of_the_full_table():
     full = {r["op"]: r["rel_error"] for r in gradcheck.run_all(seed=3)}
-    for op in ("max_pool", "style_loss", "vgg"):
+    for op in ("max_pool", "gram", "vgg"):
         for row in gradcheck.run_all(seed=3, ops=[op]):
             assert row["group"] == op and row["rel_error"] == full[row["op"]]
 
@@ -66,7 +67,7 @@ def test_engine_choice_for_the_network_checks(capsys, engine, label):
     code, out, _ = run(capsys, "--op", "vgg", "--op", "objective", "--engine", engine)
     assert code == 0, out
     ops = table_ops(out)
-    assert {op.split(" (")[0] for op in ops} == {"vgg sweep", "objective"}
+    assert {op.split(" (")[0] for op in ops} == {"vgg sweep", "objective", "objective, guided + temporal"}
     assert all(f"pool, {label}" in op for op in ops), ops
     assert any("winograd" in op for op in ops) == (engine != "reference")
 
@@ -97,9 +98,15 @@ FAULTS = [("relu", "nstyle.reference.relu", "relu_backward", None),
           ("avg_pool", "nstyle.reference.pool", "avg_pool2d_backward", None),
           ("max_pool", "nstyle.reference.pool", "max_pool2d_backward", None),
           ("conv", "nstyle.reference.conv", "conv2d_backward", 0),
-          ("content_loss", "nstyle.reference.losses", "content_loss", 1),
-          ("style_loss", "nstyle.reference.losses", "style_layer_loss", 1),
-          ("tv", "nstyle.reference.losses", "tv_loss", 1)]
+          ("content", "nstyle.reference.losses", "content_loss", 1),
+          ("gram", "nstyle.reference.losses", "style_layer_loss", 1),
+          ("guided_gram", "nstyle.reference.losses", "guided_style_loss", 1),
+          ("tv", "nstyle.reference.losses", "tv_loss", 1),
+          ("temporal", "nstyle.reference.temporal", "temporal_loss", 1)]
+
+
+def test_every_registered_term_has_a_fault_here():
+    assert {name for name, *_ in FAULTS} >= set(TERMS)
 
 
 @pytest.mark.parametrize("op,module,name,index", FAULTS, ids=[f[0] for f in FAULTS])
@@ -113,7 +120,8 @@ def test_a_one_percent_error_in_an_op_is_caught(monkeypatch, capsys, op, module,
 
 
 def test_gradcheck_command_fails_on_a_wrong_gradient(monkeypatch, capsys):
-    """The full table: the broken op's row fails, the command exits 1, the other ops still pass."""
+    """The full table: the broken op's row fails, the command exits 1, the other ops still pass (the
+    objective's rows with TV may fail with it, as far as TV's share of their gradient shows it)."""
     import nstyle.reference.losses as losses
     real = losses.tv_loss
 
@@ -124,7 +132,14 @@ def test_gradcheck_command_fails_on_a_wrong_gradient(monkeypatch, capsys):
     code, out, _ = run(capsys)
     assert code == 1
     failing = [line.split("  ")[0] for line in out.splitlines() if line.rstrip().endswith("FAIL")]
-    assert failing == ["tv"], out
+    assert failing[0] == "tv" and all(row.startswith("objective (") for row in failing[1:]), out
+
+
+def test_old_names_still_select_their_checks(capsys):
+    """--op content_loss and --op style_loss, the names before the terms had a registry, run the
+    content and Gram terms' rows."""
+    code, out, _ = run(capsys, "--op", "content_loss", "--op", "style_loss", "--op", "content")
+    assert code == 0 and table_ops(out) == ["content", "gram"], out
 
 
 @pytest.mark.parametrize("engine", ["reference", "fast"])

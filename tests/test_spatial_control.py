@@ -159,7 +159,7 @@ def test_a_region_empty_at_a_layer_is_left_out_and_said(rng):
     obj = StyleObjective(vgg, content=random_image(rng, 24, 32), styles=[random_image(rng, 24, 32)],
                          style_layers=LAYERS, content_masks=masks, style_masks=[halves(24, 32)])
     assert any("region left is empty in the output at relu2_1, relu3_1" in n for n in obj.notes)
-    assert [w for _, _, w in obj.guided["relu2_1"]] == [pytest.approx(0.5)]  # right only, weight kept
+    assert [w for _, _, w in obj.term("style/relu2_1").regions] == [pytest.approx(0.5)]  # right only, weight kept
     f, g = obj.value_and_grad(random_image(rng, 24, 32))
     assert np.isfinite(f) and np.isfinite(g).all()
 

@@ -31,7 +31,7 @@ def test_equal_sizes_give_the_papers_loss_exactly(rng, engine):
     feats = [ref.forward(s, LAYERS)[0] for s in (s1, s2)]
     want = {n: blended_gram([gram_matrix(f[n]) for f in feats], [0.25, 0.75]) for n in LAYERS}
     for n in LAYERS:
-        A = obj._target(n, layer_positions(32, 40, n))
+        A = obj.term(f"style/{n}").target(layer_positions(32, 40, n))
         if engine == "reference":
             assert np.array_equal(A, want[n]), n  # bit for bit
         else:
@@ -59,7 +59,7 @@ def periodic_texture(n):
 
 def targets(vgg, style, out_hw, layers):
     obj = StyleObjective(vgg, content=None, content_weight=0.0, styles=[style], style_layers=layers)
-    return {n: obj._target(n, layer_positions(*out_hw, n)) for n in layers}
+    return {n: obj.term(f"style/{n}").target(layer_positions(*out_hw, n)) for n in layers}
 
 
 def test_a_texture_tiled_2x2_gives_the_same_targets(rng):

@@ -4,10 +4,11 @@ import pytest
 
 from nstyle.model.gradcheck import random_image, random_vgg_params, rel_error
 from nstyle.model.objective import StyleObjective
+from nstyle.model.terms import TERMS
 from nstyle.model.vgg import VGG19
 
 from .conftest import require_torch
-from .torch_reference import torch_objective, torch_taps
+from .torch_reference import TORCH_TERMS, torch_objective, torch_taps
 
 TAPS = ("conv1_1", "relu1_1", "relu2_1", "pool2", "relu3_1", "relu4_1", "relu4_2", "relu5_1", "pool5")
 
@@ -69,3 +70,25 @@ def test_objective_value_and_gradient_match_torch(rng, pooling, precision, tol):
     assert_matches_torch(f"loss ({pooling}, {precision})", f, tf.item(), tol)
     assert_matches_torch(f"gradient ({pooling}, {precision})", g, tx.grad.numpy(), tol,
                          shape=x.shape, dtype=ndtype)
+
+
+def test_every_term_has_a_torch_twin():
+    """A term registered without its PyTorch twin fails here (no torch needed to notice)."""
+    missing = sorted(set(TERMS) - set(TORCH_TERMS))
+    assert not missing, f"add these terms to tests/torch_reference.py TORCH_TERMS: {missing}"
+
+
+def check_term_matches_torch(torch, name, rng):
+    """One registered term on its own check case: value and gradient against autograd (float64)."""
+    term, inputs = TERMS[name].check_case(rng)
+    value, grad = term.loss(inputs)
+    t = torch.tensor(inputs, requires_grad=True)
+    tvalue = TORCH_TERMS[name](torch, term, t)
+    tvalue.backward()
+    assert_matches_torch(f"{name} value", value, tvalue.item(), 1e-12)
+    assert_matches_torch(f"{name} gradient", grad, t.grad.numpy(), 1e-12, shape=inputs.shape, dtype=np.float64)
+
+
+@pytest.mark.parametrize("name", list(TERMS))
+def test_every_term_matches_torch(rng, name):
+    check_term_matches_torch(require_torch(), name, rng)

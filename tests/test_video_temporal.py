@@ -120,21 +120,26 @@ def test_temporal_error_is_the_reliable_mean_square():
     assert temporal_error(a, b, np.zeros((2, 2))) == 0.0
 
 
+def _objective(vgg, rng, h, w):
+    return StyleObjective(vgg, content=random_image(rng, h, w), styles=[random_image(rng, 16, 16)],
+                          content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), tv_weight=1e-2)
+
+
 def test_objective_adds_the_term_and_its_gradient(rng):
-    from nstyle.app.video.objective import TemporalObjective, TemporalTerm
+    from nstyle.app.video.objective import TemporalTerm
     vgg = VGG19(random_vgg_params(rng), dtype=np.float64, engine="reference")
     h, w = 20, 24
-    inner = StyleObjective(vgg, content=random_image(rng, h, w), styles=[random_image(rng, 16, 16)],
-                           content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), tv_weight=1e-2)
     term = TemporalTerm(random_image(rng, h, w), (rng.uniform(0, 1, (h, w)) > 0.2).astype(float))
-    obj = TemporalObjective(inner, term, weight=50.0)
+    obj = _objective(vgg, np.random.default_rng(5), h, w).add_term(term.at((w, h)), 50.0)
     x = random_image(rng, h, w)
     total, grad = obj.value_and_grad(x)
     b = obj.last_breakdown
     assert b["temporal"] == pytest.approx(50.0 * b["paper/temporal"])
     assert b["total"] == pytest.approx(b["content"] + b["style"] + b["tv"] + b["temporal"]) and total == b["total"]
     assert directional_check(obj.value, grad, x, rng, eps=1e-3, directions=3) < 1e-5
-    assert TemporalObjective(inner, term, 0.0).value(x) == pytest.approx(inner.value(x))
+    plain = _objective(vgg, np.random.default_rng(5), h, w)  # the same images, without the term
+    silent = _objective(vgg, np.random.default_rng(5), h, w).add_term(term.at((w, h)), 0.0)
+    assert silent.value(x) == plain.value(x) and total != plain.value(x)
 
 
 def test_term_resized_for_a_coarse_stage(rng):
@@ -142,4 +147,6 @@ def test_term_resized_for_a_coarse_stage(rng):
     term = TemporalTerm(rng.uniform(-50, 50, (1, 3, 24, 32)), np.ones((24, 32)))
     small = term.at((16, 12))
     assert small.omega.shape == (1, 3, 12, 16) and small.c.shape == (12, 16)
-    assert np.allclose(small.c, 1.0) and term.at((32, 24)) is term
+    assert np.allclose(small.c, 1.0)
+    same = term.at((32, 24))  # a term of its own for each stage's objective, the same arrays
+    assert same is not term and same.omega is term.omega and same.c is term.c

@@ -116,3 +116,44 @@ def torch_objective(torch, params, content, styles, blend, content_layers, style
                                      + ((x[:, :, :, 1:] - x[:, :, :, :-1]) ** 2).sum())
         return total
     return loss
+
+
+# ---------------------------------------------------------------------------------------------------
+# Every registered loss term, written from its definition in torch: name -> loss(torch, term, t), with
+# t the tensor the term's ``loss`` reads (F of its layer, or the pixels) and the term's own targets
+# read off the term. tests/test_torch_oracle.py fails for a registered term missing here.
+
+def _t(torch, a, like):
+    return torch.as_tensor(a, dtype=like.dtype)
+
+
+def _gram_term(torch, term, F):
+    N, M = F.shape[1], F.shape[2] * F.shape[3]
+    A = sum(b * (M / Ms) * _t(torch, G, F) for G, Ms, b in zip(term.grams, term.positions, term.blend))
+    return ((torch_gram(F) - A) ** 2).sum() / (4.0 * N ** 2 * M ** 2)
+
+
+def _guided_gram_term(torch, term, F):
+    N, M = F.shape[1], F.shape[2] * F.shape[3]
+    return sum(w * ((torch_gram(F * _t(torch, g, F)) - _t(torch, A, F)) ** 2).sum() / (4.0 * N ** 2 * M ** 2)
+               for g, A, w in term.regions)
+
+
+def _tv_term(torch, term, x):
+    return ((x[:, :, 1:] - x[:, :, :-1]) ** 2).sum() + ((x[:, :, :, 1:] - x[:, :, :, :-1]) ** 2).sum()
+
+
+def _temporal_term(torch, term, x):
+    return (_t(torch, term.c, x) * (x - _t(torch, term.omega, x)) ** 2).sum() / x.numel()
+
+
+TORCH_TERMS = {
+    "content": lambda torch, term, F: 0.5 * ((F - _t(torch, term.target, F)) ** 2).sum(),
+    "gram": _gram_term,
+    "guided_gram": _guided_gram_term,
+    "tv": _tv_term,
+    "temporal": _temporal_term,
+    # the example term of docs/backprop.md ("Adding a loss"), registered by tests/test_terms.py
+    "channel_mean": lambda torch, term, F: ((F.mean(dim=(0, 2, 3)) - _t(torch, term.target, F)) ** 2).sum()
+    / F.shape[1],
+}

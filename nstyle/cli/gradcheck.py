@@ -1,9 +1,9 @@
-"""``nstyle gradcheck``: float64 numerical gradient checks of every op, loss, the backward sweep and the
-whole objective -- or of the ops named with ``--op``. ``docs/backprop.md`` walks through them in order."""
+"""``nstyle gradcheck``: float64 numerical gradient checks of every op, every registered loss term, the
+backward sweep and the whole objective -- or of the ops named with ``--op``. ``docs/backprop.md`` walks through them in order."""
 import json
 import sys
 
-from ..model.gradcheck import ENGINE_OPS, OP_NAMES, format_table, run_all
+from ..model.gradcheck import ALIASES, ENGINE_OPS, OP_NAMES, format_table, run_all
 from ..model.vgg import ENGINES
 
 
@@ -13,8 +13,9 @@ def add_parser(sub):
                                    "by element; the network: along random directions) in float64 on random "
                                    "data and print op, shape, relative error and pass/fail. Exits 1 if any "
                                    "check fails. docs/backprop.md derives every gradient checked here.")
-    p.add_argument("--op", action="append", choices=OP_NAMES, metavar="NAME",
-                   help=f"check only this op (repeat for several): {', '.join(OP_NAMES)} (default: all)")
+    p.add_argument("--op", action="append", choices=OP_NAMES + tuple(ALIASES), metavar="NAME",
+                   help=f"check only this op or loss term (repeat for several): {', '.join(OP_NAMES)} "
+                        "(default: all)")
     p.add_argument("--engine", choices=ENGINES, default="auto",
                    help=f"engine the network-level checks ({', '.join(ENGINE_OPS)}) run on: reference (the "
                         "readable layer loop) or fast / auto (the CPU engine, with its own kernels and "

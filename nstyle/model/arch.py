@@ -43,6 +43,14 @@ def pools_before(layer):
     return sum(1 for name in LAYER_NAMES[:LAYER_INDEX[layer] + 1] if name.startswith("pool"))
 
 
+def layer_positions(height, width, name):
+    """M_l: the positions of layer ``name``'s map for an (height, width) input (pools floor the halves)."""
+    for layer in LAYER_NAMES[:LAYER_INDEX[name] + 1]:
+        if layer.startswith("pool"):
+            height, width = height // 2, width // 2
+    return height * width
+
+
 def channels(layer):
     """How many channels ``layer``'s output has (a layer of block k has its block's width)."""
     return BLOCKS[int(layer[4]) - 1][2]

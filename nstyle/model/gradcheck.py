@@ -5,20 +5,25 @@
 handful of evaluations whatever the size of x, so it scales to whole networks.
 
 ``OPS`` is the table behind ``nstyle gradcheck [--op NAME] [--engine ENGINE]``: one check per op, in the
-order ``docs/backprop.md`` reads them (relu, avg_pool, max_pool, conv, content_loss, style_loss, tv,
-vgg, objective). ``run_all`` runs some or all of them and returns the rows the command prints. Each
+order ``docs/backprop.md`` reads them: the layers (relu, avg_pool, max_pool, conv), every loss term in
+the registry (``terms.TERMS``: content, gram, guided_gram, tv, temporal, and any term registered
+later, each differentiated on its own ``check_case``), the backward sweep (vgg) and the whole
+objective. ``run_all`` runs some or all of them and returns the rows the command prints. Each
 check draws its data from its own generator (seeded by the seed and the op's name), so ``--op X`` gives
 the very rows that X has in the full table.
 
 The checks look the functions they test up in their modules when they run (``losses.tv_loss``, not a
-name bound at import), so the one place to swap an op -- say, to watch a check catch a broken
-gradient -- is the module that defines it (``nstyle.reference.losses.tv_loss``). The network-level
+name bound at import; the terms call theirs the same way), so the one place to swap an op -- say, to
+watch a check catch a broken gradient -- is the module that defines it
+(``nstyle.reference.losses.tv_loss``). The network-level
 checks (vgg, objective) run on an engine, which binds its ops when its class is made: to break one of
 those, patch the engine (``ReferenceEngine.relu_backward``).
 """
 import zlib
 
 import numpy as np
+
+from .terms import TERMS
 
 
 def rel_error(a, b):
@@ -156,34 +161,18 @@ def check_conv(rng, engine=None):
     return rows
 
 
-def check_content_loss(rng, engine=None):
-    """content_loss's gradient against central differences of its value."""
-    from ..reference import losses  # noqa: PLC0415
+def term_check(cls):
+    """The check of a registered term: its ``check_case`` (a small float64 instance and input), its
+    ``loss`` gradient against central differences of its value, element by element."""
 
-    F = rng.standard_normal((1, 4, 5, 6))
-    P = rng.standard_normal(F.shape)
-    return [_row("content_loss", "content_loss", F.shape, rel_error(
-        losses.content_loss(F, P)[1], numerical_gradient(lambda z: losses.content_loss(z, P)[0], F)), LAYER_TOL)]
+    def check(rng, engine=None):
+        term, inputs = cls.check_case(rng)
+        _, grad = term.loss(inputs)
+        numeric = numerical_gradient(lambda z: term.loss(z)[0], inputs)
+        return [_row(cls.name, cls.name, inputs.shape, rel_error(grad, numeric), LAYER_TOL)]
 
-
-def check_style_loss(rng, engine=None):
-    """style_layer_loss's gradient (through gram_matrix) against central differences of its value."""
-    from ..reference import losses  # noqa: PLC0415
-
-    F = rng.standard_normal((1, 4, 5, 6))
-    A = losses.gram_matrix(rng.standard_normal((1, 4, 3, 3)))  # a target from a map of another size
-    return [_row("style_loss", "style_loss", F.shape, rel_error(
-        losses.style_layer_loss(F, A)[1],
-        numerical_gradient(lambda z: losses.style_layer_loss(z, A)[0], F)), LAYER_TOL)]
-
-
-def check_tv(rng, engine=None):
-    """tv_loss's gradient against central differences of its value."""
-    from ..reference import losses  # noqa: PLC0415
-
-    x = rng.standard_normal((1, 3, 5, 4))
-    return [_row("tv", "tv", x.shape, rel_error(
-        losses.tv_loss(x)[1], numerical_gradient(lambda z: losses.tv_loss(z)[0], x)), LAYER_TOL)]
+    check.__doc__ = f"{cls.__name__}.loss's gradient against central differences of its value."
+    return check
 
 
 def random_vgg_params(rng, widths=(8, 8, 12, 12, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16), scale=1.0):
@@ -266,9 +255,11 @@ def check_vgg(rng, engine="auto"):
 
 def check_objective(rng, engine="auto"):
     """StyleObjective.value_and_grad: directional derivatives of the whole loss (content, blended
-    style from two images of other sizes, TV), relu3_1 both a content and a style layer. On the fast
-    engine it runs as the engine chooses its kernels only (the vgg check covers forced Winograd)."""
+    style from two images of other sizes, TV), relu3_1 both a content and a style layer; then with
+    spatial control (two regions) and an added temporal term. On the fast engine it runs as the
+    engine chooses its kernels only (the vgg check covers forced Winograd)."""
     from .objective import StyleObjective  # noqa: PLC0415
+    from .terms import TemporalTerm  # noqa: PLC0415
     from .vgg import VGG19  # noqa: PLC0415
 
     params = random_vgg_params(rng)
@@ -285,23 +276,35 @@ def check_objective(rng, engine="auto"):
             _, g = obj.value_and_grad(x)
             err = directional_check(obj.value, g, x, rng, eps=1e-3, directions=DIRECTIONS)
             rows.append(_row("objective", f"objective ({pooling} pool, {label})", x.shape, err, NETWORK_TOL))
+    label, eng = engine_variants(engine)[0]
+    h, w = 32, 40
+    left = (np.arange(w) < 17)[None, :] * np.ones((h, 1))
+    obj = StyleObjective(VGG19(params, dtype=np.float64, engine=eng), content=random_image(rng, h, w),
+                         styles=[random_image(rng, 28, 36)], content_layers=("relu2_1",),
+                         style_layers=("relu1_1", "relu2_1", "relu3_1"),
+                         content_masks={"left": left, "right": 1 - left}, style_masks=[{"left": None, "right": None}])
+    obj.add_term(TemporalTerm(random_image(rng, h, w), (rng.uniform(0, 1, (h, w)) > 0.3).astype(float)), 10.0)
+    x = random_image(rng, h, w)
+    _, g = obj.value_and_grad(x)
+    err = directional_check(obj.value, g, x, rng, eps=1e-3, directions=DIRECTIONS)
+    rows.append(_row("objective", f"objective, guided + temporal (avg pool, {label})", x.shape, err, NETWORK_TOL))
     return rows
 
 
-# name -> check(rng, engine) -> rows, in reading order. The network-level checks use the engine.
-OPS = {
-    "relu": check_relu,
-    "avg_pool": check_avg_pool,
-    "max_pool": check_max_pool,
-    "conv": check_conv,
-    "content_loss": check_content_loss,
-    "style_loss": check_style_loss,
-    "tv": check_tv,
-    "vgg": check_vgg,
-    "objective": check_objective,
-}
+def checks():
+    """name -> check(rng, engine) -> rows, in reading order: the layers' ops, every loss term registered
+    now (``terms.TERMS``: a term cannot be registered without its check case), then the network-level
+    checks, which use the engine."""
+    return {"relu": check_relu, "avg_pool": check_avg_pool, "max_pool": check_max_pool, "conv": check_conv,
+            **{name: term_check(cls) for name, cls in TERMS.items()},
+            "vgg": check_vgg, "objective": check_objective}
+
+
+OPS = checks()  # the table as the package registers it (the command's choices)
 OP_NAMES = tuple(OPS)
 ENGINE_OPS = ("vgg", "objective")
+# Earlier names of two checks, still accepted by --op: the content and Gram terms.
+ALIASES = {"content_loss": "content", "style_loss": "gram"}
 
 
 def op_rng(seed, name):
@@ -312,14 +315,15 @@ def op_rng(seed, name):
 def run_all(seed=0, ops=None, engine="auto"):
     """Run the checks of ``ops`` (names in OPS; None: all), the network-level ones on ``engine``
     ("auto", "reference" or "fast"). Returns a list of rows {op, group, shape, rel_error, tol, ok}."""
-    ops = OP_NAMES if ops is None else tuple(dict.fromkeys(ops))
-    unknown = [name for name in ops if name not in OPS]
+    table = checks()  # a term registered since import (a learner's, in a test) has its row too
+    ops = tuple(table) if ops is None else tuple(dict.fromkeys(ALIASES.get(name, name) for name in ops))
+    unknown = [name for name in ops if name not in table]
     if unknown:
-        raise ValueError(f"unknown op(s) {', '.join(unknown)}; valid: {', '.join(OP_NAMES)}")
+        raise ValueError(f"unknown op(s) {', '.join(unknown)}; valid: {', '.join(table)}")
     rows = []
-    for name in OP_NAMES:  # table order, whatever order they were asked in
+    for name, check in table.items():  # table order, whatever order they were asked in
         if name in ops:
-            rows += OPS[name](op_rng(seed, name), engine)
+            rows += check(op_rng(seed, name), engine)
     return rows
 
 

@@ -1,10 +1,11 @@
 """The reference engine: the readable code a learner starts from, and what every faster engine is held to.
 
-Each op is a ``*_forward(...) -> (out, cache)`` / ``*_backward(dout, cache)`` pair with its derivation in
-the docstring and a ``*_naive`` loop twin the tests compare it against: ``relu.py``, ``pool.py``,
-``conv.py`` (im2col, ``im2col.py``), ``losses.py``. ``engine.py`` strings them into VGG-19's forward and
-backward. Everything here is written with ``xp = get_xp(x)`` and runs on NumPy and CuPy arrays alike;
-nothing here imports a faster path.
+Each op is a ``*_forward(...) -> (out, cache)`` / ``*_backward(dout, cache)`` pair, each loss a
+``*_loss(...) -> (value, gradient)``, with its derivation in the docstring and a ``*_naive`` loop twin the
+tests compare it against: ``relu.py``, ``pool.py``, ``conv.py`` (im2col, ``im2col.py``), ``losses.py``,
+``temporal.py`` (and ``guides.py``'s masks). ``engine.py`` strings them into VGG-19's forward and
+backward. The ops are written with ``xp = get_xp(x)`` and run on NumPy and CuPy arrays alike (the
+naive twins loop over small NumPy arrays); nothing here imports a faster path.
 """
 from .conv import conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive, conv_output_size
 from .pool import (avg_pool2d_backward, avg_pool2d_backward_naive, avg_pool2d_forward,

@@ -2,8 +2,11 @@
 
 F is the feature map of one layer for one image, shape (1, N_l, H_l, W_l): N_l channels ("filters")
 and M_l = H_l * W_l positions. Every function returns ``(value, gradient)``; the value is a Python float,
-the gradient has the shape and dtype of the input.
+the gradient has the shape and dtype of the input. Each loss has a ``*_naive`` twin at the end of the
+file, the same formula as loops over single elements.
 """
+import numpy as np
+
 from ..backend import get_xp
 
 
@@ -143,4 +146,83 @@ def tv_loss(x):
     grad[:, :, :-1, :] -= 2 * dv
     grad[:, :, :, 1:] += 2 * dh
     grad[:, :, :, :-1] -= 2 * dh
+    return value, grad
+
+
+# ---------------------------------------------------------------------------------------------------
+# The naive twins: each loss above written as loops over single elements, straight from its formula
+# (NumPy only, for small inputs). The tests hold every loss to its twin (tests/test_terms.py).
+
+def content_loss_naive(F, P):
+    """:func:`content_loss` element by element."""
+    F, P = np.asarray(F), np.asarray(P)
+    value, grad = 0.0, np.zeros_like(F)
+    for k in np.ndindex(F.shape):
+        d = float(F[k]) - float(P[k])
+        value += 0.5 * d * d
+        grad[k] = d
+    return value, grad
+
+
+def _gram_naive(Fm):
+    n, m = Fm.shape
+    return np.array([[sum(float(Fm[i, k]) * float(Fm[j, k]) for k in range(m)) for j in range(n)]
+                     for i in range(n)])
+
+
+def gram_difference_loss_naive(D, n, m):
+    """:func:`gram_difference_loss` element by element."""
+    D = np.asarray(D)
+    scale = 1.0 / (float(n) ** 2 * float(m) ** 2)
+    value = sum(0.25 * scale * float(D[i, j]) ** 2 for i in range(D.shape[0]) for j in range(D.shape[1]))
+    S = np.zeros_like(D)
+    for i, j in np.ndindex(D.shape):
+        S[i, j] = float(D[i, j]) * scale
+    return value, S
+
+
+def _guided_term_naive(Fm, g, A, w):
+    """One region's w/(4 N^2 M^2) sum (G_t - A)^2 and its gradient, by loops (g: M guide values)."""
+    n, m = Fm.shape
+    Ft = np.array([[float(Fm[i, k]) * float(g[k]) for k in range(m)] for i in range(n)])
+    D = _gram_naive(Ft) - np.asarray(A, dtype=np.float64)
+    value, S = gram_difference_loss_naive(D, n, m)
+    grad = np.zeros((n, m))
+    for i, k in np.ndindex(n, m):  # dE/dF[i, k] = w * sum_j S[i, j] Ft[j, k] * g[k]
+        grad[i, k] = float(w) * sum(S[i, j] * Ft[j, k] for j in range(n)) * float(g[k])
+    return float(w) * value, grad
+
+
+def style_layer_loss_naive(F, A):
+    """:func:`style_layer_loss` element by element: G, D = G - A, E and (D F) / (N^2 M^2)."""
+    F = np.asarray(F)
+    Fm = F.reshape(F.shape[1], -1)
+    value, grad = _guided_term_naive(Fm, np.ones(Fm.shape[1]), A, 1.0)
+    return value, grad.reshape(F.shape).astype(F.dtype)
+
+
+def guided_style_loss_naive(F, guides, targets, weights):
+    """:func:`guided_style_loss` element by element, one region after another."""
+    F = np.asarray(F)
+    Fm = F.reshape(F.shape[1], -1)
+    value, grad = 0.0, np.zeros(Fm.shape)
+    for g, A, w in zip(guides, targets, weights):
+        v, part = _guided_term_naive(Fm, np.asarray(g).reshape(-1), A, w)
+        value += v
+        grad += part
+    return value, grad.reshape(F.shape).astype(F.dtype)
+
+
+def tv_loss_naive(x):
+    """:func:`tv_loss` pixel by pixel: each neighbour pair (down, right) adds d^2, and 2d / -2d."""
+    x = np.asarray(x)
+    value, grad = 0.0, np.zeros_like(x)
+    n, c, h, w = x.shape
+    for b, ch, i, j in np.ndindex(n, c, h, w):
+        for di, dj in ((1, 0), (0, 1)):
+            if i + di < h and j + dj < w:
+                d = float(x[b, ch, i + di, j + dj]) - float(x[b, ch, i, j])
+                value += d * d
+                grad[b, ch, i + di, j + dj] += 2 * d
+                grad[b, ch, i, j] -= 2 * d
     return value, grad

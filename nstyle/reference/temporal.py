@@ -99,3 +99,16 @@ def temporal_error(frame, previous_warped, c):
     diff = np.asarray(frame, dtype=np.float64) - np.asarray(previous_warped, dtype=np.float64)
     total = float(c.sum()) * diff.shape[0]
     return float((diff * diff * c[None]).sum()) / total if total > 0 else 0.0
+
+
+def temporal_loss_naive(x, omega, c):
+    """:func:`temporal_loss` pixel value by pixel value (NumPy, small inputs): the tests' twin."""
+    x, omega, c = np.asarray(x), np.asarray(omega), np.asarray(c)
+    d = float(x.size)
+    value, grad = 0.0, np.zeros_like(x)
+    for k in np.ndindex(x.shape):
+        diff = float(x[k]) - float(omega[k])
+        weight = float(c[k[2], k[3]])
+        value += weight * diff * diff / d
+        grad[k] = 2.0 / d * weight * diff
+    return value, grad

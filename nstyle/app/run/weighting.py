@@ -1,19 +1,22 @@
 """Weights that mean the same picture at every size, and with every network (``weight_scaling``).
 
 The loss keeps the paper's terms exactly (``model/objective.py``); what changes is the factor each term
-is multiplied by. With ``weight_scaling="paper"`` the factors are the weights as given -- Gatys et al.'s
-literal loss, whose balance moves with the image size. With ``"invariant"`` (the default) the weights
-are read as meaning what they mean at the reference size, :data:`REFERENCE_SIZE` = 512 pixels on the
-longest side (the paper's size), and each term is scaled so that it keeps that meaning:
+is multiplied by. Each term declares how its value grows with the image (its ``scaling``,
+``model/terms/base.py``), and the factors here follow that declaration, whatever the term. With
+``weight_scaling="paper"`` the factors are the weights as given -- Gatys et al.'s literal loss, whose
+balance moves with the image size. With ``"invariant"`` (the default) the weights are read as meaning
+what they mean at the reference size, :data:`REFERENCE_SIZE` = 512 pixels on the longest side (the
+paper's size), and each term is scaled so that it keeps that meaning:
 
-- content, layer l: Lc_l = 1/2 sum (F - P)^2 is a sum over the layer's M_l positions, so it grows
-  with the pixel count. It is scaled by M_l(ref) / M_l: the positions of layer l in the image resized to
-  the reference size (same aspect ratio, pools flooring as in the engines) over the positions it has in
-  this stage. At the reference size the factor is exactly 1.
-- style, layer l: E_l = 1/(4 N^2 M^2) sum (G - A)^2 with G and A sums over the M_l positions: the M^2
-  already makes it a per-position statistic, so its factor is 1 at every size.
-- total variation: the sum of squared neighbour differences grows with the pixel count for the
-  pixel-scale noise it is there to remove, like the content term: it is scaled by P(ref) / P, the
+- "positions" (the content term at layer l): Lc_l = 1/2 sum (F - P)^2 is a sum over the layer's M_l
+  positions, so it grows with the pixel count. It is scaled by M_l(ref) / M_l: the positions of layer l
+  in the image resized to the reference size (same aspect ratio, pools flooring as in the engines) over
+  the positions it has in this stage. At the reference size the factor is exactly 1.
+- "mean" (the style terms, the temporal term): E_l = 1/(4 N^2 M^2) sum (G - A)^2 with G and A sums
+  over the M_l positions: the M^2 already makes it a per-position statistic, so its factor is 1 at
+  every size (and L_t is a mean over the pixels).
+- "pixels" (total variation): the sum of squared neighbour differences grows with the pixel count for
+  the pixel-scale noise it is there to remove, like the content term: it is scaled by P(ref) / P, the
   reference image's pixel count over this stage's.
 
 So every term's gradient per pixel scales as 1/P at every size and every coarse-to-fine stage, and the
@@ -30,11 +33,8 @@ what it changes is the balance of the channels within each layer, not the balanc
 """
 import os
 
-import numpy as np
-
-from ...backend import to_host
-from ...model.arch import CONV_LAYERS, LAYER_INDEX, LAYER_NAMES
-from ...model.objective import layer_positions
+from ...model.arch import CONV_LAYERS, LAYER_INDEX, LAYER_NAMES, layer_positions
+from ...model.objective import declared_terms
 from ...validate import choice
 from ...weights.hdf5 import read_normalization
 from ...weights.paths import default_weights_path
@@ -53,44 +53,68 @@ def _conv_of(layer):
     return [n for n in LAYER_NAMES[:LAYER_INDEX[layer] + 1] if n in CONV_LAYERS][-1]
 
 
-def normalization_factors(objective, scales):
+def normalization_factors(terms, scales):
     """Per-term factors that undo a normalised network's change of scale, for this run's images.
 
-    scales: the file's per-filter scales ``{conv: (O,) array}``: the plain network's features are
-    F_plain = s o F (channel c times s_c). A content term then changes by sum_c s_c^2 |P_c|^2 / sum_c
-    |P_c|^2 (P: the content target), a style term by |S A S|^2 / |A|^2 (S = diag(s), A the style
-    target per position): the ratios of the terms' own sizes on the two networks, measured on the
-    targets. (Filters that are nearly silent on the images the scales were measured on can fire on a
+    terms: an objective (its ``terms``) or a list of terms. scales: the file's per-filter scales
+    ``{conv: (O,) array}``: the plain network's features are F_plain = s o F (channel c times s_c). Each
+    term says how much it grows under that change, measured on its own targets
+    (``Term.normalization_factor``): a content term by sum_c s_c^2 |P_c|^2 / sum_c |P_c|^2 (P: the
+    content target), a Gram style term by |S A S|^2 / |A|^2 (S = diag(s), A the style target per
+    position). (Filters that are nearly silent on the images the scales were measured on can fire on a
     painting and dominate; measuring on the run's targets follows that, a layer-wide average would not.)
-    Returns ``{"content/<l>": f, "style/<l>": f}``.
+    Pixel terms read no layer and do not change. Returns ``{term key: factor}``.
     """
     out = {}
-    for layer, P in objective.content_targets.items():
-        s = scales.get(_conv_of(layer))
-        energy = (np.asarray(to_host(P), dtype=np.float64)[0] ** 2).sum(axis=(1, 2))
-        if s is not None and energy.sum() > 0:
-            out[f"content/{layer}"] = float((s ** 2 * energy).sum() / energy.sum())
-    for layer in objective.style_layers:
-        s, A = scales.get(_conv_of(layer)), objective.style_statistics(layer)
-        if s is None or A is None:
-            continue
-        A2 = np.asarray(to_host(A), dtype=np.float64) ** 2
-        if A2.sum() > 0:
-            out[f"style/{layer}"] = float((np.outer(s ** 2, s ** 2) * A2).sum() / A2.sum())
+    for term in getattr(terms, "terms", terms):
+        s = None if term.layer is None else scales.get(_conv_of(term.layer))
+        factor = None if s is None else term.normalization_factor(s)
+        if factor is not None:
+            out[term.key] = factor
     return out
 
 
-def term_scales(width, height, content_layers=(), style_layers=(), mode="invariant", reference=REFERENCE_SIZE):
-    """The objective's ``term_scales`` for a stage of (width, height) pixels (see the module docstring);
-    "paper" gives {} (every factor 1)."""
+def size_ratio(declaration, width, height, ref_w, ref_h):
+    """(numerator, denominator) of how much a term grows from a (width, height) image to a (ref_w,
+    ref_h) one, as its declared scaling says: the layer's positions, the pixels, or not at all."""
+    if declaration.scaling == "positions":
+        return (layer_positions(ref_h, ref_w, declaration.layer),
+                layer_positions(height, width, declaration.layer))
+    if declaration.scaling == "pixels":
+        return ref_w * ref_h, width * height
+    return 1, 1
+
+
+def scales_for(declarations, width, height, mode="invariant", reference=REFERENCE_SIZE):
+    """``{key: factor}`` for terms declared as ``Declaration(key, scaling, layer)`` in a stage of
+    (width, height) pixels (see the module docstring); "paper" gives {} (every factor 1)."""
     check_scaling(mode)
     if mode == "paper":
         return {}
     ref_w, ref_h = fit_size(width, height, reference)
-    scales = {f"content/{layer}": layer_positions(ref_h, ref_w, layer) / layer_positions(height, width, layer)
-              for layer in content_layers}
-    scales.update({f"style/{layer}": 1.0 for layer in style_layers})
-    scales["tv"] = (ref_w * ref_h) / (width * height)
+    scales = {}
+    for d in declarations:
+        num, den = size_ratio(d, width, height, ref_w, ref_h)
+        scales[d.key] = num / den
+    return scales
+
+
+def term_scales(width, height, content_layers=(), style_layers=(), mode="invariant", reference=REFERENCE_SIZE,
+                whole=None):
+    """The objective's ``term_scales`` for a stage of (width, height) pixels with these layers (the
+    terms ``model.objective.declared_terms`` gives, TV included); "paper" gives {} (every factor 1).
+
+    whole: the (W, H) of the picture this stage is a piece of (a tile): the terms are scaled as for the
+    whole picture, then each grows as it declares from the piece to the whole -- every term's gradient
+    per pixel is then the whole run's times one factor, and a tile keeps the balance of the run it
+    belongs to (the style terms are per-position statistics already)."""
+    declared = declared_terms(content_layers, style_layers)
+    if whole is None:
+        return scales_for(declared, width, height, mode, reference)
+    scales = scales_for(declared, *whole, mode, reference)
+    for d in declared:
+        num, den = size_ratio(d, width, height, *whole)
+        scales[d.key] = scales.get(d.key, 1.0) * num / den
     return scales
 
 

@@ -18,6 +18,7 @@ from ...backend import set_tf32, to_device, to_host
 from ...errors import NStyleError, RunError
 from ...model.arch import pools_before
 from ...model.objective import StyleObjective, layer_positions
+from ...model.terms import ContentTerm, GramTerm
 from ..files.imageio import deprocess, pixel_bounds, preprocess
 from ...optim.optimize import STOP_NONFINITE, STOP_REQUESTED, adam, lbfgs
 from .plan import STATS_MARGIN
@@ -90,18 +91,14 @@ def net_styles(plan):
 
 
 def tile_term_scales(plan, width, height, extra=None):
-    """A tile's term scales: the full-size run's, with the content and TV terms times the full size's
-    positions over the tile's. Every term's gradient per pixel is then the full-size run's times the
-    same factor (the style terms are per-position statistics already), so a tile keeps the balance of
-    the run it is a piece of. extra: factors to multiply in (a normalised network's)."""
+    """A tile's term scales: the full-size run's, with each term grown from the tile to the full size
+    as it declares (``weighting.term_scales``'s ``whole``): the content and TV terms times the full
+    size's positions over the tile's. Every term's gradient per pixel is then the full-size run's times
+    the same factor (the style terms are per-position statistics already), so a tile keeps the balance
+    of the run it is a piece of. extra: factors to multiply in (a normalised network's)."""
     o = plan.options
-    W, H = plan.tiles.size
     content = tuple(o["content_layers"]) if o["content_weight"] > 0 else ()
-    scales = term_scales(W, H, content, _layers(o), o["weight_scaling"])
-    for layer in content:
-        key = f"content/{layer}"
-        scales[key] = scales.get(key, 1.0) * layer_positions(H, W, layer) / layer_positions(height, width, layer)
-    scales["tv"] = scales.get("tv", 1.0) * (W * H) / (width * height)
+    scales = term_scales(width, height, content, _layers(o), o["weight_scaling"], whole=plan.tiles.size)
     for key, factor in (extra or {}).items():
         scales[key] = scales.get(key, 1.0) * factor
     return scales
@@ -119,8 +116,9 @@ def normalization(plan, vgg, grams, reference):
         img = color.grey_image(color.luminance(reference)) if o["original_colors"] == "luminance" else reference
         targets, _ = vgg.forward(to_device(preprocess(img).astype(vgg.dtype), vgg.device), tuple(o["content_layers"]))
         vgg.release_buffers()
-    view = types.SimpleNamespace(content_targets=targets, style_layers=_layers(o), style_statistics=grams.get)
-    return normalization_factors(view, scales)
+    terms = [ContentTerm(layer, P) for layer, P in targets.items()]
+    terms += [GramTerm.from_statistic(layer, grams[layer]) for layer in _layers(o)]
+    return normalization_factors(terms, scales)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
     run.py        run_video: the passes over the frames, the container at the end or on Ctrl-C;
                   VideoResult (the consistency figures), VideoInterrupted
     frame.py      one frame: stylize's stages with the temporal term
-    objective.py  StyleObjective + lambda * L_t (the loss itself: reference/temporal.py)
+    objective.py  the temporal term at a stage's size (the term: model/terms/temporal.py)
     flow.py       OpenCV's DIS / Farneback flow; the links (flow + reliability) between frames
     media.py      PyAV in and out (and folders of numbered frames), audio copied through
     store.py      the frames folder: finished frames kept for a rerun with the same settings

@@ -1,8 +1,8 @@
 """One video frame's stylisation: ``stylize``'s stages (coarse to fine, colours, regions) with the
 temporal term added to each stage's objective and the frame's own starting image.
 
-This is ``app/run/stylize.py``'s stage loop with two differences: the objective of every stage is wrapped
-in ``TemporalObjective`` (the term resized to the stage), and a stop -- Ctrl-C, the callback, a NaN --
+This is ``app/run/stylize.py``'s stage loop with two differences: the objective of every stage gets
+the temporal term (resized to the stage), and a stop -- Ctrl-C, the callback, a NaN --
 gives up the frame instead of keeping its best image: a video keeps whole frames only.
 """
 import numpy as np
@@ -12,7 +12,6 @@ from ..files.imageio import pixel_bounds, preprocess
 from ...optim.optimize import STOP_CONVERGED, STOP_INTERRUPTED, STOP_REQUESTED, adam, lbfgs
 from ..run.stops import StylizeInterrupted, raise_for_stop
 from ..run.stylize import _setup_stage
-from .objective import TemporalObjective
 
 
 class FrameStopped(Exception):
@@ -44,7 +43,7 @@ def stylize_frame(plan, vgg, start=None, term=None, weight=0.0, callback=None, l
                 if log is not None:
                     log(note)
         if term is not None and weight > 0:
-            objective = TemporalObjective(objective, term.at(stage.content_size), weight)
+            objective.add_term(term.at(stage.content_size), weight)
         if stage.iters == 0:
             x_prev, previous = x0, images
             continue

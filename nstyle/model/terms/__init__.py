@@ -1,0 +1,20 @@
+"""The loss terms, one module each, and their registry (``TERMS``: name -> class, in reading order).
+
+    content      ContentTerm     Gatys et al.'s content loss at a layer
+    gram         GramTerm        the Gram-matrix style loss at a layer
+    guided_gram  GuidedGramTerm  the same with spatial control (masks)
+    tv           TVTerm          total variation of the pixels
+    temporal     TemporalTerm    Ruder et al.'s temporal loss of a video frame, on the pixels
+
+``base.py`` holds the protocol every term follows; ``function.py`` wraps a loss written as a pair of
+functions (a target from the style images, a loss against it) as a term. ``nstyle gradcheck`` and the
+tests take their list of terms from ``TERMS``; docs/backprop.md ("Adding a loss") walks through adding
+one.
+"""
+from .base import SCALINGS, TERMS, Declaration, Taps, Term, net_input, register  # noqa: F401
+from .function import FunctionTerm  # noqa: F401 -- a base for terms written as functions (not registered)
+from .content import ContentTerm  # noqa: F401 -- importing a module registers its term
+from .gram import GramTerm  # noqa: F401
+from .guided_gram import GuidedGramTerm  # noqa: F401
+from .tv import TVTerm  # noqa: F401
+from .temporal import TemporalTerm  # noqa: F401
