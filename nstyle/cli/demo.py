@@ -19,6 +19,7 @@ from .args import count, iters_list, list_of, positive_int
 from ..app.files.outputs import check_outputs, read_paths
 from .args import print_path
 from .checks import check_run
+from .commands import summary
 from .stylize import add_run_options, execute
 
 DEMO_CONTENT = "chelsea"
@@ -29,7 +30,7 @@ DEMO_ITERS = (80, 60)
 
 
 def add_parser(sub):
-    p = sub.add_parser("demo", help="run a real style transfer on sample images (a few minutes on a CPU)",
+    p = sub.add_parser("demo", help=summary("demo"),
                        description="Stylise a sample photo (shipped with scikit-image) with a painting nstyle "
                                    "generates, coarse to fine, and write the result, a contact sheet and "
                                    "the loss plot into one folder.")

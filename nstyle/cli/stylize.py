@@ -1,25 +1,24 @@
 """``nstyle stylize CONTENT STYLE [STYLE ...] -o OUT``: the main job.
 
-Every default comes from ``nstyle.stylize``'s keyword arguments. Before any weights load, the command
-checks every number (at parse time), the output path (format, folder, writability, not an input), every
-input image, and the memory the run will need -- so a run that cannot finish fails in its first second.
+Every default is the API's: ``app/run/settings.py`` declares them once, and ``nstyle.stylize``'s keyword
+arguments read them from there. Before any weights load, the command checks every number (at parse
+time), the output path (format, folder, writability, not an input), every input image, and the memory
+the run will need -- so a run that cannot finish fails in its first second.
 """
 import sys
 
 from ..app.files.imageio import save_image
-from ..optim.optimize import LBFGS_IMPLS
 from ..app.files.outputs import snapshot_path
 from ..app.files.progress import Progress
 from ..app.files.runlog import plot_losses, write_log
-from ..app.run.stylize import (INITS, OPTIMIZERS, ORIGINAL_COLORS, NonFiniteLoss, StylizeInterrupted, prepare,
-                           run as run_plan, stylize)
+from ..app.run.settings import DEFAULTS, INITS, OPTIMIZERS, ORIGINAL_COLORS
+from ..app.run.stylize import NonFiniteLoss, StylizeInterrupted, prepare, run as run_plan
 from ..app.tiles.run import discard, tiles_folder
 from ..errors import InputError
-from .args import (add_network_options, add_reporting_options, count, iters_list, join, layers, list_of,
-                   positive_float, positive_int, print_path, weight)
+from .args import (add_lbfgs_impl_option, add_network_options, add_reporting_options, count, iters_list, join,
+                   layers, list_of, positive_float, positive_int, print_path, weight)
 from .checks import check_run
-
-DEFAULTS = stylize.__kwdefaults__
+from .commands import summary
 
 
 def tile_size(text):
@@ -42,7 +41,7 @@ def add_run_options(p):
 def add_parser(sub):
     d = DEFAULTS
     p = sub.add_parser(
-        "stylize", help="paint a photo in the style of one or more paintings",
+        "stylize", help=summary("stylize"),
         description="Paint CONTENT in the style of STYLE (Gatys et al.). Defaults follow the paper unless "
                     "noted; 'paper:' gives the paper's value where ours differs.")
     p.add_argument("content", help="content image (the photo)")
@@ -126,9 +125,7 @@ def add_parser(sub):
                         f"the CPU (default: {d['seed']})")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"],
                    help=f"default: {d['optimizer']} (L-BFGS-B; the paper used L-BFGS)")
-    g.add_argument("--lbfgs-impl", choices=LBFGS_IMPLS, default=d["lbfgs_impl"],
-                   help="whose L-BFGS-B: scipy (on the host), nstyle (the same algorithm on the device, "
-                        f"nstyle/optim/lbfgsb.py), auto: scipy on the CPU, nstyle on the GPU (default: {d['lbfgs_impl']})")
+    add_lbfgs_impl_option(g, d)
     g.add_argument("--lr", type=positive_float, default=d["lr"], metavar="F",
                    help=f"Adam step size in pixel units (default: {d['lr']:g})")
     g.add_argument("--no-bounds", dest="bounds", action="store_false",
