@@ -104,7 +104,7 @@ def run(args):
     stages = [(st.iters, st.content_size[0] * st.content_size[1]) for st in plan.stages]
     progress = Progress(stages, mode="quiet" if args.quiet else "auto", breakdown_every=args.print_every)
     settings = {"command": "demo", "content": args.content, "style": f"swirl_painting(seed={args.seed})",
-                **plan.options, "engine": plan.engine, "lbfgs_impl": plan.lbfgs_impl}
+                **plan.settings, "engine": plan.engine, "lbfgs_impl": plan.lbfgs_impl}
     code = execute(plan, paths["result.png"], progress=progress, log_json=paths["log.json"], plot=plot,
                    settings=settings, say=lambda *_: None)
     save_image(demo_sheet(content, style, load_rgb(paths["result.png"], what="result")), paths["sheet.png"])

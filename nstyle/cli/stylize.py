@@ -205,7 +205,7 @@ def execute(plan, output, *, progress, save_every=0, log_json=None, plot=None, v
 
     def write_side_outputs(status, message=""):
         if log_json:
-            write_log(log_json, settings or plan.options, records, status, message, output)
+            write_log(log_json, settings or plan.settings, records, status, message, output)
         if plot and records:
             plot_losses(records, plot)
 
@@ -230,7 +230,7 @@ def execute(plan, output, *, progress, save_every=0, log_json=None, plot=None, v
         progress.close()
         if log_json:
             try:
-                write_log(log_json, settings or plan.options, records, "failed", str(exc), None)
+                write_log(log_json, settings or plan.settings, records, "failed", str(exc), None)
             except Exception:  # the original error matters more than the log
                 pass
         raise
@@ -260,13 +260,13 @@ def run(args):
     if plan.tiles:
         if args.save_every:
             raise InputError("--save-every does not apply to a tiled run", hint="its tiles are kept in "
-                             f"{plan.options['tile_dir']} as they finish")
+                             f"{plan.settings.tile_dir} as they finish")
         stages += [(plan.tiles.iters, t.size[0] * t.size[1]) for t in plan.tiles.all_tiles()]
     progress = Progress(stages, mode="quiet" if args.quiet else "auto", breakdown_every=args.print_every)
-    settings = {"content": args.content, "styles": args.styles, "output": args.output, **plan.options,
+    settings = {"content": args.content, "styles": args.styles, "output": args.output, **plan.settings,
                 "engine": plan.engine, "lbfgs_impl": plan.lbfgs_impl}
     code = execute(plan, args.output, progress=progress, save_every=args.save_every, log_json=args.log_json,
                    plot=args.plot, settings=settings, say=(lambda *_: None) if args.quiet else print_path)
     if plan.tiles and code == 0 and not args.keep_tiles:
-        discard(plan.options["tile_dir"])  # the output is written: its tiles are no longer needed
+        discard(plan.settings.tile_dir)  # the output is written: its tiles are no longer needed
     return code

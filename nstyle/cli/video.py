@@ -117,7 +117,7 @@ def run(args):
         return 0
     progress = VideoProgress(vplan.frames, vplan.passes, mode="quiet" if args.quiet else "auto",
                              breakdown_every=args.print_every)
-    settings = {"input": args.input, "styles": args.styles, "output": args.output, **vplan.plan.options,
+    settings = {"input": args.input, "styles": args.styles, "output": args.output, **vplan.plan.settings,
                 "engine": vplan.plan.engine, "lbfgs_impl": vplan.plan.lbfgs_impl,
                 "temporal_weight": vplan.temporal_weight, "flow": vplan.flow,
                 "passes": vplan.passes, "fps": str(vplan.source.fps), "start": vplan.source.start,
