@@ -18,7 +18,7 @@ from ...backend import set_tf32, to_device, to_host
 from ...errors import NStyleError, RunError
 from ...model.arch import pools_before
 from ...model.objective import StyleObjective, layer_positions
-from ..files.imageio import deprocess, pixel_bounds, preprocess
+from ..files.imageio import deprocess, preprocess
 from ...optim.optimize import STOP_NONFINITE, STOP_REQUESTED
 from .plan import STATS_MARGIN
 from ..run.settings import Settings
@@ -224,7 +224,8 @@ def tile_task(spec, grams):
     if result.stop == STOP_NONFINITE:
         return {"status": "failed", "error": result.message}
     last = result.history[-1] if result.history else {"loss": result.loss}
-    return {"status": "done", "image": image, "record": {**last, "lbfgs_impl": result.impl}, "iterations": result.iterations,
+    return {"status": "done", "image": image, "record": {**last, "lbfgs_impl": result.impl},
+            "iterations": result.iterations,
             "seconds": time.perf_counter() - start}
 
 
