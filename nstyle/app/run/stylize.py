@@ -1,7 +1,7 @@
 """``stylize``: a photo and one or more paintings in, a PIL image out.
 
 Its keyword defaults are the library's defaults, declared once with every other fact about each option
-in ``settings.py`` (which the command line reads without loading this module).
+in ``settings.py``, where the command line reads them too.
 
 A run has two halves. ``prepare`` checks every setting (``Settings.checked``), opens and checks every
 input, works out the size of every coarse-to-fine stage and estimates the memory the run needs -- all
