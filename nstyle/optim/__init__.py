@@ -14,3 +14,4 @@ point, its Moré-Thuente line search), and a handwritten Adam. They minimise any
 
 The device helpers (which array module, copies to the host) come from ``nstyle/backend.py``.
 """
+from .optimize import LBFGS_IMPLS, adam, lbfgs, minimize  # noqa: F401 -- the entry point and its short forms
