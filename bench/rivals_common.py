@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+# Where the scripts write their tables: bench/results/, unless NSTYLE_BENCH_RESULTS names another folder
+# (bench/reproduce.py sends fresh runs there, so that the committed results change only on request).
+RESULTS = Path(os.environ.get("NSTYLE_BENCH_RESULTS") or ROOT / "bench" / "results")
 NSTYLE_SRC = os.environ.get("NSTYLE_SRC") or str(ROOT)
 if NSTYLE_SRC not in sys.path:
     sys.path.insert(0, NSTYLE_SRC)
@@ -254,6 +256,19 @@ def blas_info():
             for pool in threadpool_info()]
 
 
+def blas_config():
+    """The BLAS as threadpoolctl sees it in this process; where threadpoolctl is missing, what NumPy was
+    built against (``numpy.show_config``): at least the library and its version are recorded."""
+    pools = blas_info()
+    if not isinstance(pools, str):
+        return {"threadpoolctl": pools}
+    try:
+        build = np.show_config(mode="dicts").get("Build Dependencies", {})
+    except (TypeError, ValueError):  # NumPy < 1.25 prints instead
+        build = "numpy.show_config(mode='dicts') not available"
+    return {"threadpoolctl": pools, "numpy_build": build}
+
+
 def quiet_scipy_blas():
     """Give SciPy's own bundled BLAS one thread; returns the libraries changed.
 
@@ -294,6 +309,24 @@ def source_commit():
                               timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def spawn_child(cmd, threads, timeout, label, mark):
+    """Run one benchmark child (``cmd``: a script with --child ...) in a fresh process with ``threads``
+    compute threads (:func:`thread_env`); returns the JSON of its last line starting with ``mark``, or
+    ``{**label, "error": why}``."""
+    import json
+    import subprocess
+    try:
+        proc = subprocess.run(cmd, env=thread_env(threads), capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return {**label, "error": f"timed out after {timeout} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(mark)]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]
+        return {**label, "error": f"exit {proc.returncode}: " + " | ".join(tail)}
+    return json.loads(lines[-1][len(mark):])
 
 
 def median(values):
