@@ -90,12 +90,13 @@ def child(args):
 
 
 def whole_run(fn, content, iters, own=False):
-    """scipy's L-BFGS-B (own: nstyle's, ``nstyle.app.lbfgsb``, with SciPy's default options) on the
+    """scipy's L-BFGS-B (own: nstyle's, ``lbfgs_cases.nstyle_lbfgsb``, with SciPy's default options) on the
     pixels from the content image, inside the pixel box, fn's gradient."""
     from scipy.optimize import Bounds, minimize
     shape = content.shape
     if own:
-        from nstyle.app.lbfgsb import minimize_lbfgsb
+        from lbfgs_cases import nstyle_lbfgsb
+        minimize_lbfgsb = nstyle_lbfgsb()
         lo, hi = rc.lbfgs_bounds(shape)
         x0 = content.astype(np.float64).ravel()
         t0 = time.perf_counter()

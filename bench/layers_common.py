@@ -11,20 +11,15 @@ The inputs are the same bits in every process: seeded from (seed, size, layer in
 framework needs another's files, only the float64 reference's (written once per size by the
 reference child, see bench_layers.py).
 
-No framework and no nstyle import at module level, and no change to sys.path: asv's benchmarks
-(bench/asv_benchmarks/) import this file too, and must measure the nstyle that asv installed.
+No framework and no nstyle import at module level, and no change to sys.path (the objective's
+constants come from shared.py): asv's benchmarks (bench/asv_benchmarks/) import this file too, and
+must measure the nstyle that asv installed.
 """
 import time
 
 import numpy as np
 
-# The objective's taps (the same as bench/rivals_common.py's; repeated here because asv's benchmarks
-# cannot import that module without putting this checkout's nstyle first on sys.path).
-CONTENT_LAYERS = ("relu4_2",)
-STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-CONTENT_WEIGHT, STYLE_WEIGHT = 1.0, 1e3
-STYLE_LAYER_WEIGHT = 1.0 / len(STYLE_LAYERS)
-VGG19_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
+from shared import CONTENT_LAYERS, CONTENT_WEIGHT, STYLE_LAYER_WEIGHT, STYLE_LAYERS, STYLE_WEIGHT, VGG19_BLOCKS
 
 
 class Op:
