@@ -2,7 +2,7 @@
 
 Which nstyle they measure: in asv's "existing" environment (``asv run --python=same``) the checkout
 these files belong to, put first on sys.path here; in an environment asv built for a commit
-(``asv continuous -E virtualenv A B``) the nstyle asv installed there -- this checkout's bench/ folder
+(``asv continuous -E virtualenv:3.11 A B``) the nstyle asv installed there -- this checkout's bench/ folder
 is then only appended to sys.path, for the helpers (shared.py, layers_common.py, layers_nstyle.py,
 lbfgs_cases.py), none of which changes sys.path or imports nstyle at import time.
 
