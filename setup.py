@@ -17,7 +17,9 @@ setup(
         "gpu-cuda13": ["cupy-cuda13x>=14"],
         "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.5", "scikit-image>=0.19",
                  "dask==2026.8.0", "distributed==2026.8.0", "av==18.1.0", "opencv-python-headless==4.14.0.94"],
-        "bench": ["torch==2.13.0", "psutil>=5"],
+        "bench": ["torch==2.13.0", "psutil>=5", "threadpoolctl>=3", "asv==0.6.6"],
+        # bench/asv_check.sh (CI): airspeed velocity alone
+        "asv": ["asv==0.6.6"],
         "bench-tf": ["tensorflow-cpu==2.21.*"],
         "bench-jax": ["jax[cpu]==0.10.2"],
         "demo": ["scikit-image>=0.19", "matplotlib>=3.5"],

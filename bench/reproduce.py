@@ -120,6 +120,10 @@ def run_figure(name, args, out):
     for p in files:
         if p.suffix == ".md":
             p.write_text(line + "\n\n" + p.read_text())
+    if rc_ == 0 and not any(p.suffix == ".md" for p in files):  # a script that prints its table (bench_batch)
+        printed = [ln for ln in (folder / f"{name}.log").read_text().splitlines() if not ln.startswith("wrote ")]
+        (folder / f"{name}.md").write_text(line + "\n\n```text\n" + "\n".join(printed) + "\n```\n")
+        files = sorted(files + [folder / f"{name}.md"])
     status = "ok" if rc_ == 0 else f"failed (exit {rc_}; see {name}/{name}.log)"
     print(f"   {status} in {seconds:.0f} s: {', '.join(p.name for p in files) or 'no files'}", flush=True)
     return {"name": name, "section": section, "status": status, "files": files, "seconds": seconds,
