@@ -98,9 +98,13 @@ def stamp(d):
     vers = ", ".join(f"{k} {v[k]}" for k in ("nstyle", "numpy", "scipy", "torch", "tensorflow-cpu", "jax")
                      if k in v)
     load = f"load average {d['load_average_before']} before, {d.get('load_average_after')} after"
+    pools = next((r.get("blas", {}).get("threadpoolctl") for r in d.get("results", [])
+                  if r.get("framework") == "nstyle" and "blas" in r), None)
+    blas = [f"{p['internal_api']} {p['version']} ({p.get('architecture')} kernels)" for p in pools or []
+            if isinstance(p, dict) and p.get("user_api") == "blas"]
     return (f"Command: `{d['command']}`. Machine: {cpu['model']} ({flags}), {cpu['logical_cpus']} logical CPUs; "
             f"{d['threads']} threads per framework. Date: {d['date']}, commit {str(d.get('repo_commit'))[:10]}. "
-            f"{vers}; {load}.")
+            f"{vers}" + (f"; NumPy's BLAS {', '.join(blas)}" if blas else "") + f"; {load}.")
 
 
 def ms(v):
