@@ -152,7 +152,7 @@ def test_seeded_stylisation_gives_the_same_bytes_under_load(rng, two_threads):
             losses = []
             with blas_threads(2):
                 image = stylize(content, style, size=48, iters=5, init="noise", seed=5, vgg=VGG19(params),
-                                callback=lambda rec, _: losses.append(rec["loss"]))
+                                callback=lambda rec, _, losses=losses: losses.append(rec["loss"]))
             runs.append((np.asarray(image).tobytes(), losses))
     assert len(runs[0][1]) == 5
     assert runs[0][1] == runs[1][1], "the loss at each iteration"

@@ -18,9 +18,10 @@ task order, so what remains is the BLAS: OpenBLAS picks its kernel and cuts a pr
 count (64 x 577 x 1500 rounds differently on one thread and on two), and that count is one setting for
 the whole process (``openblas_set_num_threads_local`` included, in the pthreads builds NumPy ships).
 So the calling thread sets it to 1 *before* it hands out the first task and sets it back only *after*
-the last one has finished, under a lock (:func:`single_threaded_blas`): no task can run while
-another thread has the BLAS multi-threaded, and nothing of nstyle's runs outside the pool with it
-single-threaded.
+the last one has finished, under a lock (:func:`single_threaded_blas`): every task's products run on
+one BLAS thread, and the caller's products between pool calls on the count the process had. (Two
+evaluations at once in one process -- threads of one Dask worker -- would still share that count: one's
+products between pool calls could meet the other's 1. nstyle's own workers run one task per process.)
 
 Where the BLAS's thread count cannot be set (not OpenBLAS >= 0.3.27, or not found), bands run one
 after another on the calling thread with the BLAS's own threading.
