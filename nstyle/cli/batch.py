@@ -22,7 +22,7 @@ from ..app.files.progress import say
 from ..app.run.stylize import DEVICES, stylize
 from ..errors import InputError
 from ..model.vgg import ENGINES
-from .args import count, positive_int, print_path
+from .args import count, positive_int, print_path, scheduler
 
 DEFAULTS = stylize.__kwdefaults__
 _METAVARS = {"int": "N", "ints": "N", "float": "W", "floats": "W,...", "names": "L,...", "bool": "true|false",
@@ -76,7 +76,7 @@ def add_parser(sub):
                    help="local cluster: worker processes (default: the cores, fewer when memory is short)")
     g.add_argument("--threads-per-worker", type=positive_int, metavar="N",
                    help="nstyle threads in each worker (default: the cores divided among the workers)")
-    g.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", type=scheduler,
                    help="use this Dask scheduler instead of a local cluster (default: $DASK_SCHEDULER_ADDRESS)")
     g.add_argument("--retries", type=count, default=1, metavar="N",
                    help="submit a job again when its worker is lost, up to N times (default: 1)")

@@ -5,7 +5,7 @@ from ..app.batch.run_batch import BatchInterrupted
 from ..app.figures.cells import CellsInterrupted
 from ..app.figures.grid import make_grid
 from ..app.files.progress import say
-from .args import add_network_options, count, layers, list_of, positive_float, positive_int, print_path
+from .args import add_network_options, count, layers, list_of, positive_float, positive_int, print_path, scheduler
 from .checks import check_run
 
 DEFAULTS = make_grid.__kwdefaults__
@@ -45,7 +45,7 @@ def add_parser(sub):
     g = p.add_argument_group("on a Dask cluster (pip install 'nstyle[batch]'; see `nstyle batch`)")
     g.add_argument("--workers", type=positive_int, metavar="N",
                    help="run the cells as batch jobs on a local cluster of N workers")
-    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the cells as batch jobs on this Dask scheduler")
+    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", type=scheduler, help="run the cells as batch jobs on this Dask scheduler")
     p.set_defaults(run=run)
 
 

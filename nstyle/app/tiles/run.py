@@ -32,6 +32,7 @@ from ..figures.cells import SETTINGS_FILE, CellStore, image_fingerprint, weights
 from ...optim.optimize import STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED
 from ..run.stops import NonFiniteLoss, StylizeInterrupted
 from .blend import Blender, assemble
+from .plan import cluster_address
 from .work import (TILE_OPTIONS, cluster_run, net_styles, normalization, refine_tile, style_grams,
                        tile_term_scales)
 
@@ -231,6 +232,10 @@ class _Run:
                         self.say, self.cluster_state)
 
     def go(self, run_stages):
+        address = cluster_address(self.plan.options["tile_cluster"])
+        if address and any(t.name not in self.store.written for t in self.tiles):
+            from ..batch.connect import probe  # noqa: PLC0415
+            probe(address)  # a scheduler that does not answer: found out now, not after the base
         self.base, stopped = self._base(run_stages)
         if stopped:
             return self.output()
