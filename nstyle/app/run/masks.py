@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import InputError
+from ...validate import normalised_weights
 from ..files.imageio import DEFAULT_MAX_PIXELS, load_rgb
 
 COLOR_NAMES = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "black": (0, 0, 0),
@@ -249,6 +250,5 @@ def plan_regions(content_img, style_imgs, content_mask, style_masks=None, region
                 raise InputError(f"region weights: colour {color} is not in the content mask",
                                  hint="its colours: " + ", ".join(keys))
             weights[keys[k]] = w
-        if sum(weights.values()) <= 0:
-            raise InputError("region weights must not all be zero")
+        normalised_weights("region weight", list(weights.values()))  # none lost, no overflow
     return RegionPlan(content, styles, sources, weights, mask_mode)

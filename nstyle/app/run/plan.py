@@ -11,7 +11,7 @@ from PIL import Image
 from ...errors import InputError
 from ...model.arch import LAYER_INDEX, POOLINGS, pools_before
 from ...model.vgg import ENGINES, check_layer_names, resolve_engine
-from ...validate import choice, distinct, finite_number, whole_number
+from ...validate import choice, distinct, finite_number, normalised_weights, scaled_weights, weight, whole_number
 from ..files.imageio import DEFAULT_MAX_PIXELS, fit_size, load_rgb
 from .masks import plan_regions
 from ..tiles.plan import plan_tiles
@@ -235,7 +235,7 @@ def make_plan(content, style, o):
     o["original_colors"] = "none" if o["original_colors"] in (None, False) else o["original_colors"]
     choice("original colours option", o["original_colors"], ORIGINAL_COLORS)
     for key in ("content_weight", "style_weight", "tv_weight"):
-        o[key] = finite_number(key.replace("_", " "), o[key])
+        o[key] = weight(key.replace("_", " "), o[key])
     if o["content_weight"] == 0 and o["style_weight"] == 0 and o["tv_weight"] == 0:
         raise InputError("nothing to optimise: content, style and tv weights are all zero")
     o["lr"] = finite_number("learning rate", o["lr"], positive=True)
@@ -251,7 +251,8 @@ def make_plan(content, style, o):
     if o["style_weight"] > 0 and not o["style_layers"]:
         raise InputError("no style layers given, but the style weight is above zero")
     if o["style_layer_weights"] is not None:
-        o["style_layer_weights"] = [finite_number("style layer weight", w) for w in o["style_layer_weights"]]
+        o["style_layer_weights"] = scaled_weights("style layer weight", o["style_layer_weights"], o["style_weight"],
+                                                  "style weight")
         if len(o["style_layer_weights"]) != len(o["style_layers"]):
             raise InputError(f"{len(o['style_layer_weights'])} style layer weights given for "
                              f"{len(o['style_layers'])} style layers")
@@ -262,8 +263,7 @@ def make_plan(content, style, o):
         blend = [finite_number("style blend weight", b) for b in o["style_blend"]]
         if len(blend) != len(styles_in):
             raise InputError(f"{len(blend)} style blend weights given for {len(styles_in)} style image(s)")
-        if sum(blend) <= 0:
-            raise InputError("style blend weights must not all be zero")
+        normalised_weights("style blend weight", blend)  # one that would vanish, or a sum that overflows
         o["style_blend"] = blend
     stage_list = _stage_plan(o["size"], o["scales"], o["iters"])
 

@@ -21,7 +21,7 @@ from ..files.imageio import DEFAULT_MAX_PIXELS, deprocess, pixel_bounds, preproc
 from .network import load_network
 from ...optim.optimize import STOP_CONVERGED, STOP_REQUESTED, adam, lbfgs
 from .plan import DEVICES, INITS, OPTIMIZERS, ORIGINAL_COLORS, Plan, as_image, make_plan  # noqa: F401
-from .stops import NonFiniteLoss, StylizeInterrupted, raise_for_stop  # noqa: F401 -- re-exported
+from .stops import NonFiniteLoss, StylizeInterrupted, check_moved, raise_for_stop  # noqa: F401 -- re-exported
 from ..tiles.run import run_tiled
 from ..tiles.plan import DEFAULT_OVERLAP
 from .weighting import attach_normalization, compensate_normalization, network_normalization, term_scales
@@ -189,6 +189,8 @@ def _run_stages(plan, vgg, callback, log):
             return images.finish(result.x, resize, plan.content)
         raise_for_stop(result, lambda: images.finish(result.x, resize, plan.content), done,
                        f" (stage {k} of {n_stages})" if n_stages > 1 else "")
+        if x_prev is None:  # from the init: a start handed back unchanged is no picture
+            check_moved(result, f" (stage {k} of {n_stages})" if n_stages > 1 else "")
         done += result.iterations
         if result.stop == STOP_CONVERGED and log is not None:
             log(result.message)

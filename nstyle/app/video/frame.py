@@ -10,7 +10,7 @@ import numpy as np
 from ..run import color
 from ..files.imageio import pixel_bounds, preprocess
 from ...optim.optimize import STOP_CONVERGED, STOP_INTERRUPTED, STOP_REQUESTED, adam, lbfgs
-from ..run.stops import StylizeInterrupted, raise_for_stop
+from ..run.stops import StylizeInterrupted, check_moved, raise_for_stop
 from ..run.stylize import _setup_stage
 from .objective import TemporalObjective
 
@@ -67,6 +67,8 @@ def stylize_frame(plan, vgg, start=None, term=None, weight=0.0, callback=None, l
             raise StylizeInterrupted(None, done + result.iterations, "interrupted")
         raise_for_stop(result, lambda: images.finish(result.x), done,
                        f" (stage {k} of {len(plan.stages)})" if len(plan.stages) > 1 else "")
+        if x_prev is None:  # from the plan's init (no warped previous frame): an unchanged start is no picture
+            check_moved(result)
         if result.stop == STOP_CONVERGED and log is not None:
             log(result.message)
         done += result.iterations
