@@ -23,7 +23,7 @@ from PIL import Image
 
 from ...errors import InputError
 from ...validate import normalised_weights
-from ..files.imageio import DEFAULT_MAX_PIXELS, load_rgb
+from ..files.imageio import DEFAULT_MAX_PIXELS, load_rgb, viewed_rgb
 
 COLOR_NAMES = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "black": (0, 0, 0),
                "white": (255, 255, 255), "yellow": (255, 255, 0), "grey": (128, 128, 128),
@@ -107,7 +107,7 @@ def read_segmentation(item, what, image_size, max_pixels=DEFAULT_MAX_PIXELS):
     """Load a segmentation (path, PIL image or uint8 array), check its shape against its image's
     (width, height) ``image_size``, and snap every pixel to the nearest colour in use."""
     if isinstance(item, Image.Image):
-        img = item.convert("RGB")
+        img = viewed_rgb(item, what)  # any mode, as a file of it is read
     elif isinstance(item, (str, bytes)) or hasattr(item, "__fspath__"):
         what = f"{what} {os.fsdecode(item)}"
         img = load_rgb(item, max_pixels=max_pixels, what=what)

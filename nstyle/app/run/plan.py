@@ -12,7 +12,7 @@ from ...errors import InputError
 from ...model.arch import LAYER_INDEX, POOLINGS, pools_before
 from ...model.vgg import ENGINES, check_layer_names, resolve_engine
 from ...validate import choice, distinct, finite_number, normalised_weights, scaled_weights, weight, whole_number
-from ..files.imageio import DEFAULT_MAX_PIXELS, fit_size, load_rgb
+from ..files.imageio import DEFAULT_MAX_PIXELS, fit_size, load_rgb, viewed_rgb
 from .masks import plan_regions
 from ..tiles.plan import plan_tiles
 from ...optim.optimize import LBFGS_IMPLS, resolve_lbfgs_impl
@@ -67,9 +67,10 @@ def _name(item, what):
 
 
 def as_image(item, what, max_pixels=DEFAULT_MAX_PIXELS):
-    """A path or a PIL image or an (H, W, 3) uint8 array -> RGB PIL image."""
+    """A path or a PIL image or an (H, W, 3) uint8 array -> RGB PIL image. A PIL image of any mode is
+    converted exactly as a file of it is read (``imageio.viewed_rgb``); max_pixels guards decoding files."""
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
+        return viewed_rgb(item, what)
     if isinstance(item, (str, bytes)) or hasattr(item, "__fspath__"):
         return load_rgb(item, max_pixels=max_pixels, what=what)
     arr = np.asarray(item)
