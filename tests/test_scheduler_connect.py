@@ -338,3 +338,61 @@ def test_a_wait_ends_on_a_signal_even_after_the_result_exists():
         time.sleep(0.1)
     finally:
         interrupts.uninstall()
+
+
+# -- tls:// ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A self-signed certificate (its own CA) for 127.0.0.1, and Dask's client settings that use it."""
+    import shutil
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", folder / "key.pem",
+                    "-out", folder / "cert.pem", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    return {"folder": folder, "cert": cert, "key": key,
+            "config": {"distributed.comm.tls.ca-file": cert, "distributed.comm.tls.client.cert": cert,
+                       "distributed.comm.tls.client.key": key}}
+
+
+def test_tls_without_dask_tls_settings_is_one_line():
+    with pytest.raises(InputError, match="tls:// needs Dask's TLS settings"):
+        with FakeServer("silent") as server:
+            probe(server.address.replace("tcp://", "tls://"), timeout=2.0)
+
+
+@pytest.mark.parametrize("mode, message", [("silent", "no TLS handshake within 1 s"),
+                                           ("http", "the TLS handshake failed")])
+def test_tls_to_a_server_that_does_not_speak_it(mode, message, tls_files):
+    import dask
+    with dask.config.set(tls_files["config"]), FakeServer(mode) as server:
+        with pytest.raises(InputError, match=message):
+            probe(server.address.replace("tcp://", "tls://"), timeout=1.0)
+
+
+@pytest.mark.slow
+def test_a_real_tls_scheduler_passes_the_check_and_connects(tls_files):
+    import dask
+    folder = tls_files["folder"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+         "--protocol", "tls", "--tls-ca-file", tls_files["cert"], "--tls-cert", tls_files["cert"],
+         "--tls-key", tls_files["key"], "--dashboard-address", "127.0.0.1:0", "--scheduler-file",
+         str(folder / "s.json")], cwd=folder, env=env_for(folder), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (folder / "s.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads((folder / "s.json").read_text())["address"]
+        assert address.startswith("tls://")
+        with dask.config.set(tls_files["config"]):
+            probe(address)
+            with connect.remote_client(address) as client:
+                assert client.scheduler_info()["address"] == address
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
