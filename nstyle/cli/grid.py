@@ -45,7 +45,8 @@ def add_parser(sub):
     g = p.add_argument_group("on a Dask cluster (pip install 'nstyle[batch]'; see `nstyle batch`)")
     g.add_argument("--workers", type=positive_int, metavar="N",
                    help="run the cells as batch jobs on a local cluster of N workers")
-    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", type=scheduler, help="run the cells as batch jobs on this Dask scheduler")
+    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", type=scheduler,
+                   help="run the cells as batch jobs on this Dask scheduler")
     p.set_defaults(run=run)
 
 

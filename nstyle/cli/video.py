@@ -75,7 +75,8 @@ def add_parser(sub):
                    "(default: as many as fit in the cores and the memory, at most one per clip)")
     g.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="nstyle threads per worker (default: the cores shared among the workers)")
-    g.add_argument("--scheduler", metavar="ADDRESS", type=scheduler, help="run on this Dask scheduler (tcp://HOST:PORT; default: "
+    g.add_argument("--scheduler", metavar="ADDRESS", type=scheduler,
+                   help="run on this Dask scheduler (tcp://HOST:PORT; default: "
                    "$DASK_SCHEDULER_ADDRESS, else a local cluster)")
     for group in _stylize_groups():
         actions = [a for a in group._group_actions

@@ -3,10 +3,10 @@
 A long job (a reconstruction row, a ratio x depth grid) is a set of independent cells. Each finished
 cell is written, atomically, as its own PNG in a folder beside the sheet, together with
 ``settings.json``: what made the cells (image fingerprints, size, iterations, seed, weights ...). Run
-the same job again and every cell whose image is exactly the file this store wrote (its size and SHA-256,
-recorded in ``settings.json``; reached without following a link: ``files/workdir.py``) and of the expected
-size is reused instead of recomputed; the sheet is always rebuilt from the cells. Cells made with other settings are
-never mixed in silently: the store refuses them unless asked to start over.
+the same job again and every cell whose image is exactly the file this store wrote (its size and
+SHA-256, recorded in ``settings.json``; reached without following a link: ``files/workdir.py``) and of
+the expected size is reused instead of recomputed; the sheet is always rebuilt from the cells. Cells
+made with other settings are never mixed in silently: the store refuses them unless asked to start over.
 
 The sheet itself is drawn by ``sheet.layout_sheet`` (cells in rows, column labels on top, row labels on
 the left, captions, grey boxes for cells not made yet); ``cells_sheet`` records where each cell landed.
@@ -74,10 +74,10 @@ class CellStore:
     """A folder of finished cells (``<name>.png``) plus ``settings.json``.
 
     settings: a JSON-able dict describing everything that shapes a cell apart from its own name.
-    ``settings.json`` holds those settings, the names of the cells this store wrote and each one's record
-    (bytes, SHA-256, size: a cell without one, or whose file no longer matches it, is made again). An existing
-    folder whose settings differ raises InputError, unless ``restart`` is true: then the cell images it
-    lists as written are deleted first -- and nothing else, so images the user keeps there (the inputs,
+    ``settings.json`` holds those settings, the names of the cells this store wrote and each one's
+    record (bytes, SHA-256, size: a cell without one, or whose file no longer matches it, is made
+    again). An existing folder whose settings differ raises InputError, unless ``restart`` is true:
+    then the cell images it lists as written are deleted first -- and nothing else, so images the user keeps there (the inputs,
     say) survive. A non-empty folder without a settings file is not ours: refused. protect: paths
     (the job's inputs) that no cell may ever be written over or deleted.
     """
