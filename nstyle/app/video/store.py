@@ -20,7 +20,8 @@ import re
 from ...atomic import atomic_write
 from ...errors import InputError
 from ...version import __version__
-from ..files.workdir import check_folder, load_piece, make_folder, read_file, remove_file, remove_folder, write_piece
+from ..files.workdir import (check_folder, load_piece, make_folder, read_file, read_piece, remove_file, remove_folder,
+                             write_piece)
 from ..batch.worker import settings_hash
 
 STATE_FILE = "nstyle-video.json"
@@ -73,8 +74,9 @@ class FrameStore:
         return sum(1 for k in self.records if k.startswith(f"{self.passes}:"))
 
     def _checked(self, key, record):
-        """True when the frame file of ``key`` is exactly what its record says was written."""
-        return load_piece(self.folder, self._rel(key), record) is not None
+        """True when the frame file of ``key`` is exactly what its record says was written (its bytes
+        hashed, not decoded: they are the bytes nstyle encoded)."""
+        return read_piece(self.folder, self._rel(key), record) is not None
 
     def _read_state(self):
         data = read_file(self.folder, STATE_FILE, STATE_LIMIT)
