@@ -311,7 +311,12 @@ def _fits(plan):
 def cluster_address(tile_cluster):
     """The scheduler address the tiles will run on (``tile_cluster``'s, else $DASK_SCHEDULER_ADDRESS),
     checked; None for a local cluster, a given client, or no cluster."""
-    if not tile_cluster or tile_cluster.get("client") is not None:
+    if not tile_cluster:
+        return None
+    if not isinstance(tile_cluster, dict):
+        raise InputError(f"tile_cluster must be a dict like {{'workers': 2}} or {{'scheduler': 'tcp://HOST:PORT'}} "
+                         f"(got {type(tile_cluster).__name__})")
+    if tile_cluster.get("client") is not None:
         return None
     from ..batch.connect import scheduler_address  # noqa: PLC0415
     return scheduler_address(tile_cluster.get("scheduler"), "tile scheduler")
