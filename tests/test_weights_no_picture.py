@@ -1,7 +1,8 @@
 """Weights that make no picture (issue 26 item 6): weights whose normalisation overflows or underflows are
-refused up front -- at plan time, before any weights file is opened, and by the objective itself -- and a
-run that would end "done" at iteration 0, handing back its start, is an error unless zero iterations were
-asked for."""
+refused up front -- at plan time, before any weights file is opened, and by the objective itself. Settings
+whose start is already the loss's minimum (init content, no style or tv term) are refused up front too,
+unless zero iterations were asked for; a run that stops at its start for another reason says so instead of
+a bare "done" (it may be right: the content and the style are the same picture)."""
 import numpy as np
 import pytest
 from PIL import Image
@@ -82,12 +83,30 @@ def test_regions_refuse_a_weight_lost_in_normalisation(vgg):
                        region_weights={"left": 1e-300, "right": 1e300}, **FAST)
 
 
-@pytest.mark.parametrize("options", [{"style_weight": 0.0}, {"style_weight": 1e-30},
-                                     {"style_layer_weights": [0.0, 0.0]}])
-def test_a_run_that_would_hand_back_its_start_is_an_error(vgg, options):
+@pytest.mark.parametrize("options", [{"style_weight": 0.0}, {"style_layer_weights": [0.0, 0.0]},
+                                     {"style_weight": 0.0, "scales": (16, 32), "iters": [0, 3]}])
+def test_settings_whose_start_is_the_answer_are_refused_up_front(options):
     content, style = gradient_image(32, 24), stripes_image(32, 32)
-    with pytest.raises(NothingPainted, match="nothing was painted"):
-        stylize(content, style, size=32, iters=5, vgg=vgg, **FAST, **options)
+    with pytest.raises(NothingPainted, match="nothing to paint"):
+        prepare(content, style, **{"size": 32, "iters": 5, **options}, weights=MISSING, **FAST)
+
+
+def test_a_run_stopped_at_its_start_says_so(vgg):
+    """Weights too small to move the pixels: the optimiser cannot take a first step. The start comes
+    back, and the log says why instead of a bare "done"."""
+    content, style = gradient_image(32, 24), stripes_image(32, 32)
+    logs = []
+    out = stylize(content, style, size=32, iters=5, style_weight=1e-30, vgg=vgg, log=logs.append, **FAST)
+    assert np.array_equal(np.asarray(out), np.asarray(content))
+    notes = [m for m in logs if "stopped at its start without taking a step" in m]
+    assert len(notes) == 1 and "weights are too small" in notes[0], logs
+
+
+def test_the_same_picture_as_content_and_style_is_no_error(vgg):
+    """Its start already fits every target: handing it back is right (a batch's cross product meets this)."""
+    content = gradient_image(32, 24)
+    out = stylize(content, content, size=32, iters=5, vgg=vgg, **FAST)
+    assert out.size == content.size
 
 
 def test_zero_iterations_asked_for_still_hand_back_the_start(vgg):
@@ -105,7 +124,7 @@ def test_a_content_only_run_from_noise_still_paints(vgg):
 @pytest.mark.parametrize("args, message", [
     (["--style-blend", "1e308,1e308"], "add up to more than the largest float"),
     (["--style-layer-weights", "1e-320,1"], "too small to compute with"),
-    (["--style-weight", "0"], "nothing was painted"),
+    (["--style-weight", "0"], "nothing to paint"),
 ])
 def test_the_command_line_says_so_in_one_line_and_writes_nothing(tmp_path, args, message):
     gradient_image(32, 24).save(tmp_path / "c.png")

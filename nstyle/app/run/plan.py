@@ -14,6 +14,7 @@ from ...model.vgg import ENGINES, check_layer_names, resolve_engine
 from ...validate import choice, distinct, finite_number, normalised_weights, scaled_weights, weight, whole_number
 from ..files.imageio import DEFAULT_MAX_PIXELS, fit_size, load_rgb, viewed_rgb
 from .masks import plan_regions
+from .stops import check_something_to_paint
 from ..tiles.plan import plan_tiles
 from ...optim.optimize import LBFGS_IMPLS, resolve_lbfgs_impl
 from .memory import available_bytes, estimate, format_bytes, gpu_available_bytes, largest_fitting_size
@@ -267,6 +268,7 @@ def make_plan(content, style, o):
         normalised_weights("style blend weight", blend)  # one that would vanish, or a sum that overflows
         o["style_blend"] = blend
     stage_list = _stage_plan(o["size"], o["scales"], o["iters"])
+    check_something_to_paint(o, [it for _, it in stage_list])  # a start that is already the answer
 
     limit = o["max_pixels"]
     content_img = as_image(content, "content image", limit)

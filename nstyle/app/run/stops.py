@@ -22,24 +22,38 @@ class NonFiniteLoss(RunError):
 
 
 class NothingPainted(InputError):
-    """The optimiser stopped on its own before its first step from the run's start (exit 2): the loss is
-    flat there, so the result would be the start itself -- the content, or the noise."""
+    """Settings whose run could only hand back its start (exit 2): see :func:`check_something_to_paint`."""
 
 
-def check_moved(result, where=""):
-    """Raise NothingPainted when ``result`` (the first stage, from the init) converged at iteration 0.
+def check_something_to_paint(o, iters):
+    """Refuse, before any work, settings whose loss is already at its minimum at the start: from the
+    content image (init "content") with no style term (style weight 0, or every style layer weight 0)
+    and no tv term, the content term alone is 0 with a zero gradient there -- the optimiser would stop
+    at iteration 0 and hand the content back as "done". ``iters``: the stages' iteration counts (all
+    zero: the user asked for the start itself, which is allowed)."""
+    style = o["style_weight"] > 0 and bool(o["style_layers"]) and (
+        o["style_layer_weights"] is None or any(w > 0 for w in o["style_layer_weights"]))
+    if isinstance(o["init"], str) and o["init"] == "content" and not style and o["tv_weight"] == 0 and any(iters):
+        raise NothingPainted("nothing to paint: the run starts from the content image, where the content term "
+                             "alone (no style term: a style weight or every style layer weight of 0; no tv "
+                             "term) is already at its minimum",
+                             hint="give a style weight above 0, or start from --init noise to reconstruct the "
+                                  "content")
 
-    That happens when the loss cannot move the pixels at the start: every weight that could is zero
-    or so small that the gradient is (a style weight of 0 with init content: the content term is already
-    at its minimum), or the loss is flat for another reason. Handing the start back as a "done" picture
-    would be a wrong answer with exit code 0."""
-    if result.stop != STOP_CONVERGED or result.iterations > 0:
+
+def check_moved(result, log=None, where=""):
+    """Say so when ``result`` (the first stage, from the init) stopped at iteration 0 without a step.
+
+    The start is then the result. That is right when it already fits every target (the content and the
+    style are the same picture) and a sign of weights too small to move the pixels otherwise -- which of
+    the two the optimiser cannot tell, so the run does not fail; the message says what happened instead of
+    a bare "done"."""
+    if result.stop != STOP_CONVERGED or result.iterations > 0 or log is None:
         return
-    why = (result.message.split(": ", 1)[-1] if result.message else "").strip().rstrip(":") or "no progress possible"
-    raise NothingPainted(f"nothing was painted{where}: the optimiser stopped at its start without taking a "
-                         f"step ({why}); the loss does not change there",
-                         hint="a style weight of 0 (or a tiny one) with --init content leaves nothing to do: "
-                              "raise --style-weight or the layer weights, or start from --init noise")
+    why = (result.message.split(": ", 1)[-1] if result.message else "").strip().rstrip(":") or "no progress"
+    log(f"note{where}: the optimiser stopped at its start without taking a step ({why}), so the result is the "
+        f"starting image (loss {result.loss:.4g}): either it already fits every target (the content and the "
+        "style are the same picture), or the weights are too small to move the pixels (raise --style-weight)")
 
 
 def raise_for_stop(result, make_image, done=0, where=""):

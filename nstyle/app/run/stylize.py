@@ -189,10 +189,10 @@ def _run_stages(plan, vgg, callback, log):
             return images.finish(result.x, resize, plan.content)
         raise_for_stop(result, lambda: images.finish(result.x, resize, plan.content), done,
                        f" (stage {k} of {n_stages})" if n_stages > 1 else "")
-        if x_prev is None:  # from the init: a start handed back unchanged is no picture
-            check_moved(result, f" (stage {k} of {n_stages})" if n_stages > 1 else "")
+        if x_prev is None:  # from the init: a start handed back unchanged is said, not passed off as done
+            check_moved(result, log, f" (stage {k} of {n_stages})" if n_stages > 1 else "")
         done += result.iterations
-        if result.stop == STOP_CONVERGED and log is not None:
+        if result.stop == STOP_CONVERGED and log is not None and (x_prev is not None or result.iterations):
             log(result.message)
         x_prev, previous = result.x, images
     return previous.finish(x_prev)

@@ -67,8 +67,8 @@ def stylize_frame(plan, vgg, start=None, term=None, weight=0.0, callback=None, l
             raise StylizeInterrupted(None, done + result.iterations, "interrupted")
         raise_for_stop(result, lambda: images.finish(result.x), done,
                        f" (stage {k} of {len(plan.stages)})" if len(plan.stages) > 1 else "")
-        if x_prev is None:  # from the plan's init (no warped previous frame): an unchanged start is no picture
-            check_moved(result)
+        if x_prev is None:  # from the plan's init (no warped previous frame): an unchanged start is said
+            check_moved(result, log)
         if result.stop == STOP_CONVERGED and log is not None:
             log(result.message)
         done += result.iterations
