@@ -132,12 +132,13 @@ def _dry_run(jobs, args):
 
 def run(args):
     require_dask()  # without Dask: one line, exit 2
+    scheduler = scheduler_address(args.scheduler)  # checked (flag or $DASK_SCHEDULER_ADDRESS) before the jobs
     jobs = jobs_from_args(args)
     if args.dry_run:
         return _dry_run(jobs, args)
     progress = JobsProgress(mode="quiet" if args.quiet else "auto")
     try:
-        result = run_batch(jobs, args.outdir, scheduler=scheduler_address(args.scheduler), workers=args.workers,
+        result = run_batch(jobs, args.outdir, scheduler=scheduler, workers=args.workers,
                            threads=args.threads_per_worker, retries=args.retries, force=args.force,
                            weights=args.weights, device=args.device, engine=args.engine,
                            max_pixels=args.max_pixels, check_memory=args.check_memory, progress=progress,
