@@ -88,6 +88,23 @@ def interruptible():
         _state.phase = _DEFERRED
 
 
+@contextlib.contextmanager
+def waiting():
+    """The body waits on something outside nstyle (a scheduler's answer): a signal must end the wait at
+    once in every phase, so it raises KeyboardInterrupt in the body (one that arrived while deferred is
+    raised on entry). Unlike :func:`interruptible`, the phase before is restored afterwards: a wait is
+    no optimiser loop, and a command that has no result yet still has none after it."""
+    if not _state.installed:
+        yield
+        return
+    before, _state.phase = _state.phase, _INTERRUPTIBLE
+    try:
+        check()
+        yield
+    finally:
+        _state.phase = before
+
+
 def check():
     """Raise KeyboardInterrupt when a signal is waiting (called by the optimisers between iterations)."""
     if _state.pending is not None:

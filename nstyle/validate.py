@@ -8,6 +8,7 @@ accepted or refused by the same rule whichever way it arrives.
 """
 import math
 import numbers
+import sys
 
 from .errors import InputError
 
@@ -32,6 +33,13 @@ def finite_number(name, value, positive=False):
     return value
 
 
+def weight(name, value):
+    """A loss weight: finite, >= 0, and not subnormal (see :data:`TINY`: 1e-320 computes as 0)."""
+    value = finite_number(name, value)
+    _not_subnormal(name, [value])
+    return value
+
+
 def choice(name, value, choices):
     if value not in choices:
         raise InputError(f"unknown {name} {value!r}; choose {', '.join(map(str, choices))}")
@@ -45,3 +53,58 @@ def distinct(name, values):
     if repeated:
         raise InputError(f"{name} repeat: {', '.join(map(str, repeated))}", hint="name each once")
     return values
+
+
+# The smallest positive float that keeps full precision (2.2e-308): below it a weight is subnormal, holds
+# fewer significant bits the smaller it gets, and vanishes in the first product with a loss value.
+TINY = sys.float_info.min
+
+
+def normalised_weights(name, values):
+    """The weights ``values`` (finite, >= 0, not all 0) scaled to sum to 1.
+
+    Refuses weights that make no picture once normalised: a nonzero weight below TINY (subnormal, like
+    1e-320), weights whose sum overflows to inf (1e308 + 1e308: every weight would become 0), and a
+    nonzero weight that normalisation turns into 0 or a subnormal (1e-300 beside 1e300). Only the ratios
+    matter, so the fix is always to scale them all alike or use 0 to leave one out."""
+    values = [finite_number(name, v) for v in values]
+    _not_subnormal(name, values)
+    total = sum(values)
+    if not values or total == 0:
+        raise InputError(f"{name}s must not all be zero")
+    if not math.isfinite(total):
+        raise InputError(f"{name}s add up to more than the largest float ({_listed(values)})",
+                         hint="only their ratios count: divide them all by the same number")
+    out = [v / total for v in values]
+    lost = [v for v, w in zip(values, out) if v > 0 and w < TINY]
+    if lost:
+        raise InputError(f"{name} {lost[0]:g} is lost beside the others ({_listed(values)}): normalised, it "
+                         "would be 0", hint="use 0 to leave it out, or bring the weights closer together")
+    return out
+
+
+def scaled_weights(name, values, scale, scale_name):
+    """Weights used as they are, each multiplied by ``scale`` (style layer weights times the style
+    weight): each finite, >= 0, none subnormal, and no product overflowing to inf or underflowing to a
+    subnormal. Returns the weights as floats."""
+    values = [finite_number(name, v) for v in values]
+    _not_subnormal(name, values)
+    for v in values:
+        product = v * scale
+        if v > 0 and scale > 0 and not TINY <= product < math.inf:
+            raise InputError(f"{name} {v:g} times the {scale_name} {scale:g} is {product:g}: too "
+                             f"{'large' if product >= 1 else 'small'} to compute with",
+                             hint="bring the weights closer to 1")
+    return values
+
+
+def _not_subnormal(name, values):
+    for v in values:
+        if 0 < v < TINY:
+            raise InputError(f"{name} {v:g} is too small to compute with (below {TINY:.3g})",
+                             hint="use 0 to leave it out, or scale every weight up alike")
+
+
+def _listed(values, limit=4):
+    shown = ", ".join(f"{v:g}" for v in values[:limit])
+    return shown + (", ..." if len(values) > limit else "")

@@ -82,6 +82,13 @@ def layers(text):
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
+@_checked
+def scheduler(text):
+    """A Dask scheduler address (``--scheduler``, ``--tile-scheduler``), checked by the rule the API uses."""
+    from ..app.batch.connect import parse_address  # noqa: PLC0415
+    return parse_address(text, None)
+
+
 def join(values):
     return ",".join(map(str, values)) if values else "none"
 

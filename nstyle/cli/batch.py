@@ -22,7 +22,7 @@ from ..app.files.progress import say
 from ..app.run.settings import DEFAULTS, DEVICES
 from ..errors import InputError
 from ..model.vgg import ENGINES
-from .args import count, positive_int, print_path
+from .args import count, positive_int, print_path, scheduler
 from .commands import summary
 
 _METAVARS = {"int": "N", "ints": "N", "float": "W", "floats": "W,...", "names": "L,...", "bool": "true|false",
@@ -76,7 +76,7 @@ def add_parser(sub):
                    help="local cluster: worker processes (default: the cores, fewer when memory is short)")
     g.add_argument("--threads-per-worker", type=positive_int, metavar="N",
                    help="nstyle threads in each worker (default: the cores divided among the workers)")
-    g.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", type=scheduler,
                    help="use this Dask scheduler instead of a local cluster (default: $DASK_SCHEDULER_ADDRESS)")
     g.add_argument("--retries", type=count, default=1, metavar="N",
                    help="submit a job again when its worker is lost, up to N times (default: 1)")
@@ -132,12 +132,13 @@ def _dry_run(jobs, args):
 
 def run(args):
     require_dask()  # without Dask: one line, exit 2
+    scheduler = scheduler_address(args.scheduler)  # checked (flag or $DASK_SCHEDULER_ADDRESS) before the jobs
     jobs = jobs_from_args(args)
     if args.dry_run:
         return _dry_run(jobs, args)
     progress = JobsProgress(mode="quiet" if args.quiet else "auto")
     try:
-        result = run_batch(jobs, args.outdir, scheduler=scheduler_address(args.scheduler), workers=args.workers,
+        result = run_batch(jobs, args.outdir, scheduler=scheduler, workers=args.workers,
                            threads=args.threads_per_worker, retries=args.retries, force=args.force,
                            weights=args.weights, device=args.device, engine=args.engine,
                            max_pixels=args.max_pixels, check_memory=args.check_memory, progress=progress,

@@ -6,7 +6,7 @@ from ..app.figures.cells import CellsInterrupted
 from ..app.figures.grid import make_grid
 from ..app.files.progress import say
 from .args import (add_lbfgs_impl_option, add_network_options, count, layers, list_of, positive_float,
-                   positive_int, print_path)
+                   positive_int, print_path, scheduler)
 from .checks import check_run
 from .commands import summary
 
@@ -48,7 +48,8 @@ def add_parser(sub):
     g = p.add_argument_group("on a Dask cluster (pip install 'nstyle[batch]'; see `nstyle batch`)")
     g.add_argument("--workers", type=positive_int, metavar="N",
                    help="run the cells as batch jobs on a local cluster of N workers")
-    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the cells as batch jobs on this Dask scheduler")
+    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", type=scheduler,
+                   help="run the cells as batch jobs on this Dask scheduler")
     p.set_defaults(run=run)
 
 

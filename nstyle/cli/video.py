@@ -20,7 +20,7 @@ from ..app.run.stops import NonFiniteLoss
 from ..app.video.run import run_video
 from ..errors import InputError
 from . import stylize as stylize_command
-from .args import positive_float, positive_int, print_path, weight
+from .args import positive_float, positive_int, print_path, scheduler, weight
 from .checks import check_run
 from .commands import summary
 
@@ -76,7 +76,8 @@ def add_parser(sub):
                    "(default: as many as fit in the cores and the memory, at most one per clip)")
     g.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="nstyle threads per worker (default: the cores shared among the workers)")
-    g.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler (tcp://HOST:PORT; default: "
+    g.add_argument("--scheduler", metavar="ADDRESS", type=scheduler,
+                   help="run on this Dask scheduler (tcp://HOST:PORT; default: "
                    "$DASK_SCHEDULER_ADDRESS, else a local cluster)")
     for group in _stylize_groups():
         actions = [a for a in group._group_actions

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..backend import get_xp
 from ..errors import InputError
-from ..validate import distinct
+from ..validate import distinct, normalised_weights, scaled_weights, weight
 from .arch import layer_positions  # noqa: F401 -- re-exported: callers import it from here
 from .terms import ContentTerm, GramTerm, GuidedGramTerm, Taps, TVTerm
 from .terms.base import net_input
@@ -53,10 +53,7 @@ def normalise_blend(style_blend, n_styles):
     blend = [_finite_nonnegative("style blend weight", b) for b in style_blend]
     if len(blend) != n_styles:
         raise InputError(f"{len(blend)} style blend weights given for {n_styles} style image(s)")
-    total = sum(blend)
-    if total <= 0:
-        raise InputError("style blend weights must not all be zero")
-    return [b / total for b in blend]
+    return normalised_weights("style blend weight", blend)  # refuses a sum that overflows, a weight lost
 
 
 def declared_terms(content_layers=(), style_layers=(), tv=True):
@@ -94,9 +91,9 @@ class StyleObjective:
                  content_masks=None, style_masks=None, region_weights=None, mask_mode="inside",
                  style_grams=None):
         self.vgg = vgg
-        self.content_weight = _finite_nonnegative("content weight", content_weight)
-        self.style_weight = _finite_nonnegative("style weight", style_weight)
-        self.tv_weight = _finite_nonnegative("tv weight", tv_weight)
+        self.content_weight = weight("content weight", content_weight)  # finite, >= 0, not subnormal
+        self.style_weight = weight("style weight", style_weight)
+        self.tv_weight = weight("tv weight", tv_weight)
         # A layer named twice would count its term twice in the loss: refused (validate.distinct).
         self.content_layers = distinct("content layers", content_layers) if self.content_weight > 0 else ()
         self.style_layers = distinct("style layers", style_layers) if self.style_weight > 0 else ()
@@ -107,8 +104,9 @@ class StyleObjective:
         elif self.style_weight > 0 and len(style_layer_weights) != len(self.style_layers):
             raise InputError(f"{len(style_layer_weights)} style layer weights given for "
                              f"{len(self.style_layers)} style layers")
-        self.style_layer_weights = {name: _finite_nonnegative("style layer weight", w)
-                                    for name, w in zip(self.style_layers, style_layer_weights)}
+        self.style_layer_weights = dict(zip(self.style_layers, scaled_weights(
+            "style layer weight", list(style_layer_weights)[:len(self.style_layers)], self.style_weight,
+            "style weight")))
         self.term_scales = {key: _finite_nonnegative(f"scale of {key}", v) for key, v in (term_scales or {}).items()}
         if not self.content_layers and not self.style_layers and self.tv_weight == 0:
             raise InputError("nothing to optimise: content, style and tv weights are all zero")

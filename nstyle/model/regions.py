@@ -21,6 +21,7 @@ from ..errors import InputError
 from ..reference.guides import GUIDE_MODES, normalise_guide, propagate_guide
 from ..reference.losses import guided_gram, scaled_blended_gram
 from .arch import LAYER_INDEX, LAYER_NAMES
+from ..validate import normalised_weights
 
 
 def _mask(name, what, mask, shape=None):
@@ -48,10 +49,7 @@ def region_weight_list(regions, region_weights):
         if not np.isfinite(w) or w < 0:
             raise InputError(f"region weight for {name!r} must be a finite number >= 0 (got {w})")
         weights.append(w)
-    total = sum(weights)
-    if total <= 0:
-        raise InputError("region weights must not all be zero")
-    return [w / total for w in weights]
+    return normalised_weights("region weight", weights)  # refuses a sum that overflows, a weight lost
 
 
 class Regions:

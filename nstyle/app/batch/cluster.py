@@ -13,12 +13,13 @@ nanny hold. When fewer fit, each one gets more threads. A worker's Dask memory l
 a margin; above 95% of it Dask restarts the worker, and the batch sees a lost worker.
 
 Everything listens on 127.0.0.1 only (scheduler, workers, nannies, and the dashboard, on a free port).
+A scheduler given by address is reached through ``connect.py`` (address checks, a bounded handshake).
 """
 import contextlib
 import logging
-import os
 
 from ...errors import InputError
+from .connect import remote_client, scheduler_address  # noqa: F401 -- the one way to a scheduler
 from ..run.memory import CPU_SCRATCH_BYTES_PER_THREAD, available_bytes, format_bytes
 
 # A Dask worker process and its nanny, beyond what nstyle's estimate counts (measured: a worker that
@@ -124,25 +125,6 @@ def local_client(workers, threads, memory_limit):
             yield client
     finally:
         cluster.close()
-
-
-@contextlib.contextmanager
-def remote_client(address):
-    """A Client on the scheduler at ``address`` (tcp://HOST:PORT); InputError when none answers."""
-    from distributed import Client  # noqa: PLC0415
-    try:
-        client = Client(address, timeout="10s")
-    except (OSError, TimeoutError) as exc:
-        raise InputError(f"no Dask scheduler answers at {address} ({type(exc).__name__}: {exc})",
-                         hint="start one with `dask scheduler`, or leave --scheduler out for a local "
-                              "cluster") from None
-    with client:
-        yield client
-
-
-def scheduler_address(given):
-    """--scheduler, else $DASK_SCHEDULER_ADDRESS, else None (a local cluster)."""
-    return given or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
 
 
 def dashboard_link(client, local):

@@ -277,7 +277,9 @@ def run_batch(jobs, outdir, *, client=None, scheduler=None, workers=None, thread
     """
     from . import submit  # noqa: PLC0415
     from .cluster import require_dask  # noqa: PLC0415
+    from .connect import parse_address  # noqa: PLC0415
     require_dask()
+    scheduler = None if scheduler is None else parse_address(scheduler, "scheduler")  # before any work
     start, started = time.perf_counter(), time.time()
     remote = client is not None or scheduler is not None
     planned, weights_sha = plan_batch(jobs, outdir, weights=weights, device=device, engine=engine,

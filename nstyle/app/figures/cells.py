@@ -3,9 +3,10 @@
 A long job (a reconstruction row, a ratio x depth grid) is a set of independent cells. Each finished
 cell is written, atomically, as its own PNG in a folder beside the sheet, together with
 ``settings.json``: what made the cells (image fingerprints, size, iterations, seed, weights ...). Run
-the same job again and every cell whose image is present, readable and of the expected size is reused
-instead of recomputed; the sheet is always rebuilt from the cells. Cells made with other settings are
-never mixed in silently: the store refuses them unless asked to start over.
+the same job again and every cell whose image is exactly the file this store wrote (its size and
+SHA-256, recorded in ``settings.json``; reached without following a link: ``files/workdir.py``) and of
+the expected size is reused instead of recomputed; the sheet is always rebuilt from the cells. Cells
+made with other settings are never mixed in silently: the store refuses them unless asked to start over.
 
 The sheet itself is drawn by ``sheet.layout_sheet`` (cells in rows, column labels on top, row labels on
 the left, captions, grey boxes for cells not made yet); ``cells_sheet`` records where each cell landed.
@@ -25,10 +26,12 @@ from ...atomic import atomic_write
 from ...backend import to_host
 from ...errors import InputError, NStyleError
 from ..files.imageio import save_image
+from ..files.workdir import check_folder, load_piece, make_folder, read_file, remove_file, write_piece
 from .sheet import layout_sheet
 
 SETTINGS_FILE = "settings.json"
-_CELL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+SETTINGS_LIMIT = 64 * 2**20  # a settings file larger than this is not one nstyle wrote
+CELL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
 def cells_folder(sheet_path):
@@ -71,9 +74,10 @@ class CellStore:
     """A folder of finished cells (``<name>.png``) plus ``settings.json``.
 
     settings: a JSON-able dict describing everything that shapes a cell apart from its own name.
-    ``settings.json`` holds those settings and the names of the cells this store wrote. An existing
-    folder whose settings differ raises InputError, unless ``restart`` is true: then the cell images it
-    lists as written are deleted first -- and nothing else, so images the user keeps there (the inputs,
+    ``settings.json`` holds those settings, the names of the cells this store wrote and each one's
+    record (bytes, SHA-256, size: a cell without one, or whose file no longer matches it, is made
+    again). An existing folder whose settings differ raises InputError, unless ``restart`` is true:
+    then the cell images it lists as written are deleted first -- and nothing else, so images the user keeps there (the inputs,
     say) survive. A non-empty folder without a settings file is not ours: refused. protect: paths
     (the job's inputs) that no cell may ever be written over or deleted.
     """
@@ -82,13 +86,12 @@ class CellStore:
         self.folder = Path(folder)
         self.settings = _normalised(settings)
         self.protect = [p for p in protect if isinstance(p, (str, os.PathLike))]
-        self.written = []
-        settings_path = self.folder / SETTINGS_FILE
-        if self.folder.exists() and not self.folder.is_dir():
-            raise InputError(f"{self.folder} exists and is not a folder; cannot keep cells there")
+        self.written, self.pieces = [], {}
+        check_folder(self.folder, "cells folder")
         if self.folder.is_dir():
-            if settings_path.is_file():
-                stored_settings, stored_written = _read_settings(settings_path)
+            stored = read_file(self.folder, SETTINGS_FILE, SETTINGS_LIMIT)
+            if stored is not None:
+                stored_settings, stored_written, stored_pieces = _read_settings(stored)
                 if stored_settings != self.settings:
                     if not restart:
                         changes = _differences(stored_settings, self.settings)
@@ -96,47 +99,45 @@ class CellStore:
                                          hint="pass --restart to discard them, or write the sheet somewhere else")
                     self._remove_cells(stored_written)
                 else:
-                    self.written = [n for n in stored_written if self.path(n).is_file()]
+                    self.pieces = {n: stored_pieces[n] for n in stored_written if n in stored_pieces}
+                    self.written = list(self.pieces)
             elif any(self.folder.iterdir()):
                 raise InputError(f"{self.folder} exists, is not empty and has no {SETTINGS_FILE}: "
                                  "not a cells folder nstyle made",
                                  hint="move it away, or write the sheet somewhere else")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder, what="cells folder")
         self._write_settings()
 
     def _write_settings(self):
-        _write_json_atomically({"settings": self.settings, "written": sorted(self.written)},
+        _write_json_atomically({"settings": self.settings, "written": sorted(self.written),
+                                "pieces": {n: self.pieces[n] for n in sorted(self.pieces)}},
                                str(self.folder / SETTINGS_FILE))
 
     def _protected(self, path):
         return any(_same_file(path, p) for p in self.protect)
 
     def _remove_cells(self, names):
-        """Delete the cell images a previous run of a store wrote (named in its settings.json)."""
+        """Delete the cell images a previous run of a store wrote (named in its settings.json): regular
+        files only, never through a link (``workdir.remove_file``), never an input."""
         for name in names:
-            if not isinstance(name, str) or not _CELL_NAME.match(name):
+            if not isinstance(name, str) or not CELL_NAME.match(name):
                 continue
-            path = self.path(name)
-            if path.is_file() and not path.is_symlink() and not self._protected(path):
-                path.unlink()
+            if not self._protected(self.path(name)):
+                remove_file(self.folder, f"{name}.png")
 
     def path(self, name):
-        if not _CELL_NAME.match(name):
+        if not CELL_NAME.match(name):
             raise ValueError(f"cell name {name!r} is not a safe file name")
         return self.folder / f"{name}.png"
 
     def load(self, name, size):
-        """The stored cell as an RGB image, or None when it is missing, unreadable or not ``size`` (w, h)."""
-        path = self.path(name)
-        if not path.is_file() or name not in self.written:
+        """The stored cell as an RGB image, or None when this store did not write it, or its file is not
+        exactly what was written (``workdir.load_piece``), or it is not ``size`` (w, h)."""
+        record = self.pieces.get(name)
+        if record is None or record.get("size") != list(size):
             return None
-        try:
-            with Image.open(path) as im:
-                im.load()
-                img = im.convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError):
-            return None
-        return img if img.size == tuple(size) else None
+        self.path(name)  # a safe name, or ValueError
+        return load_piece(self.folder, f"{name}.png", record)
 
     def check_writable(self, names):
         """InputError when a cell this job would write is one of its inputs."""
@@ -147,21 +148,25 @@ class CellStore:
 
     def save(self, name, img):
         self.check_writable([name])
-        save_image(img, self.path(name))
+        self.path(name)  # a safe name, or ValueError
+        self.pieces[name] = write_piece(self.folder, f"{name}.png", img, what="cell")
         if name not in self.written:
             self.written.append(name)
-            self._write_settings()
+        self._write_settings()
 
 
-def _read_settings(path):
-    """(settings, names of the cells written) from a settings.json; (None, []) when unreadable."""
+def _read_settings(data):
+    """(settings, names of the cells written, {name: record}) from a settings.json's bytes; (None, [],
+    {}) when unreadable. An older file has no records: its cells are made again."""
     try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None, []
-    if isinstance(stored, dict) and set(stored) == {"settings", "written"} and isinstance(stored["written"], list):
-        return stored["settings"], stored["written"]
-    return stored, []  # an older file: the settings alone, and no record of what was written
+        stored = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None, [], {}
+    if (isinstance(stored, dict) and {"settings", "written"} <= set(stored) <= {"settings", "written", "pieces"}
+            and isinstance(stored["written"], list)):
+        pieces = stored.get("pieces")
+        return stored["settings"], stored["written"], pieces if isinstance(pieces, dict) else {}
+    return stored, [], {}  # an older file: the settings alone, and no record of what was written
 
 
 def _same_file(a, b):

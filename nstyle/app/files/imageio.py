@@ -27,8 +27,7 @@ def _as_rgb_array(img):
     almost surely an image scaled to 0..1, which read as 0..255 would be almost black.
     """
     if isinstance(img, Image.Image):
-        img = img.convert("RGB") if img.mode != "RGB" else img
-        arr = np.asarray(img, dtype=np.uint8)
+        arr = np.asarray(viewed_rgb(img), dtype=np.uint8)  # any mode, as a file of it would be read
     else:
         arr = np.asarray(img)
         if arr.ndim == 2:
@@ -154,6 +153,29 @@ def _to_rgb(im):
     return im.convert("RGB")
 
 
+def viewed_rgb(im, what="image"):
+    """A PIL image -- decoded from a file, or made in memory and given to the API -- as the RGB image a
+    viewer shows: EXIF orientation applied, transparency composited over white, 16-bit, 32-bit integer,
+    float, palette, CMYK and 1-bit pixels mapped to 8-bit RGB (:func:`_to_rgb`). One conversion for both
+    ways in, so an image gives the same pixels whether it arrives as an object or as a file of it.
+    Always a new image (the caller's is never aliased). InputError when Pillow cannot convert its mode."""
+    from PIL import ImageOps  # noqa: PLC0415
+
+    width, height = im.size
+    if width < 1 or height < 1:
+        raise InputError(f"{what}: the image has no pixels ({width}x{height})")
+    try:
+        shown = ImageOps.exif_transpose(im)
+    except Exception:  # a malformed EXIF block: show the pixels as stored
+        shown = im
+    try:
+        rgb = _to_rgb(shown)
+        rgb.load()
+    except (ValueError, OSError) as exc:  # a mode Pillow cannot turn into RGB (LAB, say)
+        raise InputError(f"{what}: cannot show a {im.mode} image as RGB ({exc})") from None
+    return rgb.copy() if rgb is im else rgb
+
+
 def load_rgb(path, max_pixels=DEFAULT_MAX_PIXELS, what="image"):
     """Open an image file as an RGB PIL image, shown the way a viewer shows it.
 
@@ -163,8 +185,6 @@ def load_rgb(path, max_pixels=DEFAULT_MAX_PIXELS, what="image"):
     truncated, corrupt, or above ``max_pixels`` pixels -- raises InputError naming the file.
     what: how to name the file in messages ("content image", "style image 2", ...).
     """
-    from PIL import ImageOps  # noqa: PLC0415
-
     path = os.fspath(path)
     _check_file(path, what)
     try:
@@ -181,13 +201,7 @@ def load_rgb(path, max_pixels=DEFAULT_MAX_PIXELS, what="image"):
                         hint="if you trust the file, raise the limit with --max-pixels")
                 im.seek(0)  # animated images: the first frame
                 im.load()
-                try:
-                    shown = ImageOps.exif_transpose(im)
-                except Exception:  # a malformed EXIF block: show the pixels as stored
-                    shown = im
-                rgb = _to_rgb(shown)
-                rgb.load()
-                return rgb
+                return viewed_rgb(im, f"{what} {path}")
     except InputError:
         raise
     except UnidentifiedImageError:

@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 
 from ...errors import InputError
-from ..files.imageio import DEFAULT_MAX_PIXELS, load_rgb
+from ...validate import normalised_weights
+from ..files.imageio import DEFAULT_MAX_PIXELS, load_rgb, viewed_rgb
 
 COLOR_NAMES = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "black": (0, 0, 0),
                "white": (255, 255, 255), "yellow": (255, 255, 0), "grey": (128, 128, 128),
@@ -106,7 +107,7 @@ def read_segmentation(item, what, image_size, max_pixels=DEFAULT_MAX_PIXELS):
     """Load a segmentation (path, PIL image or uint8 array), check its shape against its image's
     (width, height) ``image_size``, and snap every pixel to the nearest colour in use."""
     if isinstance(item, Image.Image):
-        img = item.convert("RGB")
+        img = viewed_rgb(item, what)  # any mode, as a file of it is read
     elif isinstance(item, (str, bytes)) or hasattr(item, "__fspath__"):
         what = f"{what} {os.fsdecode(item)}"
         img = load_rgb(item, max_pixels=max_pixels, what=what)
@@ -249,6 +250,5 @@ def plan_regions(content_img, style_imgs, content_mask, style_masks=None, region
                 raise InputError(f"region weights: colour {color} is not in the content mask",
                                  hint="its colours: " + ", ".join(keys))
             weights[keys[k]] = w
-        if sum(weights.values()) <= 0:
-            raise InputError("region weights must not all be zero")
+        normalised_weights("region weight", list(weights.values()))  # none lost, no overflow
     return RegionPlan(content, styles, sources, weights, mask_mode)

@@ -14,8 +14,9 @@ from ...model.arch import LAYER_INDEX, pools_before
 from ...model.vgg import resolve_engine
 from ...validate import whole_number
 from ..figures.cells import image_fingerprint
-from ..files.imageio import fit_size, load_rgb
+from ..files.imageio import fit_size, load_rgb, viewed_rgb
 from .masks import plan_regions
+from .stops import check_something_to_paint
 from ..tiles.plan import plan_tiles
 from ...optim.optimize import resolve_lbfgs_impl
 from .memory import available_bytes, estimate, format_bytes, gpu_available_bytes, largest_fitting_size
@@ -64,9 +65,10 @@ def _name(item, what):
 
 
 def as_image(item, what, max_pixels=DEFAULT_MAX_PIXELS):
-    """A path or a PIL image or an (H, W, 3) uint8 array -> RGB PIL image."""
+    """A path or a PIL image or an (H, W, 3) uint8 array -> RGB PIL image. A PIL image of any mode is
+    converted exactly as a file of it is read (``imageio.viewed_rgb``); max_pixels guards decoding files."""
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
+        return viewed_rgb(item, what)
     if isinstance(item, (str, bytes)) or hasattr(item, "__fspath__"):
         return load_rgb(item, max_pixels=max_pixels, what=what)
     arr = np.asarray(item)
@@ -253,6 +255,7 @@ def make_plan(content, style, settings):
         if sum(o.style_blend) <= 0:
             raise InputError("style blend weights must not all be zero")
     stage_list = _stage_plan(o.size, o.scales, o.iters)
+    check_something_to_paint(o, [it for _, it in stage_list])  # a start that is already the answer
 
     limit = o.max_pixels
     content_img = as_image(content, "content image", limit)

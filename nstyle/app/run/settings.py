@@ -36,7 +36,7 @@ from ...model.objective import (DEFAULT_CONTENT_LAYERS, DEFAULT_CONTENT_WEIGHT, 
                                 DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT)
 from ...model.vgg import ENGINES, check_layer_names
 from ...optim.optimize import LBFGS_IMPLS, METHODS
-from ...validate import choice, distinct, finite_number, whole_number
+from ...validate import choice, distinct, finite_number, normalised_weights, scaled_weights, weight, whole_number
 from ..files.imageio import DEFAULT_MAX_PIXELS
 from ..tiles.plan import DEFAULT_OVERLAP
 from .weighting import check_scaling
@@ -177,7 +177,7 @@ def _check(o):
     o["original_colors"] = "none" if o["original_colors"] in (None, False) else o["original_colors"]
     choice("original colours option", o["original_colors"], ORIGINAL_COLORS)
     for key in ("content_weight", "style_weight", "tv_weight"):
-        o[key] = finite_number(key.replace("_", " "), o[key])
+        o[key] = weight(key.replace("_", " "), o[key])
     if o["content_weight"] == 0 and o["style_weight"] == 0 and o["tv_weight"] == 0:
         raise InputError("nothing to optimise: content, style and tv weights are all zero")
     o["lr"] = finite_number("learning rate", o["lr"], positive=True)
@@ -193,12 +193,14 @@ def _check(o):
     if o["style_weight"] > 0 and not o["style_layers"]:
         raise InputError("no style layers given, but the style weight is above zero")
     if o["style_layer_weights"] is not None:
-        o["style_layer_weights"] = [finite_number("style layer weight", w) for w in o["style_layer_weights"]]
+        o["style_layer_weights"] = scaled_weights("style layer weight", o["style_layer_weights"], o["style_weight"],
+                                                  "style weight")
         if len(o["style_layer_weights"]) != len(o["style_layers"]):
             raise InputError(f"{len(o['style_layer_weights'])} style layer weights given for "
                              f"{len(o['style_layers'])} style layers")
     if o["style_blend"] is not None:
         o["style_blend"] = [finite_number("style blend weight", b) for b in o["style_blend"]]
+        normalised_weights("style blend weight", o["style_blend"])  # one that would vanish, or a sum that overflows
     o["weight_scaling"] = check_scaling(o["weight_scaling"])
     return o
 

@@ -20,7 +20,7 @@ from . import color
 from ...model.objective import StyleObjective
 from ...optim.optimize import STOP_CONVERGED, STOP_INTERRUPTED, STOP_REQUESTED, minimize
 from ..files.imageio import deprocess, pixel_bounds, preprocess, white_noise
-from .stops import RunStopped, StylizeInterrupted, raise_for_stop
+from .stops import RunStopped, StylizeInterrupted, check_moved, raise_for_stop
 from .weighting import compensate_normalization, network_normalization, term_scales
 
 
@@ -178,8 +178,10 @@ def run_stages(plan, vgg, callback=None, log=None, *, start=None, extend=None, k
         if result.stop == STOP_REQUESTED:  # the callback asked to stop: this stage's best is the result
             return StagesOutput(images.finish(result.x, resize, plan.content), result.x, impl)
         raise_for_stop(result, lambda: images.finish(result.x, resize, plan.content), done, where)
+        if x_prev is None:  # from the init: a start handed back unchanged is said, not passed off as done
+            check_moved(result, log, where)
         done += result.iterations
-        if result.stop == STOP_CONVERGED and log is not None:
+        if result.stop == STOP_CONVERGED and log is not None and (x_prev is not None or result.iterations):
             log(result.message)
         x_prev, previous = result.x, images
     return StagesOutput(previous.finish(x_prev), np.asarray(x_prev, dtype=np.float32), impl)

@@ -1,7 +1,7 @@
 """How a run ends other than by finishing: the exceptions that carry the best image so far, and the
 one mapping from an optimiser's stop reason to them (used by stylize, reconstruct and the grids)."""
-from ...errors import RunError
-from ...optim.optimize import STOP_INTERRUPTED, STOP_NONFINITE
+from ...errors import InputError, RunError
+from ...optim.optimize import STOP_CONVERGED, STOP_INTERRUPTED, STOP_NONFINITE
 
 
 class StylizeInterrupted(KeyboardInterrupt):
@@ -23,6 +23,41 @@ class NonFiniteLoss(RunError):
     def __init__(self, image, message, iteration=None):
         super().__init__(message, hint="lower the weights or the Adam learning rate, or keep bounds on")
         self.image, self.iteration = image, iteration
+
+
+class NothingPainted(InputError):
+    """Settings whose run could only hand back its start (exit 2): see :func:`check_something_to_paint`."""
+
+
+def check_something_to_paint(o, iters):
+    """Refuse, before any work, settings whose loss is already at its minimum at the start: from the
+    content image (init "content") with no style term (style weight 0, or every style layer weight 0)
+    and no tv term, the content term alone is 0 with a zero gradient there -- the optimiser would stop
+    at iteration 0 and hand the content back as "done". ``iters``: the stages' iteration counts (all
+    zero: the user asked for the start itself, which is allowed)."""
+    style = o["style_weight"] > 0 and bool(o["style_layers"]) and (
+        o["style_layer_weights"] is None or any(w > 0 for w in o["style_layer_weights"]))
+    if isinstance(o["init"], str) and o["init"] == "content" and not style and o["tv_weight"] == 0 and any(iters):
+        raise NothingPainted("nothing to paint: the run starts from the content image, where the content term "
+                             "alone (no style term: a style weight or every style layer weight of 0; no tv "
+                             "term) is already at its minimum",
+                             hint="give a style weight above 0, or start from --init noise to reconstruct the "
+                                  "content")
+
+
+def check_moved(result, log=None, where=""):
+    """Say so when ``result`` (the first stage, from the init) stopped at iteration 0 without a step.
+
+    The start is then the result. That is right when it already fits every target (the content and the
+    style are the same picture) and a sign of weights too small to move the pixels otherwise -- which of
+    the two the optimiser cannot tell, so the run does not fail; the message says what happened instead of
+    a bare "done"."""
+    if result.stop != STOP_CONVERGED or result.iterations > 0 or log is None:
+        return
+    why = (result.message.split(": ", 1)[-1] if result.message else "").strip().rstrip(":") or "no progress"
+    log(f"note{where}: the optimiser stopped at its start without taking a step ({why}), so the result is the "
+        f"starting image (loss {result.loss:.4g}): either it already fits every target (the content and the "
+        "style are the same picture), or the weights are too small to move the pixels (raise --style-weight)")
 
 
 def raise_for_stop(result, make_image, done=0, where=""):

@@ -308,6 +308,20 @@ def _fits(plan):
     return True
 
 
+def cluster_address(tile_cluster):
+    """The scheduler address the tiles will run on (``tile_cluster``'s, else $DASK_SCHEDULER_ADDRESS),
+    checked; None for a local cluster, a given client, or no cluster."""
+    if not tile_cluster:
+        return None
+    if not isinstance(tile_cluster, dict):
+        raise InputError(f"tile_cluster must be a dict like {{'workers': 2}} or {{'scheduler': 'tcp://HOST:PORT'}} "
+                         f"(got {type(tile_cluster).__name__})")
+    if tile_cluster.get("client") is not None:
+        return None
+    from ..batch.connect import scheduler_address  # noqa: PLC0415
+    return scheduler_address(tile_cluster.get("scheduler"), "tile scheduler")
+
+
 def plan_tiles(plan):
     """(TilePlan, (base size, iterations, content size, style sizes)) for a plan whose ``tile`` option
     asks for tiles, or (None, None) for a one-piece run. ``plan`` is the one-piece plan (one stage at
@@ -325,6 +339,7 @@ def plan_tiles(plan):
     else:
         tile = whole_number("tile", tile, 1)
         reason = f"tiles of {tile} pixels asked for"
+    cluster_address(o.tile_cluster)  # a bad scheduler address: refused now, not after the base
     if o.scales is not None:
         raise InputError("tiles and --scales do not go together",
                          hint="a tiled run's first stage is its base (--tile-base); drop --scales")

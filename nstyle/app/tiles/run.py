@@ -28,12 +28,15 @@ from PIL import Image
 
 from ...errors import InputError
 from ...model.objective import normalise_blend
-from ..figures.cells import SETTINGS_FILE, CellStore, image_fingerprint, weights_fingerprint
+from ..figures.cells import (CELL_NAME, SETTINGS_FILE, SETTINGS_LIMIT, CellStore, image_fingerprint,
+                             weights_fingerprint)
+from ..files.workdir import read_file, remove_file, remove_folder
 from ...optim.optimize import STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED
 from ..run.plan import input_fingerprint
 from ..run.stages import run_stages
 from ..run.stops import NonFiniteLoss, StylizeInterrupted
 from .blend import Blender, assemble
+from .plan import cluster_address
 from .work import cluster_run, net_styles, normalization, refine_tile, style_grams, tile_term_scales
 
 BASE = "base"
@@ -56,20 +59,20 @@ def store_settings(plan, vgg):
 
 def discard(folder):
     """Delete the tiles a run wrote to ``folder`` (those its settings file lists), the settings file
-    and the folder when that leaves it empty; anything else there stays."""
-    folder = Path(folder)
+    and the folder when that leaves it empty; anything else there stays. Only regular files are
+    deleted, and no link is followed (``files/workdir.py``): a folder that is a link is left alone."""
+    data = read_file(folder, SETTINGS_FILE, SETTINGS_LIMIT)
     try:
-        written = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8")).get("written", [])
-    except (OSError, ValueError, AttributeError):
+        written = json.loads(data.decode("utf-8")).get("written", []) if data is not None else None
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        written = None
+    if not isinstance(written, list):
         return
     for name in written:
-        if isinstance(name, str) and (name == BASE or name.startswith("p")) and "/" not in name:
-            (folder / f"{name}.png").unlink(missing_ok=True)
-    (folder / SETTINGS_FILE).unlink(missing_ok=True)
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
+        if isinstance(name, str) and (name == BASE or name.startswith("p")) and CELL_NAME.match(name):
+            remove_file(folder, f"{name}.png")
+    remove_file(folder, SETTINGS_FILE)
+    remove_folder(folder)
 
 
 class _Requested(Exception):
@@ -229,6 +232,10 @@ class _Run:
                         self.say, self.cluster_state)
 
     def go(self):
+        address = cluster_address(self.plan.settings.tile_cluster)
+        if address and any(t.name not in self.store.written for t in self.tiles):
+            from ..batch.connect import probe  # noqa: PLC0415
+            probe(address)  # a scheduler that does not answer: found out now, not after the base
         self.base, stopped = self._base()
         if stopped:
             return self.output()

@@ -241,7 +241,7 @@ def cluster_run(tiles, make_spec, grams, plan, on_done, say, state):
     with quiet_dask_logs():
         if c.get("client") is not None:
             return run(c["client"])
-        address = scheduler_address(c.get("scheduler"))
+        address = scheduler_address(c.get("scheduler"), "tile scheduler")
         if address:
             with remote_client(address) as client:
                 say(f"tiles on the Dask scheduler at {address}")

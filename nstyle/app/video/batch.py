@@ -91,6 +91,8 @@ def run_video_batch(clips, style, outdir, *, suffix=".mp4", client=None, schedul
     running clips stop after their current frame, keeping the frames done)."""
     require_dask()
     from distributed import Event, wait  # noqa: PLC0415
+    from ..batch.connect import parse_address  # noqa: PLC0415
+    scheduler = parse_address(scheduler, "scheduler") if scheduler else None  # before any work
     import uuid  # noqa: PLC0415
     jobs = plan_clips(clips, style, outdir, suffix, **video_options)
     options = {**video_options, "check_memory": False}

@@ -6,24 +6,28 @@ temporal error). For a folder OUTPUT the frames are the output itself; for a vid
 ``OUTPUT.frames/`` until the container is written (then the folder goes, unless asked to keep it).
 With ``--passes N`` the frames of the earlier passes go in ``pass1/`` ... ``pass<N-1>/`` inside it.
 
-A frame on disk counts as done only when the JSON lists it (written after the PNG) and the settings hash
-matches. Frames written with other settings are removed -- only the files this module names, never
-anything else in the folder; a folder that holds frame files but no ``nstyle-video.json`` is refused.
+A frame on disk counts as done only when the JSON lists it (written after the PNG) with its file's
+record -- bytes, SHA-256, picture size -- the file is exactly that, and the settings hash matches
+(``files/workdir.py``: no link is followed at any level, a planted or changed frame is made again).
+Frames written with other settings are removed -- only the regular files the JSON lists, never anything
+else in the folder and never through a link; a folder that holds frame files but no
+``nstyle-video.json`` is refused, and so is a frames folder or a pass folder that is a link.
 """
 import json
 import os
 import re
 
-from PIL import Image
-
 from ...atomic import atomic_write
 from ...errors import InputError
 from ...version import __version__
-from ..files.imageio import load_rgb, save_image
+from ..files.workdir import (check_folder, load_piece, make_folder, read_file, read_piece, remove_file, remove_folder,
+                             write_piece)
 from ..batch.worker import settings_hash
 
 STATE_FILE = "nstyle-video.json"
+STATE_LIMIT = 256 * 2**20  # a state file larger than this is not one nstyle wrote
 _FRAME = re.compile(r"^frame_\d{6}\.png$")
+_KEY = re.compile(r"^\d{1,2}:\d{1,9}$")
 
 
 def work_folder(output, kind):
@@ -37,13 +41,13 @@ class FrameStore:
         self.folder, self.settings, self.passes = os.fspath(folder), settings, passes
         self.hash = settings_hash(settings)
         self.records = {}   # "pass:frame" -> record
+        self.files = {}     # "pass:frame" -> its PNG's record (workdir.write_piece)
 
     # -- checks and opening ---------------------------------------------------------------------
     def check(self):
-        """InputError when the folder cannot be ours: a file, or frames that nstyle did not write."""
-        if os.path.lexists(self.folder) and not os.path.isdir(self.folder):
-            raise InputError(f"frames folder {self.folder}: is a file, not a folder", hint="move it away")
-        if os.path.isdir(self.folder) and not os.path.isfile(self._state_path()):
+        """InputError when the folder cannot be ours: a file, a link, or frames that nstyle did not write."""
+        check_folder(self.folder, "frames folder")
+        if os.path.isdir(self.folder) and self._read_state() is None:
             if any(_FRAME.match(n) for n in os.listdir(self.folder)):
                 raise InputError(f"frames folder {self.folder}: holds frame files that nstyle did not write "
                                  f"(no {STATE_FILE})", hint="choose another output, or move those files away")
@@ -52,42 +56,52 @@ class FrameStore:
         """Create the folder, or keep its frames when their settings match (else remove them).
         Returns the number of final frames already done."""
         self.check()
-        os.makedirs(self.folder, exist_ok=True)
+        make_folder(self.folder, what="frames folder")
         state = self._read_state()
         if state is not None and state.get("settings_hash") == self.hash:
-            self.records = {k: r for k, r in state.get("frames", {}).items()
-                            if os.path.isfile(self._path_for_key(k))}
+            files = state.get("files") if isinstance(state.get("files"), dict) else {}
+            frames = state.get("frames") if isinstance(state.get("frames"), dict) else {}
+            self.files = {k: files[k] for k in frames if _KEY.match(str(k)) and k in files
+                          and self._checked(k, files[k])}
+            self.records = {k: frames[k] for k in self.files}
         elif state is not None:
-            removed = self._remove_frames()
+            removed = self._remove_frames(state)
             if log and removed:
                 log(f"{removed} frames in {self.folder} were made with other settings: removed")
+        for p in range(1, self.passes):  # a pass folder that is a link: refused now, not after a pass
+            check_folder(os.path.join(self.folder, f"pass{p}"), "pass folder")
         self.save_state()
         return sum(1 for k in self.records if k.startswith(f"{self.passes}:"))
 
+    def _checked(self, key, record):
+        """True when the frame file of ``key`` is exactly what its record says was written (its bytes
+        hashed, not decoded: they are the bytes nstyle encoded)."""
+        return read_piece(self.folder, self._rel(key), record) is not None
+
     def _read_state(self):
+        data = read_file(self.folder, STATE_FILE, STATE_LIMIT)
         try:
-            with open(self._state_path(), encoding="utf-8") as fh:
-                state = json.load(fh)
-        except (OSError, ValueError):
+            state = json.loads(data.decode("utf-8")) if data is not None else None
+        except (UnicodeDecodeError, ValueError):
             return None
         return state if isinstance(state, dict) else None
 
-    def _remove_frames(self):
-        removed = 0
-        for sub in [""] + [f"pass{p}" for p in range(1, 100)]:
-            folder = os.path.join(self.folder, sub)
-            if not os.path.isdir(folder):
-                continue
-            for name in os.listdir(folder):
-                if _FRAME.match(name):
-                    os.remove(os.path.join(folder, name))
-                    removed += 1
-            if sub:
-                try:
-                    os.rmdir(folder)
-                except OSError:
-                    pass
-        self.records = {}
+    def _remove_frames(self, state=None):
+        """Delete the frames a state lists (``state``: another run's; None: this one's) -- regular files
+        only, never through a link -- and the pass folders they leave empty. Returns how many."""
+        passes = self.passes
+        if state is None:
+            keys = set(self.records) | set(self.files)
+        else:
+            keys = {k for part in ("frames", "files") if isinstance(state.get(part), dict) for k in state[part]}
+            keys = {k for k in keys if _KEY.match(str(k))}
+            given = (state.get("settings") or {}).get("passes") if isinstance(state.get("settings"), dict) else None
+            passes = given if isinstance(given, int) and given >= 1 else max((int(k.split(":")[0]) for k in keys),
+                                                                             default=1)
+        removed = sum(remove_file(self.folder, self._rel(k, passes)) for k in keys if _KEY.match(str(k)))
+        for p in range(1, 100):
+            remove_folder(self.folder, f"pass{p}")
+        self.records, self.files = {}, {}
         return removed
 
     # -- frames ------------------------------------------------------------------------------------
@@ -96,13 +110,16 @@ class FrameStore:
 
     def path(self, frame, pass_=None):
         """The PNG of frame number ``frame`` (1-based) after pass ``pass_`` (default: the last)."""
-        pass_ = self.passes if pass_ is None else pass_
-        sub = "" if pass_ == self.passes else f"pass{pass_}"
-        return os.path.join(self.folder, sub, f"frame_{frame:06d}.png")
+        return os.path.join(self.folder, self._rel(self._key(frame, pass_)))
 
-    def _path_for_key(self, key):
-        p, k = key.split(":")
-        return self.path(int(k), int(p))
+    def _key(self, frame, pass_=None):
+        return f"{self.passes if pass_ is None else pass_}:{frame}"
+
+    def _rel(self, key, passes=None):
+        """A frame's path inside the folder, from its key ("pass:frame") in a run of ``passes`` passes
+        (default: this one's): the last pass's frames at the top, the others in ``pass<p>/``."""
+        p, k = (int(v) for v in str(key).split(":"))
+        return (f"pass{p}/" if p != (passes or self.passes) else "") + f"frame_{k:06d}.png"
 
     def done(self, frame, pass_=None):
         return f"{self.passes if pass_ is None else pass_}:{frame}" in self.records
@@ -111,26 +128,31 @@ class FrameStore:
         return self.records.get(f"{self.passes if pass_ is None else pass_}:{frame}")
 
     def load(self, frame, pass_=None):
-        return load_rgb(self.path(frame, pass_), max_pixels=None, what="frame")
+        """A finished frame as an RGB image; InputError when its file is no longer what was written."""
+        key = self._key(frame, pass_)
+        image = load_piece(self.folder, self._rel(key), self.files.get(key))
+        if image is None:
+            raise InputError(f"frame {self.path(frame, pass_)} changed or vanished while this run used it",
+                             hint="run the same command again: frames that do not check out are made again")
+        return image
 
     def save(self, frame, image, record, pass_=None):
         """Write the frame's PNG, then list it in the JSON (so a listed frame is always complete)."""
-        path = self.path(frame, pass_)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        save_image(image, path)
-        self.records[f"{self.passes if pass_ is None else pass_}:{frame}"] = record
+        key = self._key(frame, pass_)
+        self.files[key] = write_piece(self.folder, self._rel(key), image, what="frame")
+        self.records[key] = record
         self.save_state()
 
     def final_frames(self, count):
         """The final pass's frames 1.. as long as they are consecutive and done."""
         k = 1
         while k <= count and self.done(k):
-            yield Image.open(self.path(k)).convert("RGB")
+            yield self.load(k)
             k += 1
 
     def save_state(self):
         state = {"nstyle": __version__, "settings_hash": self.hash, "settings": self.settings,
-                 "frames": self.records}
+                 "frames": self.records, "files": self.files}
         text = json.dumps(state, indent=1, sort_keys=True, default=str)
         atomic_write(self._state_path(), lambda fh: fh.write(text + "\n"), binary=False)
 
@@ -139,18 +161,12 @@ class FrameStore:
         now in its container) the whole folder -- only the files this module writes."""
         if remove_all:
             self._remove_frames()
-            for path in (self._state_path(), self.folder):
-                try:
-                    (os.rmdir if path == self.folder else os.remove)(path)
-                except OSError:
-                    pass
+            remove_file(self.folder, STATE_FILE)
+            remove_folder(self.folder)
             return
+        for key in [k for k in self.files if not k.startswith(f"{self.passes}:")]:
+            remove_file(self.folder, self._rel(key))
+            self.files.pop(key)
         for p in range(1, self.passes):
-            folder = os.path.dirname(self.path(1, p))
-            for name in os.listdir(folder) if os.path.isdir(folder) else ():
-                if _FRAME.match(name):
-                    os.remove(os.path.join(folder, name))
-            try:
-                os.rmdir(folder)
-            except OSError:
-                pass
+            remove_folder(self.folder, f"pass{p}")
+        self.save_state()
