@@ -98,12 +98,12 @@ def main():
                 conv_gpu.set_lowering(lowering)
                 obj = p.nstyle_objective()
                 xd = rig.to_dev(p.x)
-                row[f"nstyle_{lowering}_s"] = median_time(lambda: nstyle_eval(rig, obj, xd), 10, 2)[0]
+                row[f"nstyle_{lowering}_s"] = median_time(lambda obj=obj, xd=xd: nstyle_eval(rig, obj, xd), 10, 2)[0]
                 del obj, xd
                 rig.free()
             tl = p.torch_objective()
             xt = torch.tensor(p.x, device=rig.tdev, requires_grad=True)
-            row["torch_s"] = median_time(lambda: torch_eval(rig, tl, xt), 10, 3)[0]
+            row["torch_s"] = median_time(lambda tl=tl, xt=xt: torch_eval(rig, tl, xt), 10, 3)[0]
             del tl, xt
             rig.free()
             timing.append(row)

@@ -108,7 +108,7 @@ def render_markdown(report):
     lines.append("## Sections\n")
     lines.append(_md_table([{"section": k, **v} for k, v in report["status"].items()],
                            [("section", "section"), ("status", "status"), ("seconds", "seconds"), ("note", "note")]))
-    for name, cols in (("timing_fp32", None), ("timing_tf32", None)):
+    for name in ("timing_fp32", "timing_tf32"):
         rows = res.get(name, {}).get("rows")
         if rows:
             lines.append(f"## {name} (one evaluation: forward to relu5_1 + backward to the pixels)\n")

@@ -123,7 +123,7 @@ def groups():
     """[(label, [layer names])]: the convolutions block by block, then all ReLUs, all pools."""
     plan = lc.layer_plan()
     out = []
-    for block, n, width in lc.VGG19_BLOCKS:
+    for block, _n, width in lc.VGG19_BLOCKS:
         names = [nm for k, nm, _, _ in plan if k == "conv" and nm.startswith(f"conv{block}_")]
         if names:
             out.append((f"conv{block}_x ({len(names)} x {width} ch)" if len(names) > 1 else names[0], names))
@@ -184,7 +184,7 @@ def size_tables(d, size):
     # layer by layer
     lines += [f"Layer by layer at {size}, forward / input gradient in ms:", "",
               "| layer | input | " + " | ".join(cols) + " | nstyle / fastest rival |", "| --- " * (len(cols) + 3) + "|"]
-    for kind, name, _, _ in lc.layer_plan():
+    for _kind, name, _, _ in lc.layer_plan():
         rows_f = {f: ok[f]["layers"].get(name) if f in ok else None for f in fws}
         shape = next((r["input_shape"] for r in rows_f.values() if r and r.get("ok")), None)
         cells = [_fb(rows_f[f]) for f in fws] + ([_fb(rows_f["nstyle"], "network_")] if has_net else [])

@@ -161,7 +161,7 @@ def main():
     ap.add_argument("--list", action="store_true", help="list the figures and their commands, run nothing")
     args = ap.parse_args()
     if args.list:
-        for name, (section, full, quick, group, _) in FIGURES.items():
+        for name, (section, full, _quick, group, _) in FIGURES.items():
             print(f"{name:13s} [{group}] {section}\n{'':14s}python3 {' '.join(full)}")
         return 0
     if not args.out:

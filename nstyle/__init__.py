@@ -5,7 +5,7 @@ The folders are the architecture, arrows pointing down only:
     cli/        the ``nstyle`` command: shared argument types, one module per sub-command
     app/        what the commands do, a room per job: run, files, figures, batch, tiles, video
     optim/      the optimizers: SciPy's L-BFGS-B driver, nstyle's own L-BFGS-B, Adam
-    model/      the layer table (arch), VGG19 over an engine, the objective, gradient checks
+    model/      the layer table (arch), VGG19 over an engine, the loss terms, the objective, gradient checks
     weights/    the HDF5 format, other formats' readers, the restricted unpickler, fetch, normalisation
     reference/  the readable engine: each op's forward beside its backward and a naive twin
     cpu/, gpu/  the fast engines, held to the reference by the tests

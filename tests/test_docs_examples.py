@@ -9,13 +9,12 @@ import re
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from nstyle.cli.main import build_parser
 
-from .clitools import REPO, gradient_image, random_weights_file, stripes_image
+from .clitools import REPO, random_weights_file
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import nstyle.app.figures.grid as grid_module
 from nstyle.cli import main as cli
 from nstyle.errors import InputError
 from nstyle.model.gradcheck import random_vgg_params

@@ -1,6 +1,7 @@
 """The folders are the architecture: imports point down the layers only, with no cycles (counting the
 imports inside functions), and no module grows past 400 lines."""
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,73 @@ def test_no_folder_over_12_modules():
         if count > 12:
             crowded.append(f"{folder.relative_to(PACKAGE.parent)}: {count} modules")
     assert not crowded, "\n".join(crowded)
+
+
+def test_the_model_loads_no_files():
+    """Issue 25: the model is built from arrays; reading a weights file sits above it (app/run/network.py)."""
+    bad = [f"{src} imports {dst}" for src, targets in graph().items() if src.startswith("nstyle.model")
+           for dst in targets if dst.startswith("nstyle.weights")]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_optimizers_know_nothing_of_images_or_networks():
+    """optim/ takes an objective with value_and_grad and a box from its caller: it imports no model, no
+    weights, no application module (the device helpers come from backend.py)."""
+    bad = [f"{src} imports {dst}" for src, targets in graph().items() if src.startswith("nstyle.optim")
+           for dst in targets if dst.startswith(("nstyle.model", "nstyle.weights", "nstyle.app", "nstyle.reference"))]
+    assert not bad, "\n".join(bad)
+
+
+def test_only_the_backend_imports_cupy():
+    found = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            if any(t == "cupy" or t.startswith("cupy.") for t in targets):
+                found.append(name)
+    assert found and set(found) == {"nstyle.backend"}, found
+
+
+# --- docs/layout.md names every module under its folder, and only modules that exist ----------------
+
+LAYOUT_DOC = PACKAGE.parent / "docs" / "layout.md"
+
+
+def layout_sections():
+    """{folder relative to the repository: the text the page's tree gives it}. A folder line starts
+    with its name and a slash: ``nstyle/app/`` at the margin, ``  run/`` two spaces in for a sub-folder
+    of the last folder above it; the lines below it, up to the next folder line, are its text."""
+    text = LAYOUT_DOC.read_text(encoding="utf-8")
+    tree = text.split("```")[1]
+    sections, stack, current = {}, [], None
+    for line in tree.splitlines()[1:]:
+        m = re.match(r"^( *)([\w/]+/)(?:\s|$)", line)
+        if m:
+            depth = len(m.group(1)) // 2
+            stack = stack[:depth] + [m.group(2).rstrip("/")]
+            current = "/".join(stack)
+            sections[current] = line[m.end(2):]
+        elif current is not None:
+            sections[current] += " " + line
+    return sections
+
+
+def test_layout_page_names_every_module_under_its_folder():
+    sections = layout_sections()
+    folders = {p.parent for p in PACKAGE.rglob("*.py")}
+    missing, unknown = [], []
+    for folder in sorted(folders):
+        key = str(folder.relative_to(PACKAGE.parent))
+        text = sections.get(key)
+        if text is None:
+            missing.append(f"{key}/ (the folder itself)")
+            continue
+        named = set(re.findall(r"\b(\w+)\.py\b", text))
+        present = {p.stem for p in folder.glob("*.py")} - {"__init__"}
+        missing += [f"{key}/{stem}.py" for stem in sorted(present - named)]
+        unknown += [f"{key}/{stem}.py" for stem in sorted(named - present)]
+    stale = sorted(k for k in sections if not (PACKAGE.parent / k).is_dir())
+    assert not missing, "docs/layout.md does not name: " + ", ".join(missing)
+    assert not unknown, "docs/layout.md names modules that do not exist: " + ", ".join(unknown)
+    assert not stale, "docs/layout.md shows folders that do not exist: " + ", ".join(stale)

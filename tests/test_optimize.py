@@ -166,3 +166,21 @@ def test_bounds_come_from_the_caller(rng):
     for run in (lambda: lbfgs(obj, x0, iters=3, bounds=(lo, hi)), lambda: adam(obj, x0, iters=3, bounds=(lo, hi))):
         res = run()
         assert res.x.min() >= -1 - 1e-6 and res.x.max() <= 1 + 1e-6
+
+
+def test_every_term_group_reaches_the_records_and_the_breakdown_line(rng):
+    """A term outside content/style/tv (here the temporal term, added as any term of your own would be)
+    is in every iteration's record, weighted and unweighted, straight from the objective's breakdown --
+    and so in the JSON log and the --print-every line -- with no code that knows its name."""
+    from nstyle.app.files.progress import breakdown_line
+    from nstyle.model.terms import TemporalTerm
+    obj = small_objective(rng)
+    x0 = random_image(rng, 32, 40).astype(np.float32)
+    obj.add_term(TemporalTerm(x0 + 20.0, np.ones((32, 40))), 3.0)
+    res = lbfgs(obj, x0, iters=2)
+    rec = res.history[-1]
+    assert rec["temporal"] > 0 and rec["temporal"] == pytest.approx(3.0 * rec["paper/temporal"], rel=1e-12)
+    assert rec["loss"] == pytest.approx(rec["content"] + rec["style"] + rec["tv"] + rec["temporal"], rel=1e-5)
+    assert "total" not in rec
+    line = breakdown_line({**rec, "step": rec["iter"]})
+    assert f"temporal {rec['temporal']:.3e}" in line and line.count("temporal") == 1, line

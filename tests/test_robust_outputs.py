@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from .clitools import (FAST_LAYERS, assert_one_line_error, env_for, gradient_image, leftovers, nstyle,
                        random_weights_file, stripes_image)

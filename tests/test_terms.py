@@ -68,13 +68,14 @@ def test_a_term_without_its_check_or_twin_cannot_be_registered():
 def test_every_op_file_has_its_naive_twins():
     """docs/backprop.md: beside every op and loss of the reference engine, a *_naive twin."""
     checked = []
-    for path in sorted((REPO / "nstyle" / "reference").glob("*.py")):
+    for path in sorted((REPO / "nstyle" / "reference").rglob("*.py")):  # style_losses/ included
         names = {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
         ops = [n for n in names if n.endswith(("_forward", "_backward", "_loss")) and not n.startswith("_")]
         missing = [n for n in ops if f"{n}_naive" not in names]
         assert not missing, f"{path.name}: no naive twin for {missing}"
         checked += ops
-    assert {"relu_forward", "conv2d_backward", "style_layer_loss", "guided_style_loss", "temporal_loss"} <= set(checked)
+    assert {"relu_forward", "conv2d_backward", "style_layer_loss", "guided_style_loss", "temporal_loss",
+            "mean_std_loss", "mmd_loss"} <= set(checked)
 
 
 def test_gram_difference_twin(rng):

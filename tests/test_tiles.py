@@ -32,7 +32,7 @@ def test_axis_tiles_cover_with_at_least_the_overlap(length, tile, overlap):
     spans = axis_tiles(length, tile, overlap)
     assert spans[0][0] == 0 and spans[-1][1] == length
     assert all(e - s == min(tile, length) for s, e in spans)
-    for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+    for (s1, e1), (s2, _e2) in zip(spans, spans[1:]):
         assert s1 < s2 and e1 - s2 >= overlap, "neighbours overlap by at least what was asked"
     fewer = len(spans) - 1  # and no tile could be spared
     assert fewer == 0 or (fewer * tile - (fewer - 1) * overlap) < length
@@ -73,7 +73,7 @@ def test_second_pass_cuts_at_the_first_pass_tile_centres():
     first, second = tp.axes[1][0], tp.axes[2][0]
     assert len(second) == len(first) + 1
     centres = [(s + e) / 2 for s, e in first]
-    for (s, e), (s2, _), c in zip(second, second[1:], centres):
+    for (_s, e), (s2, _), c in zip(second, second[1:], centres):
         assert abs((s2 + e) / 2 - c) <= 1, "each seam of the second pass sits in a first-pass tile's middle"
     assert max(e - s for s, e in second) <= 160
 

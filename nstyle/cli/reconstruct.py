@@ -59,11 +59,15 @@ def _progress(args, label):
     return report
 
 
+def reconstruct_options(args):
+    """``reconstruct``'s keywords from the command line: every one that a flag sets, read off its
+    signature (so a keyword given a flag travels, with no second list of names to keep), less the
+    layers, which ``--all`` reads as rows."""
+    return {k: getattr(args, k) for k in DEFAULTS if hasattr(args, k) and k not in ("content_layer", "style_layers")}
+
+
 def run(args):
-    options = {"size": args.size, "iters": args.iters, "seed": args.seed, "bounds": args.bounds,
-               "pooling": args.pooling, "device": args.device, "engine": args.engine, "weights": args.weights,
-               "check_memory": args.check_memory, "mask": args.mask, "mask_mode": args.mask_mode,
-               "weight_scaling": args.weight_scaling, "lbfgs_impl": args.lbfgs_impl}
+    options = reconstruct_options(args)
     check_run(reads=[args.image] + ([args.mask] if args.mask else []), weights=args.weights, device=args.device,
               outputs=[(args.output, "sheet" if args.all else "output", True)])
     if args.all:

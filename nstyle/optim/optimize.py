@@ -39,7 +39,8 @@ def minimize(objective, x0, method="lbfgs", *, iters=500, bounds=None, callback=
     x0: (1, C, H, W) start (NumPy or CuPy). bounds: None, or (lo, hi) per channel (the caller's box, for
     example ``app.files.imageio.pixel_bounds()`` keeps every pixel in 0..255).
     callback(record, get_x) is called after every iteration with the record dict (iter, loss, content,
-    style, tv, seconds, evaluations and the per-layer terms) and a function returning the current point
+    style, tv, seconds, evaluations, and every other entry of the objective's ``last_breakdown``: the
+    per-layer terms, the paper's unweighted ones, any other term group) and a function returning the current point
     (host float32); returning True stops the run.
     impl (L-BFGS-B only): "scipy" (SciPy's, on the host: each evaluation costs a copy of the pixels each
     way on the GPU), "nstyle" (``lbfgsb.py``: the same algorithm with x, g and the history on the

@@ -77,7 +77,9 @@ class Tracker:
                "tv": float(breakdown.get("tv", 0.0)),
                "seconds": time.perf_counter() - self.start,
                "evaluations": self.evaluations}
-        rec.update({k: float(v) for k, v in breakdown.items() if "/" in k})
+        # every term the objective reports, whatever its group (a video frame's "temporal", a term of
+        # your own): the per-layer terms, the paper's unweighted ones, and each group's weighted sum
+        rec.update({k: float(v) for k, v in breakdown.items() if k != "total"})
         self.history.append(rec)
         if self.callback is not None:
             return bool(self.callback(rec, x_getter))

@@ -221,30 +221,6 @@ def read_hdf5(path, require_all=True, exact=True):
                 return read_nstyle_layout(f, name, require_all, exact)
 
 
-def read_normalization(path):
-    """The per-filter scales a normalised file records (``nstyle weights normalize``):
-    ``{"conv1_1": (O,) float64, ...}``, what each layer's ReLU output was divided by; None for a file
-    that is not normalised (or not nstyle's HDF5)."""
-    path = Path(path)
-    if not is_nstyle_hdf5(path):
-        return None
-    name = str(path)
-    with guard.reading(name, "HDF5 weights file"):
-        fh, _size = guard.open_regular(path)
-        with fh, _open(fh) as f:
-            if "normalized" not in read_attrs(f, name):
-                return None
-            budget, scales = guard.Budget(), {}
-            for conv in CONV_LAYERS:
-                group = child(f, conv, name)
-                ds = None if group is None else child(group, "normalization_scale", name)
-                if ds is None:
-                    break
-                want = guard.expected_shape(conv, "bias")
-                scales[conv] = read_dataset(ds, want, name, budget, exact=False).astype(np.float64)
-            return scales
-
-
 def read_nstyle_layout(f, name, require_all=True, exact=True):
     """(params, attrs) from an open h5py.File in nstyle's layout (see :func:`read_hdf5`)."""
     attrs = read_attrs(f, name)

@@ -58,7 +58,7 @@ def params_from_keras(h5, name, exact=True, budget=None):
             g, depth = todo.pop()
             if not isinstance(g, h5py.Group):
                 raise WeightsError(f"{name}: {g.name} is not a group")
-            for key, obj in hard_items(g, name):
+            for _key, obj in hard_items(g, name):
                 if isinstance(obj, h5py.Dataset):
                     found[obj.name[len(group.name) + 1:]] = obj
                 elif depth < 2:

@@ -25,13 +25,18 @@ def _clock(seconds):
 
 
 def breakdown_line(rec):
-    """One line with the loss and every term: content, each style layer, tv."""
+    """One line with the loss and every term: content, each style layer, tv, then any other group of
+    terms the objective reported (a video frame's temporal term, a term of your own): the record holds
+    each group's weighted sum beside its unweighted one, ``"paper/<group>"``."""
     parts = [f"iter {rec.get('step', rec['iter']):5d}", f"loss {rec['loss']:.4e}", f"content {rec['content']:.3e}",
              f"style {rec['style']:.3e}"]
     layers = [(k.split("/", 1)[1], v) for k, v in rec.items() if k.startswith("style/")]
     if layers:
         parts.append("(" + " ".join(f"{name} {v:.2e}" for name, v in layers) + ")")
-    parts += [f"tv {rec['tv']:.3e}", f"{rec['seconds']:.1f}s"]
+    parts.append(f"tv {rec['tv']:.3e}")
+    parts += [f"{k} {v:.3e}" for k, v in rec.items()
+              if k not in ("content", "style", "tv") and "/" not in k and f"paper/{k}" in rec]
+    parts.append(f"{rec['seconds']:.1f}s")
     return "  ".join(parts)
 
 

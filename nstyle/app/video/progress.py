@@ -55,10 +55,7 @@ class VideoProgress(StatusLine):
             return
         if self.breakdown_every and rec["step"] % self.breakdown_every == 0:
             self._clear_bar()
-            line = breakdown_line(rec)
-            if rec.get("temporal"):
-                line += f"  temporal {rec['temporal']:.3e}"
-            self._write(f"{self._label(frame, pass_)}  {line}\n")
+            self._write(f"{self._label(frame, pass_)}  {breakdown_line(rec)}\n")  # the temporal term too
         if self.mode != "bar":
             return
         now = time.monotonic()
