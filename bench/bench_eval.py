@@ -15,9 +15,8 @@ import json
 import subprocess
 import sys
 
-import numpy as np
-
 import common
+import numpy as np
 
 
 def time_sizes(args, torch, info):

@@ -24,11 +24,12 @@ import os
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 
-import common
 import nstyle
 from nstyle.app.files.imageio import pixel_bounds
+
 
 def load_inputs(args):
     """(params, content PIL, style PIL, notes): real when available, else seeded random."""
@@ -59,8 +60,9 @@ def load_inputs(args):
 
 
 def arrays_at(size, content_img, style_img):
-    from nstyle.app.files.imageio import fit_size
     from PIL import Image
+
+    from nstyle.app.files.imageio import fit_size
     c = content_img.resize(fit_size(*content_img.size, size), Image.Resampling.LANCZOS)
     s = style_img.resize(fit_size(*style_img.size, size), Image.Resampling.LANCZOS)
     return nstyle.preprocess(c).astype(np.float32), nstyle.preprocess(s).astype(np.float32)
@@ -97,6 +99,7 @@ def run_nstyle(params, content, style, iters, impl="scipy"):
 
 def run_torch(torch, params, content, style, iters):
     import scipy.optimize
+
     from nstyle.app.files.imageio import pixel_bounds
     from nstyle.optim.records import bounds_vector
     t0 = time.perf_counter()

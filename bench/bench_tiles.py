@@ -40,14 +40,14 @@ import argparse
 import os
 import time
 
+import common
 import numpy as np
 from PIL import Image, ImageDraw
 
-import common
 from nstyle import stylize
+from nstyle.app.figures.samples import bundled_photo, swirl_painting
 from nstyle.app.files.imageio import preprocess
 from nstyle.app.run.network import load_network
-from nstyle.app.figures.samples import bundled_photo, swirl_painting
 from nstyle.app.run.stages import setup_stage
 from nstyle.app.run.stylize import prepare
 from nstyle.app.run.weighting import attach_normalization

@@ -26,8 +26,8 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nstyle.app.run.network import load_network  # noqa: E402
 from nstyle.app.figures.samples import swirl_painting  # noqa: E402
+from nstyle.app.run.network import load_network  # noqa: E402
 from nstyle.app.video import stylize_video  # noqa: E402
 from nstyle.app.video.driver import DEFAULT_TEMPORAL_WEIGHT  # noqa: E402
 from nstyle.app.video.media import write_video  # noqa: E402

@@ -10,14 +10,14 @@ space), at --fine. Prints the total and every term.
 import argparse
 import os
 
+import common
+from bench_run import load_inputs
 from PIL import Image
 
-import common
 import nstyle
-from bench_run import load_inputs
 from nstyle.app.files.imageio import preprocess
-from nstyle.model.objective import StyleObjective
 from nstyle.app.run.stages import resize_network_image
+from nstyle.model.objective import StyleObjective
 
 
 def evaluate(vgg, content_img, style_img, x_img, size):

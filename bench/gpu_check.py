@@ -76,13 +76,21 @@ for _path in (ROOT, os.path.dirname(os.path.abspath(__file__))):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-import nstyle  # noqa: E402
 from gpu_check_accuracy import section_gradcheck64, section_objective, section_ops  # noqa: E402
 from gpu_check_optim import section_optimizer, section_to_target  # noqa: E402
-from gpu_check_speed import (section_graphs, section_max_size, section_profile, section_timing_fp32,  # noqa: E402
-                             section_timing_tf32, section_transfer, section_uhd)
+from gpu_check_speed import (  # noqa: E402
+    section_graphs,
+    section_max_size,
+    section_profile,
+    section_timing_fp32,
+    section_timing_tf32,
+    section_transfer,
+    section_uhd,
+)
 from gpu_report import Reporter, note  # noqa: E402
 from gpu_rig import VGG_WIDTHS, Context, Rig, SkipRest, mb  # noqa: E402
+
+import nstyle  # noqa: E402
 from nstyle import backend  # noqa: E402
 from nstyle.gpu import blas as gpu_blas  # noqa: E402
 

@@ -9,14 +9,26 @@ from gpu_rig import ALPHA, BETA, CONTENT_LAYERS, STYLE_LAYERS, Problem, conv_set
 from nstyle import backend
 from nstyle.gpu import conv as conv_gpu
 from nstyle.gpu.conv import conv2d_backward_gpu, conv2d_forward_gpu
-from nstyle.gpu.pool import (avg_pool2d_backward_gpu, avg_pool2d_forward_gpu, max_pool2d_backward_gpu,
-                             max_pool2d_forward_gpu)
+from nstyle.gpu.pool import (
+    avg_pool2d_backward_gpu,
+    avg_pool2d_forward_gpu,
+    max_pool2d_backward_gpu,
+    max_pool2d_forward_gpu,
+)
 from nstyle.gpu.relu import relu_backward_gpu, relu_forward_gpu
 from nstyle.model.gradcheck import directional_check, numerical_vjp, random_image, random_vgg_params, rel_error
 from nstyle.model.objective import StyleObjective
 from nstyle.model.vgg import VGG19
-from nstyle.reference import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,
-                              max_pool2d_backward, max_pool2d_forward, relu_backward, relu_forward)
+from nstyle.reference import (
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    conv2d_backward,
+    conv2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+    relu_backward,
+    relu_forward,
+)
 
 GPU_POOLS = {"avg": (avg_pool2d_forward_gpu, avg_pool2d_backward_gpu),
              "max": (max_pool2d_forward_gpu, max_pool2d_backward_gpu)}

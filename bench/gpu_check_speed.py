@@ -10,11 +10,12 @@ from gpu_report import fmt
 from gpu_rig import Problem, conv_setup, mb, median_time, nstyle_eval, ratio, torch_eval
 
 from nstyle import backend
-from nstyle.gpu import blas as gpu_blas, conv as conv_gpu, kernels as gpu_kernels
+from nstyle.gpu import blas as gpu_blas
+from nstyle.gpu import conv as conv_gpu
+from nstyle.gpu import kernels as gpu_kernels
 from nstyle.gpu.engine import GpuEngine
 from nstyle.gpu.graph import GraphedObjective
 from nstyle.model.gradcheck import rel_error
-
 
 # --- profile ---------------------------------------------------------------------------------------
 

@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gpu_rig import VGG_WIDTHS, Problem, Rig, median_time, nstyle_eval, torch_eval  # noqa: E402
 
 from nstyle import backend  # noqa: E402
-from nstyle.model.gradcheck import rel_error  # noqa: E402
 from nstyle.gpu import conv as conv_gpu  # noqa: E402
+from nstyle.model.gradcheck import rel_error  # noqa: E402
 
 
 def norms(g, ref):

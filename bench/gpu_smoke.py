@@ -20,14 +20,26 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from nstyle import backend  # noqa: E402
-from nstyle.model.gradcheck import rel_error  # noqa: E402
-from nstyle.gpu import blas as gpu_blas, conv as conv_gpu, kernels as gpu_kernels  # noqa: E402
+from nstyle.gpu import blas as gpu_blas  # noqa: E402
+from nstyle.gpu import conv as conv_gpu
+from nstyle.gpu import kernels as gpu_kernels
 from nstyle.gpu.conv import conv2d_backward_gpu, conv2d_forward_gpu  # noqa: E402
-from nstyle.gpu.pool import (avg_pool2d_backward_gpu, avg_pool2d_forward_gpu, max_pool2d_backward_gpu,  # noqa: E402
-                             max_pool2d_forward_gpu)
+from nstyle.gpu.pool import (  # noqa: E402
+    avg_pool2d_backward_gpu,
+    avg_pool2d_forward_gpu,
+    max_pool2d_backward_gpu,
+    max_pool2d_forward_gpu,
+)
 from nstyle.gpu.relu import relu_forward_gpu  # noqa: E402
-from nstyle.reference import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,  # noqa: E402
-                              max_pool2d_backward, max_pool2d_forward)
+from nstyle.model.gradcheck import rel_error  # noqa: E402
+from nstyle.reference import (  # noqa: E402
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    conv2d_backward,
+    conv2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
 
 
 def smoke_child(dry):

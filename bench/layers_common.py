@@ -18,7 +18,6 @@ must measure the nstyle that asv installed.
 import time
 
 import numpy as np
-
 from shared import CONTENT_LAYERS, CONTENT_WEIGHT, STYLE_LAYER_WEIGHT, STYLE_LAYERS, STYLE_WEIGHT, VGG19_BLOCKS
 
 

@@ -10,7 +10,6 @@ targets are jit arguments, not constants; every timed call waits for its result
 (``block_until_ready``). Thread settings: rival_jax.configure.
 """
 import numpy as np
-
 from layers_common import CONTENT_LAYERS, STYLE_LAYERS, Op, weight_of
 
 

@@ -20,7 +20,6 @@ The fast engine's internals are imported here and nowhere else in bench/: when t
 the file to update.
 """
 import numpy as np
-
 from layers_common import CONTENT_LAYERS, STYLE_LAYERS, Op, weight_of
 
 

@@ -9,7 +9,6 @@ TensorFlow's registered gradient runs: ``Conv2DBackpropInput``, ``ReluGrad`` on 
 inputs are transposed once while preparing; results are transposed back for the check only.
 """
 import numpy as np
-
 from layers_common import CONTENT_LAYERS, STYLE_LAYERS, Op, weight_of
 
 

@@ -25,8 +25,8 @@ def main():
     import skimage.data  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
-    from nstyle.app.run.memory import format_bytes  # noqa: PLC0415
     from nstyle.app.figures.samples import swirl_painting  # noqa: PLC0415
+    from nstyle.app.run.memory import format_bytes  # noqa: PLC0415
     from nstyle.app.run.stylize import prepare  # noqa: PLC0415
 
     work = tempfile.mkdtemp(prefix="nstyle-mem-")

@@ -14,7 +14,6 @@ records that and the XLA_FLAGS in force (set before jax is imported).
 import os
 
 import numpy as np
-
 import rivals_common as rc
 
 KEY = "jax"

@@ -9,7 +9,6 @@ by nstyle at first use; ``configure`` reports it together with the BLAS that Num
 import os
 
 import numpy as np
-
 import rivals_common as rc
 
 KEY = "nstyle"

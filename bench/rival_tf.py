@@ -12,7 +12,6 @@ Used by bench/bench_rivals.py in a fresh child process (install: pip install 'te
 import os
 
 import numpy as np
-
 import rivals_common as rc
 
 KEY = "tf"

@@ -8,7 +8,6 @@ computed once under no_grad, autograd for the gradient with respect to the pixel
 bench/bench_rivals.py in a fresh child process; ``configure`` sets torch's thread count.
 """
 import numpy as np
-
 import rivals_common as rc
 
 KEY = "torch"

@@ -29,8 +29,18 @@ if NSTYLE_SRC not in sys.path:
 
 # --- the objective (nstyle's defaults for the benchmarks): bench/shared.py, re-exported here ------------
 
-from shared import (CONTENT_LAYERS, CONTENT_WEIGHT, MEAN_BGR, STYLE_LAYER_WEIGHT, STYLE_LAYERS,  # noqa: E402, F401
-                    STYLE_WEIGHT, VGG19_BLOCKS, images, pixel_box, random_vgg_params)
+from shared import (  # noqa: E402, F401
+    CONTENT_LAYERS,
+    CONTENT_WEIGHT,
+    MEAN_BGR,
+    STYLE_LAYER_WEIGHT,
+    STYLE_LAYERS,
+    STYLE_WEIGHT,
+    VGG19_BLOCKS,
+    images,
+    pixel_box,
+    random_vgg_params,
+)
 
 THREADS = 2
 LOSS_TOL = 1e-4  # relative difference of the loss to nstyle's

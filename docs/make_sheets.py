@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from nstyle.app.figures.grid import make_grid  # noqa: E402
-from nstyle.app.files.imageio import save_image  # noqa: E402
 from nstyle.app.figures.reconstruct import reconstruct_sheet  # noqa: E402
+from nstyle.app.files.imageio import save_image  # noqa: E402
 from nstyle.app.run.network import VGG19  # noqa: E402 -- the model's network plus load(path)
 
 DOCS = os.path.dirname(os.path.abspath(__file__))

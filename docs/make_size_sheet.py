@@ -21,14 +21,15 @@ from PIL import Image
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from small_png import save_small_png  # noqa: E402 -- docs/small_png.py
+
 from nstyle import stylize  # noqa: E402
-from nstyle.app.files.imageio import fit_size, preprocess  # noqa: E402
 from nstyle.app.figures.samples import swirl_painting  # noqa: E402
 from nstyle.app.figures.sheet import contact_sheet  # noqa: E402
-from small_png import save_small_png  # noqa: E402 -- docs/small_png.py
+from nstyle.app.files.imageio import fit_size, preprocess  # noqa: E402
+from nstyle.app.run.network import VGG19  # noqa: E402 -- the model's network plus load(path)
 from nstyle.app.run.weighting import REFERENCE_SIZE, term_scales  # noqa: E402
 from nstyle.model.objective import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleObjective  # noqa: E402
-from nstyle.app.run.network import VGG19  # noqa: E402 -- the model's network plus load(path)
 
 
 def balance(vgg, photo, painting, probe, size, mode):

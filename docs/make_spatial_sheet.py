@@ -21,10 +21,11 @@ from PIL import Image, ImageDraw
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from small_png import save_small_png  # noqa: E402 -- docs/small_png.py
+
 from nstyle import stylize  # noqa: E402
 from nstyle.app.figures.samples import swirl_painting  # noqa: E402
 from nstyle.app.figures.sheet import contact_sheet  # noqa: E402
-from small_png import save_small_png  # noqa: E402 -- docs/small_png.py
 from nstyle.app.run.network import VGG19  # noqa: E402 -- the model's network plus load(path)
 
 WARM = [(196, 62, 36), (232, 132, 40), (244, 196, 88), (150, 36, 40), (250, 226, 170), (110, 52, 30)]

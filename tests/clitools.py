@@ -18,8 +18,8 @@ FAST_LAYERS = ["--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1
 
 def random_weights_file(folder):
     """A VGG-19-shaped weights file with random values (real shapes, so any reader accepts it)."""
-    from nstyle.model.gradcheck import random_vgg_params
     from nstyle.model.arch import CONV_SHAPES
+    from nstyle.model.gradcheck import random_vgg_params
     from nstyle.weights.store import write_hdf5
 
     path = Path(folder) / "vgg19_random.h5"

@@ -22,7 +22,8 @@ import tempfile
 
 import numpy as np
 
-from nstyle.gpu import kernels as gpu_kernels, program
+from nstyle.gpu import kernels as gpu_kernels
+from nstyle.gpu import program
 
 SHIM = r"""
 #include <algorithm>

@@ -17,12 +17,19 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from nstyle.app.batch.run_batch import run_batch  # noqa: E402
 from nstyle.app.batch.cluster import local_client  # noqa: E402
 from nstyle.app.batch.jobs import Job  # noqa: E402
+from nstyle.app.batch.run_batch import run_batch  # noqa: E402
 
-from .clitools import (FAST_LAYERS, assert_one_line_error, env_for, gradient_image, nstyle,  # noqa: E402
-                       random_weights_file, stripes_image)
+from .clitools import (  # noqa: E402
+    FAST_LAYERS,
+    assert_one_line_error,
+    env_for,
+    gradient_image,
+    nstyle,
+    random_weights_file,
+    stripes_image,
+)
 
 # Real processes and whole runs: in .ci/run's slow pass, not the quick suite.
 pytestmark = pytest.mark.slow

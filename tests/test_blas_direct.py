@@ -3,13 +3,13 @@ epilogues that run on a channel range: each against plain NumPy, with and withou
 import numpy as np
 import pytest
 
-from nstyle.model.gradcheck import rel_error
-from nstyle.reference import conv2d_forward_naive
 from nstyle.cpu import blas, padded, threads
+from nstyle.cpu.conv3x3 import flip_transpose
 from nstyle.cpu.losses import GramGradient, bordered_style_loss, gram
 from nstyle.cpu.steps import grad_mask_epilogue, mask_shape, relu_epilogue
-from nstyle.cpu.conv3x3 import flip_transpose
 from nstyle.cpu.winograd import band_plan, conv3x3_winograd, winograd_form
+from nstyle.model.gradcheck import rel_error
+from nstyle.reference import conv2d_forward_naive
 from nstyle.reference.losses import style_layer_loss
 
 

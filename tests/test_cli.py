@@ -10,13 +10,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nstyle.cli import main as cli
 from nstyle.app.run.color import chroma, colour_stats, rgb_to_yiq
-from nstyle.cli import stylize as stylize_command
 from nstyle.app.run.stylize import stylize
+from nstyle.cli import main as cli
+from nstyle.cli import stylize as stylize_command
 
-from .clitools import (FAST_LAYERS, assert_one_line_error, gradient_image, leftovers, nstyle, random_weights_file,
-                       signal_at_line, stripes_image)
+from .clitools import (
+    FAST_LAYERS,
+    assert_one_line_error,
+    gradient_image,
+    leftovers,
+    nstyle,
+    random_weights_file,
+    signal_at_line,
+    stripes_image,
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,16 @@ the photo's chroma."""
 import numpy as np
 from PIL import Image
 
-from nstyle.app.run.color import (chroma, colour_stats, luminance, match_colors, match_luminance, restore_colors, rgb_to_yiq, yiq_to_rgb)
+from nstyle.app.run.color import (
+    chroma,
+    colour_stats,
+    luminance,
+    match_colors,
+    match_luminance,
+    restore_colors,
+    rgb_to_yiq,
+    yiq_to_rgb,
+)
 
 
 def random_rgb(rng, h=24, w=32, tint=(1.0, 1.0, 1.0)):

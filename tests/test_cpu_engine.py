@@ -3,11 +3,12 @@ and let go. Its values and gradients against the reference engine: test_engines.
 import numpy as np
 import pytest
 
-from nstyle.model.gradcheck import random_image, random_vgg_params, rel_error
 from nstyle.cpu import blas, threads
 from nstyle.cpu.engine import CpuEngine
+from nstyle.model.gradcheck import random_image, random_vgg_params, rel_error
 from nstyle.model.objective import StyleObjective
 from nstyle.model.vgg import VGG19
+
 
 def cpu_winograd_always(params, pooling):
     return CpuEngine(params, pooling, winograd="always")

@@ -7,12 +7,12 @@ odd sizes and the garbage columns of the padded layout are all exercised.
 import numpy as np
 import pytest
 
-from nstyle.model.gradcheck import rel_error
-from nstyle.reference import conv2d_backward, conv2d_forward, conv2d_forward_naive
 from nstyle.cpu import padded, threads
 from nstyle.cpu.conv3x3 import conv3x3_direct, conv3x3_shift, flip_transpose, shift_matrix, tap_matrix
 from nstyle.cpu.fastconv import PreparedConv3x3, choose_kernel
 from nstyle.cpu.winograd import conv3x3_winograd, winograd_form
+from nstyle.model.gradcheck import rel_error
+from nstyle.reference import conv2d_backward, conv2d_forward, conv2d_forward_naive
 
 # (C, O, H, W): 1 and 3 channels, odd and even, wide and tall, and more outputs than inputs
 SHAPES = [(1, 2, 5, 7), (3, 4, 8, 6), (5, 3, 9, 9), (4, 6, 6, 10), (2, 1, 4, 3)]

@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from nstyle.gpu import blas as gpu_blas, emulation, kernels as gpu_kernels, program
+from nstyle.gpu import blas as gpu_blas
+from nstyle.gpu import emulation, program
+from nstyle.gpu import kernels as gpu_kernels
 
 from . import cuda_on_host
 from .conftest import BACKENDS, host, on

@@ -11,15 +11,26 @@ import pytest
 from nstyle.gpu import conv as conv_gpu
 from nstyle.gpu.conv import conv2d_backward_gpu, conv2d_forward_gpu
 from nstyle.gpu.engine import GpuEngine
-from nstyle.gpu.pool import (avg_pool2d_backward_gpu, avg_pool2d_forward_gpu, max_pool2d_backward_gpu,
-                             max_pool2d_forward_gpu)
+from nstyle.gpu.pool import (
+    avg_pool2d_backward_gpu,
+    avg_pool2d_forward_gpu,
+    max_pool2d_backward_gpu,
+    max_pool2d_forward_gpu,
+)
 from nstyle.gpu.relu import relu_backward_gpu, relu_forward_gpu
 from nstyle.model.gradcheck import numerical_vjp, random_image, random_vgg_params, rel_error
 from nstyle.model.objective import StyleObjective
 from nstyle.model.vgg import VGG19
-from nstyle.reference import (avg_pool2d_backward_naive, avg_pool2d_forward_naive, conv2d_backward_naive,
-                              conv2d_forward_naive, max_pool2d_backward_naive, max_pool2d_forward_naive,
-                              relu_backward_naive, relu_forward_naive)
+from nstyle.reference import (
+    avg_pool2d_backward_naive,
+    avg_pool2d_forward_naive,
+    conv2d_backward_naive,
+    conv2d_forward_naive,
+    max_pool2d_backward_naive,
+    max_pool2d_forward_naive,
+    relu_backward_naive,
+    relu_forward_naive,
+)
 
 from .conftest import host, on
 from .gpu_paths import GPU_PATHS, gpu_path, helper_backend

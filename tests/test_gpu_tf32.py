@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from nstyle import backend
-from nstyle.gpu import blas as gpu_blas, conv as conv_gpu
+from nstyle.gpu import blas as gpu_blas
+from nstyle.gpu import conv as conv_gpu
 from nstyle.gpu.conv import conv2d_forward_gpu
 from nstyle.model.gradcheck import random_image, random_vgg_params, rel_error
 from nstyle.model.objective import StyleObjective

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nstyle.app.figures.grid import format_ratio, grid_cells, make_grid
+from nstyle.app.run import network
 from nstyle.cli import main as cli
 from nstyle.errors import InputError
 from nstyle.model.gradcheck import random_vgg_params
-from nstyle.app.figures.grid import format_ratio, grid_cells, make_grid
-from nstyle.app.run import network
 from nstyle.model.vgg import VGG19
 
 from .test_optimize import synthetic_pair

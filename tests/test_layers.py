@@ -3,7 +3,24 @@ import numpy as np
 import pytest
 
 from nstyle.model.gradcheck import numerical_vjp, rel_error
-from nstyle.reference import (avg_pool2d_backward, avg_pool2d_backward_naive, avg_pool2d_forward, avg_pool2d_forward_naive, conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive, max_pool2d_backward, max_pool2d_backward_naive, max_pool2d_forward, max_pool2d_forward_naive, relu_backward, relu_backward_naive, relu_forward, relu_forward_naive)
+from nstyle.reference import (
+    avg_pool2d_backward,
+    avg_pool2d_backward_naive,
+    avg_pool2d_forward,
+    avg_pool2d_forward_naive,
+    conv2d_backward,
+    conv2d_backward_naive,
+    conv2d_forward,
+    conv2d_forward_naive,
+    max_pool2d_backward,
+    max_pool2d_backward_naive,
+    max_pool2d_forward,
+    max_pool2d_forward_naive,
+    relu_backward,
+    relu_backward_naive,
+    relu_forward,
+    relu_forward_naive,
+)
 
 from .conftest import BACKENDS, host, on
 

@@ -5,12 +5,11 @@ import pytest
 import scipy.optimize
 
 from nstyle.optim import lbfgsb
-from nstyle.optim.lbfgsb import minimize_lbfgsb
 from nstyle.optim.cauchy import CauchyPoint, cauchy_point, cauchy_point_sequential
+from nstyle.optim.lbfgsb import minimize_lbfgsb
 from nstyle.optim.linesearch import FG, MoreThuente
 
 from .conftest import BACKENDS, host, on, xp_of
-
 
 # ---------------------------------------------------------------- Cauchy point
 

@@ -8,11 +8,19 @@ import numpy as np
 import pytest
 
 from nstyle.app.run import memory
-from nstyle.model.gradcheck import random_image, random_vgg_params
+from nstyle.app.run.memory import (
+    available_bytes,
+    cpu_network_bytes,
+    cpu_weight_form_bytes,
+    estimate,
+    format_bytes,
+    largest_fitting_size,
+    network_bytes,
+)
 from nstyle.cpu.threads import num_threads
-from nstyle.app.run.memory import (available_bytes, cpu_network_bytes, cpu_weight_form_bytes, estimate, format_bytes, largest_fitting_size, network_bytes)
-from nstyle.model.objective import StyleObjective
 from nstyle.model.arch import CONV_LAYERS, CONV_SHAPES
+from nstyle.model.gradcheck import random_image, random_vgg_params
+from nstyle.model.objective import StyleObjective
 from nstyle.model.vgg import VGG19
 
 STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

@@ -4,9 +4,9 @@ import pytest
 
 import nstyle
 from nstyle.errors import InputError, WeightsError
+from nstyle.model.arch import CONV_LAYERS, LAYER_NAMES
 from nstyle.model.gradcheck import directional_check, random_image, random_vgg_params, rel_error
 from nstyle.model.objective import StyleObjective
-from nstyle.model.arch import CONV_LAYERS, LAYER_NAMES
 from nstyle.model.vgg import VGG19
 
 from .conftest import BACKENDS, host, on

@@ -4,12 +4,11 @@ import pytest
 from PIL import Image
 
 import nstyle
+from nstyle.app.files.imageio import CAFFE_MEAN_BGR, deprocess, pixel_bounds, preprocess
 from nstyle.model.gradcheck import random_image, random_vgg_params
-from nstyle.app.files.imageio import CAFFE_MEAN_BGR
-from nstyle.app.files.imageio import deprocess, pixel_bounds, preprocess
 from nstyle.model.objective import StyleObjective
-from nstyle.optim.optimize import STOP_DONE, STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED, adam, lbfgs
 from nstyle.model.vgg import VGG19
+from nstyle.optim.optimize import STOP_DONE, STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED, adam, lbfgs
 
 
 def synthetic_pair(rng, h=32, w=40):

@@ -7,14 +7,13 @@ import pytest
 from PIL import Image
 
 import nstyle.app.figures.reconstruct as rec
-from nstyle.cli import main as cli
 from nstyle.app.figures.cells import CellsInterrupted, CellStore
 from nstyle.app.figures.sheet import layout_sheet
+from nstyle.app.files.imageio import deprocess, preprocess, white_noise
+from nstyle.app.run import network
+from nstyle.cli import main as cli
 from nstyle.errors import InputError
 from nstyle.model.gradcheck import random_vgg_params
-from nstyle.app.files.imageio import deprocess, preprocess
-from nstyle.app.files.imageio import white_noise
-from nstyle.app.run import network
 from nstyle.model.vgg import VGG19
 
 

@@ -16,12 +16,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nstyle.app.files.imageio import load_rgb
 from nstyle.cli import main as cli
 from nstyle.errors import InputError
-from nstyle.app.files.imageio import load_rgb
 
-from .clitools import (FAST_LAYERS, assert_one_line_error, gradient_image, leftovers, nstyle,
-                       random_weights_file, stripes_image)
+from .clitools import (
+    FAST_LAYERS,
+    assert_one_line_error,
+    gradient_image,
+    leftovers,
+    nstyle,
+    random_weights_file,
+    stripes_image,
+)
 
 
 @pytest.fixture(scope="module")

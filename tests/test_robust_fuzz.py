@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from nstyle.errors import InputError
 from nstyle.app.files.imageio import load_rgb
+from nstyle.errors import InputError
 
 
 def _seed_files():

@@ -10,8 +10,16 @@ import time
 import numpy as np
 import pytest
 
-from .clitools import (FAST_LAYERS, assert_one_line_error, env_for, gradient_image, leftovers, nstyle,
-                       random_weights_file, stripes_image)
+from .clitools import (
+    FAST_LAYERS,
+    assert_one_line_error,
+    env_for,
+    gradient_image,
+    leftovers,
+    nstyle,
+    random_weights_file,
+    stripes_image,
+)
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,15 @@ from nstyle.app.batch import connect  # noqa: E402
 from nstyle.app.batch.connect import CONNECT_SECONDS, parse_address, probe, scheduler_address  # noqa: E402
 from nstyle.errors import InputError  # noqa: E402
 
-from .clitools import (FAST_LAYERS, assert_one_line_error, env_for, gradient_image, nstyle,  # noqa: E402
-                       random_weights_file, stripes_image)
+from .clitools import (  # noqa: E402
+    FAST_LAYERS,
+    assert_one_line_error,
+    env_for,
+    gradient_image,
+    nstyle,
+    random_weights_file,
+    stripes_image,
+)
 
 
 class FakeServer:

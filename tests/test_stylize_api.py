@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nstyle import InputError, NonFiniteLoss, StylizeInterrupted
-from nstyle import stylize
+from nstyle import InputError, NonFiniteLoss, StylizeInterrupted, stylize
 from nstyle.app.run.color import rgb_to_yiq
-from nstyle.model.gradcheck import random_vgg_params
 from nstyle.app.run.stylize import prepare
+from nstyle.model.gradcheck import random_vgg_params
 from nstyle.model.vgg import VGG19
 
 from .clitools import gradient_image, stripes_image

@@ -5,10 +5,10 @@ import pytest
 from PIL import Image
 
 from nstyle import InputError
-from nstyle.app.tiles import plan as tiles_module
 from nstyle.app.files.imageio import preprocess
 from nstyle.app.run.stages import setup_stage
 from nstyle.app.run.stylize import prepare
+from nstyle.app.tiles import plan as tiles_module
 from nstyle.app.tiles.blend import Blender, assemble
 from nstyle.app.tiles.plan import TilePlan, axis_tiles, axis_weights, resolve_overlap
 from nstyle.app.tiles.work import style_grams, tile_term_scales

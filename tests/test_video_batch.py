@@ -5,10 +5,10 @@ pytest.importorskip("av", reason="needs the video extra")
 pytest.importorskip("cv2", reason="needs the video extra")
 pytest.importorskip("distributed", reason="needs the batch extra")
 
-from nstyle.errors import InputError  # noqa: E402
 from nstyle.app.batch.progress import JobsProgress  # noqa: E402
 from nstyle.app.video.batch import run_video_batch  # noqa: E402
 from nstyle.app.video.media import open_source, write_video  # noqa: E402
+from nstyle.errors import InputError  # noqa: E402
 
 from .clitools import nstyle, random_weights_file, stripes_image  # noqa: E402
 from .test_video_clip import clip_images  # noqa: E402

@@ -10,15 +10,22 @@ import pytest
 pytest.importorskip("av", reason="needs the video extra: pip install 'nstyle[video]'")
 pytest.importorskip("cv2", reason="needs the video extra: pip install 'nstyle[video]'")
 
-from nstyle.errors import InputError  # noqa: E402
 from nstyle.app.video import VideoInterrupted, stylize_video  # noqa: E402
 from nstyle.app.video.media import open_source, write_video  # noqa: E402
+from nstyle.errors import InputError  # noqa: E402
 from nstyle.model.gradcheck import random_vgg_params  # noqa: E402
 from nstyle.model.vgg import VGG19  # noqa: E402
 
-from .clitools import FAST_LAYERS, assert_one_line_error, env_for, leftovers, nstyle, random_weights_file  # noqa: E402
-from .clitools import signal_at_line  # noqa: E402
-from .clitools import stripes_image  # noqa: E402
+from .clitools import (  # noqa: E402
+    FAST_LAYERS,
+    assert_one_line_error,
+    env_for,
+    leftovers,
+    nstyle,
+    random_weights_file,
+    signal_at_line,  # noqa: E402
+    stripes_image,  # noqa: E402
+)
 from .test_video_clip import clip_images  # noqa: E402
 
 # Real processes and whole runs: in .ci/run's slow pass, not the quick suite.

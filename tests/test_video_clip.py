@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nstyle.errors import InputError
 from nstyle.app.video.media import open_source, output_kind, write_video
+from nstyle.errors import InputError
 
 try:
     import av

@@ -6,8 +6,13 @@ from PIL import Image
 from nstyle import stylize
 from nstyle.app.files.imageio import fit_size, preprocess
 from nstyle.app.run.memory import estimate
-from nstyle.app.run.weighting import (REFERENCE_SIZE, attach_normalization, compensate_normalization,
-                                  network_normalization, term_scales)
+from nstyle.app.run.weighting import (
+    REFERENCE_SIZE,
+    attach_normalization,
+    compensate_normalization,
+    network_normalization,
+    term_scales,
+)
 from nstyle.cli import main as cli
 from nstyle.model.arch import CONV_LAYERS
 from nstyle.model.gradcheck import random_image, random_vgg_params

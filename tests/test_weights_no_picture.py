@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nstyle import StyleObjective, VGG19, stylize
+from nstyle import VGG19, StyleObjective, stylize
 from nstyle.app.files.imageio import preprocess
 from nstyle.app.run.stops import NothingPainted
 from nstyle.app.run.stylize import prepare

@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 from nstyle.cli import main as cli
-from nstyle.model.gradcheck import random_image, random_vgg_params
-from nstyle.weights.normalize import normalize_params
 from nstyle.model.arch import CONV_LAYERS
+from nstyle.model.gradcheck import random_image, random_vgg_params
 from nstyle.model.vgg import VGG19
+from nstyle.weights.normalize import normalize_params
 from nstyle.weights.store import read_hdf5, write_hdf5
 
 from .weights_fixtures import FULL, random_params

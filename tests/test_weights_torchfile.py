@@ -8,8 +8,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from nstyle.weights import torchfile
 from nstyle.errors import WeightsError
+from nstyle.weights import torchfile
 
 from .conftest import require_torch
 from .weights_fixtures import torch_save_bytes

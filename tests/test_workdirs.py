@@ -16,7 +16,7 @@ from nstyle.app.tiles.run import discard
 from nstyle.app.video.store import STATE_FILE, FrameStore
 from nstyle.errors import InputError
 
-from .clitools import gradient_image, stripes_image
+from .clitools import gradient_image
 
 SIZE = (24, 16)
 

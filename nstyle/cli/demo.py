@@ -9,15 +9,14 @@ and the two inputs as ``content.png`` and ``style.png``.
 import os
 import sys
 
-from ..errors import InputError
-from ..app.files.imageio import load_rgb, save_image
-from ..app.files.progress import Progress
 from ..app.figures.samples import BUNDLED_PHOTOS, bundled_photo, swirl_painting
 from ..app.figures.sheet import contact_sheet
-from ..app.run.stylize import prepare
-from .args import count, iters_list, list_of, positive_int
+from ..app.files.imageio import load_rgb, save_image
 from ..app.files.outputs import check_outputs, read_paths
-from .args import print_path
+from ..app.files.progress import Progress
+from ..app.run.stylize import prepare
+from ..errors import InputError
+from .args import count, iters_list, list_of, positive_int, print_path
 from .checks import check_run
 from .commands import summary
 from .stylize import add_run_options, execute

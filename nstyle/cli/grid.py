@@ -5,8 +5,17 @@ from ..app.batch.run_batch import BatchInterrupted
 from ..app.figures.cells import CellsInterrupted
 from ..app.figures.grid import make_grid
 from ..app.files.progress import say
-from .args import (add_lbfgs_impl_option, add_network_options, count, layers, list_of, positive_float,
-                   positive_int, print_path, scheduler)
+from .args import (
+    add_lbfgs_impl_option,
+    add_network_options,
+    count,
+    layers,
+    list_of,
+    positive_float,
+    positive_int,
+    print_path,
+    scheduler,
+)
 from .checks import check_run
 from .commands import summary
 

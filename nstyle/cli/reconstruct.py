@@ -2,9 +2,9 @@
 import sys
 
 from ..app.figures.cells import CellsInterrupted
+from ..app.figures.reconstruct import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, reconstruct, reconstruct_sheet
 from ..app.files.imageio import save_image
 from ..app.files.progress import say
-from ..app.figures.reconstruct import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, reconstruct, reconstruct_sheet
 from ..app.run.stylize import NonFiniteLoss, StylizeInterrupted
 from ..errors import InputError
 from .args import add_lbfgs_impl_option, add_network_options, count, layers, positive_int, print_path

@@ -12,11 +12,24 @@ from ..app.files.outputs import snapshot_path
 from ..app.files.progress import Progress
 from ..app.files.runlog import plot_losses, write_log
 from ..app.run.settings import DEFAULTS, INITS, OPTIMIZERS, ORIGINAL_COLORS
-from ..app.run.stylize import NonFiniteLoss, StylizeInterrupted, prepare, run as run_plan
+from ..app.run.stylize import NonFiniteLoss, StylizeInterrupted, prepare
+from ..app.run.stylize import run as run_plan
 from ..app.tiles.run import discard, tiles_folder
 from ..errors import InputError
-from .args import (add_lbfgs_impl_option, add_network_options, add_reporting_options, count, iters_list, join,
-                   layers, list_of, positive_float, positive_int, print_path, weight)
+from .args import (
+    add_lbfgs_impl_option,
+    add_network_options,
+    add_reporting_options,
+    count,
+    iters_list,
+    join,
+    layers,
+    list_of,
+    positive_float,
+    positive_int,
+    print_path,
+    weight,
+)
 from .checks import check_run
 from .commands import summary
 

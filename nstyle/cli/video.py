@@ -13,10 +13,10 @@ import sys
 
 from ..app.files.progress import say
 from ..app.files.runlog import write_log
+from ..app.run.stops import NonFiniteLoss
 from ..app.video.driver import DEFAULT_BLEND, DEFAULT_TEMPORAL_WEIGHT, VideoInterrupted, prepare_video
 from ..app.video.flow import FLOWS
 from ..app.video.progress import VideoProgress
-from ..app.run.stops import NonFiniteLoss
 from ..app.video.run import run_video
 from ..errors import InputError
 from . import stylize as stylize_command

@@ -28,8 +28,19 @@ from . import padded
 from .buffers import BufferPool
 from .fastconv import PreparedConv3x3
 from .losses import bordered_style_loss
-from .steps import (mask_shape, relu_epilogue, grad_mask_epilogue, relu_with_mask, apply_mask, add_interior, add_flat, copy_in, avg_pool, max_pool, pool_backward)
-
+from .steps import (
+    add_flat,
+    add_interior,
+    apply_mask,
+    avg_pool,
+    copy_in,
+    grad_mask_epilogue,
+    mask_shape,
+    max_pool,
+    pool_backward,
+    relu_epilogue,
+    relu_with_mask,
+)
 
 # --- forward and backward -------------------------------------------------------------------------
 

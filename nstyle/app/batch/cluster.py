@@ -19,8 +19,8 @@ import contextlib
 import logging
 
 from ...errors import InputError
-from .connect import remote_client, scheduler_address  # noqa: F401 -- the one way to a scheduler
 from ..run.memory import CPU_SCRATCH_BYTES_PER_THREAD, available_bytes, format_bytes
+from .connect import remote_client, scheduler_address  # noqa: F401 -- the one way to a scheduler
 
 # A Dask worker process and its nanny, beyond what nstyle's estimate counts (measured: a worker that
 # has imported nstyle and SciPy's optimizer holds 125 MiB, of which the estimate's base and

@@ -29,11 +29,11 @@ from ...atomic import atomic_write
 from ...errors import InputError, RunError
 from ..figures.cells import image_fingerprint
 from ..files.imageio import DEFAULT_MAX_PIXELS
-from .jobs import OPTION_KINDS, Job, output_name
 from ..files.outputs import check_output_path
 from ..run.plan import as_image
 from ..run.settings import DEFAULTS
 from ..run.stylize import prepare
+from .jobs import OPTION_KINDS, Job, output_name
 from .worker import file_sha256, is_current, settings_hash, sidecar_path
 
 SUMMARY_FILE = "summary.csv"

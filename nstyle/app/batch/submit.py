@@ -19,10 +19,17 @@ import collections
 import uuid
 
 from ...cpu.threads import available_cores
-from .cluster import (dashboard_link, finished_futures, free_memory, local_client, quiet_dask_logs,
-                      remote_client, size_local_cluster, worker_slots)
 from ..run.memory import format_bytes
-
+from .cluster import (
+    dashboard_link,
+    finished_futures,
+    free_memory,
+    local_client,
+    quiet_dask_logs,
+    remote_client,
+    size_local_cluster,
+    worker_slots,
+)
 
 
 def run_on_cluster(todo, *, client=None, scheduler=None, workers=None, threads=None, retries=1,

@@ -12,17 +12,16 @@ is rebuilt from the cells after each one.
 """
 import math
 
-from .cells import (Cell, CellStore, cells_folder, cells_sheet, fill_sheet, image_fingerprint,
-                    weights_fingerprint)
 from ...errors import InputError
-from ..files.imageio import resize_longest
 from ...model.objective import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
-from .reconstruct import style_subset_label
-from ..run.network import load_network
+from ...validate import whole_number
+from ..files.imageio import resize_longest
 from ..files.outputs import check_output_path, read_paths
+from ..run.network import load_network
 from ..run.plan import as_image, input_fingerprint
 from ..run.stylize import prepare, run
-from ...validate import whole_number
+from .cells import Cell, CellStore, cells_folder, cells_sheet, fill_sheet, image_fingerprint, weights_fingerprint
+from .reconstruct import style_subset_label
 
 GRID_INITS = ("noise", "content", "style")
 

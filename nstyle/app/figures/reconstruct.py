@@ -15,16 +15,15 @@ The paper names its layers conv1_1 ... conv5_1, but its Caffe network ran each R
 responses it read from those blobs were the rectified ones: relu1_1 ... relu5_1 here. Any layer name
 is accepted (conv3_1 gives the pre-ReLU responses).
 """
-from .cells import (Cell, CellStore, cells_folder, cells_sheet, fill_sheet, image_fingerprint,
-                    weights_fingerprint)
 from ...errors import InputError
-from ..files.imageio import resize_longest
 from ...model.objective import DEFAULT_STYLE_LAYERS, StyleObjective
-from ..run.network import load_network
+from ...validate import whole_number
+from ..files.imageio import resize_longest
 from ..files.outputs import check_output_path, read_paths
+from ..run.network import load_network
 from ..run.plan import as_image, input_fingerprint
 from ..run.stylize import prepare, run
-from ...validate import whole_number
+from .cells import Cell, CellStore, cells_folder, cells_sheet, fill_sheet, image_fingerprint, weights_fingerprint
 
 # The paper's rows (see the module docstring for why relu, not conv).
 PAPER_CONTENT_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

@@ -12,15 +12,15 @@ from PIL import Image
 from ...errors import InputError
 from ...model.arch import LAYER_INDEX, pools_before
 from ...model.vgg import resolve_engine
+from ...optim.optimize import resolve_lbfgs_impl
 from ...validate import whole_number
 from ..figures.cells import image_fingerprint
 from ..files.imageio import fit_size, load_rgb, viewed_rgb
-from .masks import plan_regions
-from .stops import check_something_to_paint
 from ..tiles.plan import plan_tiles
-from ...optim.optimize import resolve_lbfgs_impl
+from .masks import plan_regions
 from .memory import available_bytes, estimate, format_bytes, gpu_available_bytes, largest_fitting_size
 from .settings import DEFAULT_MAX_PIXELS, DEVICES, INITS, OPTIMIZERS, ORIGINAL_COLORS, Settings  # noqa: F401
+from .stops import check_something_to_paint
 
 
 def _stage_plan(size, scales, iters):

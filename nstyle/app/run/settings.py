@@ -32,8 +32,13 @@ import numpy as np
 
 from ...errors import InputError
 from ...model.arch import POOLINGS
-from ...model.objective import (DEFAULT_CONTENT_LAYERS, DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_LAYERS,
-                                DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT)
+from ...model.objective import (
+    DEFAULT_CONTENT_LAYERS,
+    DEFAULT_CONTENT_WEIGHT,
+    DEFAULT_STYLE_LAYERS,
+    DEFAULT_STYLE_WEIGHT,
+    DEFAULT_TV_WEIGHT,
+)
 from ...model.vgg import ENGINES, check_layer_names
 from ...optim.optimize import LBFGS_IMPLS, METHODS
 from ...validate import choice, distinct, finite_number, normalised_weights, scaled_weights, weight, whole_number

@@ -16,10 +16,10 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from . import color
 from ...model.objective import StyleObjective
 from ...optim.optimize import STOP_CONVERGED, STOP_INTERRUPTED, STOP_REQUESTED, minimize
 from ..files.imageio import deprocess, pixel_bounds, preprocess, white_noise
+from . import color
 from .stops import RunStopped, StylizeInterrupted, check_moved, raise_for_stop
 from .weighting import compensate_normalization, network_normalization, term_scales
 

@@ -11,12 +11,13 @@ before any weights load (``plan.py``). ``run`` then loads the network and runs t
 import numpy as np
 
 from ...backend import set_tf32
+from ..tiles.run import run_tiled
 from .network import load_network
 from .plan import DEVICES, INITS, OPTIMIZERS, ORIGINAL_COLORS, Plan, as_image, make_plan  # noqa: F401
-from .settings import DEFAULTS as D, OPTION_NAMES, Settings
+from .settings import DEFAULTS as D
+from .settings import OPTION_NAMES, Settings
 from .stages import run_stages
 from .stops import NonFiniteLoss, StylizeInterrupted, raise_for_stop  # noqa: F401 -- re-exported
-from ..tiles.run import run_tiled
 from .weighting import attach_normalization
 
 

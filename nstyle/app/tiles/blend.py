@@ -9,6 +9,7 @@ import numpy as np
 
 from .plan import STRIP_ROWS
 
+
 class Blender:
     """Boxes of one pass's blended result. fetch(tile): its (h, w, 3) uint8 image, or None when it is
     not made; fallback(tile): what stands in for a missing tile (its starting crop). Tile images are

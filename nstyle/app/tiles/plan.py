@@ -25,8 +25,14 @@ from ...errors import InputError
 from ...model.arch import LAYER_INDEX, channels, pools_before
 from ...validate import whole_number
 from ..files.imageio import fit_size
-from ..run.memory import (OTHER_FRACTION, available_bytes, estimate, format_bytes, gpu_available_bytes,
-                     largest_fitting_size)
+from ..run.memory import (
+    OTHER_FRACTION,
+    available_bytes,
+    estimate,
+    format_bytes,
+    gpu_available_bytes,
+    largest_fitting_size,
+)
 
 STRIP_ROWS = 128            # rows of the output summed at a time
 STATS_MARGIN = 96           # pixels of context around each block of a large style image (tiles.work.style_grams)

@@ -28,10 +28,9 @@ from PIL import Image
 
 from ...errors import InputError
 from ...model.objective import normalise_blend
-from ..figures.cells import (CELL_NAME, SETTINGS_FILE, SETTINGS_LIMIT, CellStore, image_fingerprint,
-                             weights_fingerprint)
-from ..files.workdir import read_file, remove_file, remove_folder
 from ...optim.optimize import STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED
+from ..figures.cells import CELL_NAME, SETTINGS_FILE, SETTINGS_LIMIT, CellStore, image_fingerprint, weights_fingerprint
+from ..files.workdir import read_file, remove_file, remove_folder
 from ..run.plan import input_fingerprint
 from ..run.stages import run_stages
 from ..run.stops import NonFiniteLoss, StylizeInterrupted
@@ -266,7 +265,7 @@ class _Run:
 
 def _weights_sha(o):
     """The SHA-256 of the weights file the workers should find (None when it is not visible here)."""
-    from .work import _sha256  # noqa: PLC0415
     from ..run.weighting import weights_file  # noqa: PLC0415
+    from .work import _sha256  # noqa: PLC0415
     path = weights_file(o.weights)
     return _sha256(path) if o.weights and Path(path).is_file() else None

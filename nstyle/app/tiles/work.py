@@ -12,20 +12,19 @@ import uuid
 import numpy as np
 from PIL import Image
 
-from ..run import color
 from ... import interrupts
 from ...backend import set_tf32, to_device, to_host
 from ...errors import NStyleError, RunError
 from ...model.arch import pools_before
 from ...model.objective import StyleObjective, layer_positions
 from ...model.terms import ContentTerm, GramTerm
-from ..files.imageio import deprocess, preprocess
 from ...optim.optimize import STOP_NONFINITE, STOP_REQUESTED
-from .plan import STATS_MARGIN
+from ..files.imageio import deprocess, preprocess
+from ..run import color
 from ..run.settings import Settings
 from ..run.stages import optimize
 from ..run.weighting import network_normalization, normalization_factors, term_scales
-
+from .plan import STATS_MARGIN
 
 # ---------------------------------------------------------------------------------------------------
 # Style targets and term scales, computed once.
@@ -156,6 +155,7 @@ def _worker_network(o):
     (the weights file found as the batch's workers find it: ``weighting.weights_file``) and the file's
     SHA-256."""
     import os  # noqa: PLC0415
+
     from ..run.network import load_network  # noqa: PLC0415
     from ..run.weighting import attach_normalization, weights_file  # noqa: PLC0415
     path = os.fspath(weights_file(o["weights"]))
@@ -233,8 +233,15 @@ def cluster_run(tiles, make_spec, grams, plan, on_done, say, state):
     result) for each finished one. A lost worker's tile is submitted again once; Ctrl-C (or any
     error) cancels the running tiles (they poll an Event) and re-raises."""
     from ...cpu.threads import available_cores  # noqa: PLC0415
-    from ..batch.cluster import (free_memory, local_client, quiet_dask_logs, remote_client, require_dask,  # noqa: PLC0415
-                          scheduler_address, size_local_cluster)
+    from ..batch.cluster import (  # noqa: PLC0415
+        free_memory,
+        local_client,
+        quiet_dask_logs,
+        remote_client,
+        require_dask,
+        scheduler_address,
+        size_local_cluster,
+    )
     require_dask()
     c = dict(plan.settings.tile_cluster)
     run = (lambda client: _drive(client, tiles, make_spec, grams, on_done, state, c.get("retries", 1)))
@@ -256,6 +263,7 @@ def cluster_run(tiles, make_spec, grams, plan, on_done, say, state):
 
 def _drive(client, tiles, make_spec, grams, on_done, state, retries):
     from distributed import Event, KilledWorker  # noqa: PLC0415
+
     from ..batch.cluster import finished_futures, worker_slots  # noqa: PLC0415
     name = f"nstyle-tiles-cancel-{uuid.uuid4().hex}"
     event = Event(name, client=client)

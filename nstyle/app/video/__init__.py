@@ -13,6 +13,5 @@
 
 PyAV and OpenCV are imported only when a video is read or a flow computed (``pip install 'nstyle[video]'``).
 """
-from .driver import (DEFAULT_TEMPORAL_WEIGHT, VideoInterrupted, VideoPlan, VideoResult, prepare_video,  # noqa: F401
-                     stylize_video)
+from .driver import DEFAULT_TEMPORAL_WEIGHT, VideoInterrupted, VideoPlan, VideoResult, prepare_video, stylize_video  # noqa: F401
 from .run import run_video  # noqa: F401

@@ -14,8 +14,15 @@ import time
 from dataclasses import dataclass, field
 
 from ...errors import InputError, NStyleError
-from ..batch.cluster import (finished_futures, free_memory, local_client, quiet_dask_logs, remote_client, require_dask,
-                       size_local_cluster)
+from ..batch.cluster import (
+    finished_futures,
+    free_memory,
+    local_client,
+    quiet_dask_logs,
+    remote_client,
+    require_dask,
+    size_local_cluster,
+)
 from ..files.outputs import same_file
 from .driver import prepare_video
 
@@ -55,8 +62,8 @@ def plan_clips(clips, style, outdir, suffix=".mp4", **video_options):
 
 def run_clip(spec):
     """The task (on a worker): stylise one clip; returns {"job", "status", "seconds", ...}, never raises."""
-    from ..batch.worker import _stop_check, _worker_threads, worker_network  # noqa: PLC0415
     from ...cpu.threads import set_num_threads  # noqa: PLC0415
+    from ..batch.worker import _stop_check, _worker_threads, worker_network  # noqa: PLC0415
     from .driver import VideoInterrupted  # noqa: PLC0415
     from .run import run_video  # noqa: PLC0415
     start = time.perf_counter()
@@ -91,6 +98,7 @@ def run_video_batch(clips, style, outdir, *, suffix=".mp4", client=None, schedul
     running clips stop after their current frame, keeping the frames done)."""
     require_dask()
     from distributed import Event, wait  # noqa: PLC0415
+
     from ..batch.connect import parse_address  # noqa: PLC0415
     scheduler = parse_address(scheduler, "scheduler") if scheduler else None  # before any work
     import uuid  # noqa: PLC0415

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 
 from ...errors import InputError
 from ...validate import finite_number, whole_number
+from ..batch.worker import file_sha256
 from ..figures.cells import image_fingerprint
 from ..files.outputs import check_output_path, read_paths, same_file
 from ..run.plan import input_fingerprint
 from ..run.settings import DEFAULTS
 from ..run.stylize import prepare
-from ..batch.worker import file_sha256
 from .flow import FLOWS, require_cv2
 from .media import check_writable_video, open_source, output_kind, require_av
 from .run import VideoInterrupted, VideoResult, run_video  # noqa: F401 -- re-exported

@@ -6,8 +6,8 @@ keeping its best image, since a video keeps whole frames only.
 """
 import numpy as np
 
-from ..run import color
 from ..files.imageio import preprocess
+from ..run import color
 from ..run.stages import run_stages
 from ..run.stops import RunStopped
 

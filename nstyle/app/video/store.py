@@ -20,9 +20,17 @@ import re
 from ...atomic import atomic_write
 from ...errors import InputError
 from ...version import __version__
-from ..files.workdir import (check_folder, load_piece, make_folder, read_file, read_piece, remove_file, remove_folder,
-                             write_piece)
 from ..batch.worker import settings_hash
+from ..files.workdir import (
+    check_folder,
+    load_piece,
+    make_folder,
+    read_file,
+    read_piece,
+    remove_file,
+    remove_folder,
+    write_piece,
+)
 
 STATE_FILE = "nstyle-video.json"
 STATE_LIMIT = 256 * 2**20  # a state file larger than this is not one nstyle wrote

@@ -20,9 +20,14 @@ from .histogram import histogram_loss, histogram_loss_naive, histogram_scratch_b
 from .mean_std import MeanStdTarget, mean_std_loss, mean_std_loss_naive, mean_std_scratch_bytes, mean_std_targets
 from .mmd import KERNELS, MMDTarget, gaussian_mmd_exact, mmd_loss, mmd_loss_naive, mmd_scratch_bytes, mmd_targets
 from .quantiles import RULES, MixtureQuantiles, mixture_bytes, quantiles, quantiles_bytes, quantiles_scratch_bytes
-from .sliced_wasserstein import (SlicedWassersteinTarget, draw_directions, sliced_wasserstein_loss,
-                                 sliced_wasserstein_loss_naive, sliced_wasserstein_scratch_bytes,
-                                 sliced_wasserstein_targets)
+from .sliced_wasserstein import (
+                                 SlicedWassersteinTarget,
+                                 draw_directions,
+                                 sliced_wasserstein_loss,
+                                 sliced_wasserstein_loss_naive,
+                                 sliced_wasserstein_scratch_bytes,
+                                 sliced_wasserstein_targets,
+)
 
 __all__ = [
     "DEFAULT_FEATURES", "FourierDraw", "draw_fourier_features", "median_bandwidth", "mixture_sample",
