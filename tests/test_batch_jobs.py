@@ -131,8 +131,8 @@ def test_plan_checks_every_job_before_anything_runs(pictures, weights, tmp_path)
          "line 2 and jobs.csv line 7 would both write"),
     ]
     for bad, message in cases:
-        with pytest.raises(InputError, match=message):
-            plan_batch([good, bad], tmp_path / "out", weights=weights)
+        with pytest.raises(InputError, match=message):  # line 6's output is outside OUTDIR: allowed here
+            plan_batch([good, bad], tmp_path / "out", weights=weights, allow_outside=True)
     with pytest.raises(InputError, match="weights file not found"):
         plan_batch([good], tmp_path / "out", weights=str(tmp_path / "missing.h5"))
 

@@ -5,8 +5,12 @@ itself, and (optionally) its own output name. Two ways to say the jobs:
 
 - a manifest, one job per row: columns ``content``, ``style`` (several separated by ``;``), optional
   ``output``, and any per-job ``stylize`` option by its keyword name (``size``, ``style_weight``,
-  ``style_layers``, ...). Relative input paths are relative to the manifest; a relative ``output`` is
-  relative to the batch's output folder.
+  ``style_layers``, ...). Relative input paths are relative to the manifest (to the working folder for
+  a manifest read from a pipe); ``output`` is relative to the batch's output folder (whether it may
+  leave that folder is the batch's to decide: ``run_batch.py``).
+  A manifest is a regular file, or a pipe the user names (``-`` for standard input, ``/dev/stdin``,
+  ``<(command)``); it is read as a stream (:func:`iter_manifest`), a row at a time, and no row may be
+  longer than :data:`MAX_ROW_CHARS` -- a multi-megabyte line is one error naming it, read no further.
 - a cross product (:func:`cross_product`): every content x every style x every combination of the
   swept option values.
 
@@ -28,6 +32,8 @@ import itertools
 import json
 import os
 import re
+import stat
+import sys
 from dataclasses import dataclass, field
 
 from ...errors import InputError
@@ -52,10 +58,13 @@ LIST_VALUED = {"scales", "content_layers", "style_layers", "style_layer_weights"
                "style_masks", "region_styles", "region_weights"}
 RESERVED_COLUMNS = ("content", "style", "output")
 NAME_LIMIT = 180  # characters; longer names are cut and end in a hash of the full name
+# One manifest row (a CSV record may span lines inside quotes): paths and option values fit many times
+# over; what is longer is not a job but a file given by mistake, and is refused before it fills memory.
+MAX_ROW_CHARS = 256 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._,=+-]")
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
     """One stylisation of a batch, as the user said it (nothing opened or checked yet)."""
     where: str                      # how errors name it: "jobs.csv line 4", "job 3"
@@ -63,6 +72,7 @@ class Job:
     styles: list
     options: dict = field(default_factory=dict)   # the per-job stylize keywords this job sets
     output: str = None              # its own output path, else the name from :func:`output_name`
+    manifest: str = None            # the manifest file it came from (a file the batch reads)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -99,8 +109,10 @@ def _bool(name, text):
 
 
 def _path(text, base):
+    """The path ``text`` names, relative to ``base``; interned, so the million rows of a manifest that
+    name one photo hold one string."""
     text = os.path.expanduser(str(text).strip())
-    return text if os.path.isabs(text) else os.path.normpath(os.path.join(base, text))
+    return sys.intern(text if os.path.isabs(text) else os.path.normpath(os.path.join(base, text)))
 
 
 def parse_value(name, value, base="."):
@@ -161,54 +173,142 @@ def sweep_values(name, text, base="."):
 # Manifests.
 
 def read_manifest(path):
-    """The jobs of a CSV or JSON-lines manifest (JSON lines: a .jsonl/.ndjson/.json suffix, or a
-    first non-blank character ``{``). Raises InputError naming the file and line."""
+    """The jobs of a CSV or JSON-lines manifest, as a list (:func:`iter_manifest` reads them one at a time)."""
+    return list(iter_manifest(path))
+
+
+def iter_manifest(path):
+    """The jobs of a CSV or JSON-lines manifest (JSON lines: a .jsonl/.ndjson/.json suffix, or a first
+    non-blank character ``{``), one at a time as the rows are read. ``path``: a regular file, or a pipe
+    (``-``: standard input). Raises InputError naming the file and line, or the file when it is neither."""
     path = os.fspath(path)
+    fh, label, base, named = _open_manifest(path)
     try:
-        with open(path, encoding="utf-8-sig") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"manifest {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
-    base = os.path.dirname(os.path.abspath(path))
-    label = os.path.basename(path)
-    json_lines = path.lower().endswith((".jsonl", ".ndjson", ".json")) or text.lstrip().startswith("{")
-    rows = _json_rows(text, label) if json_lines else _csv_rows(text, label)
-    jobs = [job_from_row(row, base, f"{label} line {line}") for line, row in rows]
-    if not jobs:
-        raise InputError(f"manifest {path}: no jobs in it")
-    return jobs
+        lines = _Lines(fh, label)
+        head = []
+        for line in lines:  # the first non-blank line tells a JSON-lines manifest from a CSV one
+            head.append(line)
+            if line.strip():
+                break
+        first = "".join(head).lstrip()
+        json_lines = path.lower().endswith((".jsonl", ".ndjson", ".json")) or first.startswith("{")
+        rows = (_json_rows if json_lines else _csv_rows)(itertools.chain(head, lines), lines, label)
+        count = 0
+        for line, row in rows:
+            count += 1
+            job = job_from_row(row, base, f"{label} line {line}")
+            job.manifest = named
+            yield job
+        if not count:
+            raise InputError(f"manifest {label}: no jobs in it")
+    finally:
+        if path == "-":
+            fh.detach()  # standard input stays open for whoever else reads it
+        else:
+            fh.close()
 
 
-def _csv_rows(text, label):
-    reader = csv.DictReader(io.StringIO(text), restkey="\0extra")
-    if reader.fieldnames is None:
-        return []
-    names = [n.strip() for n in reader.fieldnames]
-    if len(set(names)) != len(names):
-        raise InputError(f"{label}: a column name repeats in the header")
-    rows = []
-    for row in reader:
-        if "\0extra" in row:
-            raise InputError(f"{label} line {reader.line_num}: more cells than columns")
-        cells = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-        if any(cells.values()):
-            rows.append((reader.line_num, cells))
-    return rows
+def _open_manifest(path):
+    """(text stream, label for errors, folder relative paths start from, the file's path or None for a
+    pipe). Only a regular file or a pipe: a folder, a device (``/dev/zero`` would never end) or a socket
+    is refused before anything is read."""
+    path = os.fspath(path)
+    if path == "-":
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:
+            raise InputError("manifest -: standard input is closed")
+        return io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), "stdin", os.getcwd(), None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise InputError(f"manifest {path}: cannot read it ({exc.strerror or exc})") from None
+    pipe = stat.S_ISFIFO(mode)
+    if not (stat.S_ISREG(mode) or pipe):
+        what = ("a folder" if stat.S_ISDIR(mode) else "a character device" if stat.S_ISCHR(mode) else
+                "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+        raise InputError(f"manifest {path}: is {what}, not a file",
+                         hint="give a CSV or JSON-lines file, or - to read one from standard input")
+    try:
+        fh = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 -- closed by iter_manifest
+    except OSError as exc:
+        raise InputError(f"manifest {path}: cannot read it ({exc.strerror or exc})") from None
+    label = os.path.basename(path) or path
+    if pipe:  # /dev/stdin, <(command): paths in it are relative to where the command runs
+        return fh, label, os.getcwd(), None
+    return fh, label, os.path.dirname(os.path.abspath(path)), os.path.abspath(path)
 
 
-def _json_rows(text, label):
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+class _Lines:
+    """The lines of a manifest, each read with a bound (``readline(MAX_ROW_CHARS + 1)``), counted; a
+    record's length (``pending``, reset by the reader after each row) is bounded too, so a quoted CSV
+    cell cannot run on for ever over many short lines. Undecodable bytes name their line."""
+
+    def __init__(self, fh, label):
+        self.fh, self.label = fh, label
+        self.number = 0     # lines read so far
+        self.pending = 0    # characters of the record being read
+        self.started = 1    # the line it began on
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            line = self.fh.readline(MAX_ROW_CHARS + 1)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{self.label} line {self.number + 1}: not UTF-8 text ({exc.reason})",
+                             hint="save the manifest as UTF-8") from None
+        except OSError as exc:
+            raise InputError(f"manifest {self.label}: cannot read it ({exc.strerror or exc})") from None
+        if not line:
+            raise StopIteration
+        self.number += 1
+        if not self.pending and not line.strip():  # blank lines between rows belong to no row
+            self.started = self.number + 1
+            return line
+        self.pending += len(line)
+        if len(line) > MAX_ROW_CHARS or self.pending > MAX_ROW_CHARS:
+            where = self.number if len(line) > MAX_ROW_CHARS else f"{self.started}-{self.number}"
+            raise InputError(f"{self.label} line {where}: a row longer than {MAX_ROW_CHARS // 1024} KiB",
+                             hint="a row names files and options; is this the manifest you meant?")
+        return line
+
+    def row_done(self):
+        self.pending, self.started = 0, self.number + 1
+
+
+def _csv_rows(lines, counter, label):
+    reader = csv.DictReader(lines, restkey="\0extra")
+    try:
+        if reader.fieldnames is None:
+            return
+        counter.row_done()
+        names = [n.strip() for n in reader.fieldnames]
+        if len(set(names)) != len(names):
+            raise InputError(f"{label}: a column name repeats in the header")
+        for row in reader:
+            counter.row_done()
+            if "\0extra" in row:
+                raise InputError(f"{label} line {reader.line_num}: more cells than columns")
+            cells = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+            if any(cells.values()):
+                yield reader.line_num, cells
+    except csv.Error as exc:
+        raise InputError(f"{label} line {reader.line_num}: not a CSV row ({exc})") from None
+
+
+def _json_rows(lines, counter, label):
+    for line in lines:
+        counter.row_done()
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except ValueError as exc:
-            raise InputError(f"{label} line {number}: not valid JSON ({exc})") from None
+            raise InputError(f"{label} line {counter.number}: not valid JSON ({exc})") from None
         if not isinstance(row, dict):
-            raise InputError(f"{label} line {number}: expected a JSON object, one job per line")
-        rows.append((number, row))
-    return rows
+            raise InputError(f"{label} line {counter.number}: expected a JSON object, one job per line")
+        yield counter.number, row
 
 
 def job_from_row(row, base, where):
