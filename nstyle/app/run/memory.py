@@ -193,6 +193,25 @@ def network_bytes(height, width, taps, pooling="avg", itemsize=4, engine="cpu"):
     return layer_path_network_bytes(height, width, taps, pooling, itemsize)
 
 
+def normalize_estimate(height, width, params=20_024_384, itemsize=4):
+    """Bytes ``weights normalize`` needs at its peak for its largest image, (height, width), by part: the
+    weights as read (float32), then the larger of its two phases -- one image's forward pass through
+    every layer on the reference engine (input, padded copy, im2col band, output and its ReLU, at the
+    largest layer), or the rescaling (a float64 copy of the weights and the float32 result); the decoded
+    image and its network copy. Measured (random full-size weights, three 900x700 photos): peak RSS
+    363 MiB at --size 256 and 512 (estimated 386, 389), 655 MiB at 900x700 (estimated 811)."""
+    network = 0
+    for name, c_in, c_out, h, w in _walk(height, width, "relu5_4"):
+        if name.startswith("conv"):
+            padded, band = c_in * (h + 2) * (w + 2), min(IM2COL_BAND_ELEMS, 9 * c_in * h * w)
+            network = max(network, itemsize * (c_in * h * w + padded + band + 2 * c_out * h * w))
+    parts = {"base": BASE_BYTES, "weights": params * itemsize,
+             "network or rescaling": max(network, params * (8 + itemsize)),
+             "images": height * width * (3 * 2 + 3 * itemsize)}
+    parts["other"] = int(OTHER_FRACTION * sum(parts.values()))
+    return MemoryEstimate(parts=parts)
+
+
 def estimate(height, width, content_layers, style_layers, style_shapes=(), pooling="avg",
              optimizer="lbfgs", history_size=10, image_bytes=0, device="cpu", itemsize=4, engine=None,
              regions=0):
