@@ -27,7 +27,6 @@ import csv
 import difflib
 import glob
 import hashlib
-import io
 import itertools
 import json
 import os
@@ -60,7 +59,8 @@ RESERVED_COLUMNS = ("content", "style", "output")
 NAME_LIMIT = 180  # characters; longer names are cut and end in a hash of the full name
 # One manifest row (a CSV record may span lines inside quotes): paths and option values fit many times
 # over; what is longer is not a job but a file given by mistake, and is refused before it fills memory.
-MAX_ROW_CHARS = 256 * 1024
+# (Python's csv module refuses a cell of 128 Ki characters or more; no row reaches it.)
+MAX_ROW_CHARS = 128 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._,=+-]")
 
 
@@ -202,9 +202,7 @@ def iter_manifest(path):
         if not count:
             raise InputError(f"manifest {label}: no jobs in it")
     finally:
-        if path == "-":
-            fh.detach()  # standard input stays open for whoever else reads it
-        else:
+        if path != "-":  # standard input stays open for whoever else reads it
             fh.close()
 
 
@@ -217,7 +215,7 @@ def _open_manifest(path):
         stream = getattr(sys.stdin, "buffer", None)
         if stream is None:
             raise InputError("manifest -: standard input is closed")
-        return io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), "stdin", os.getcwd(), None
+        return stream, "stdin", os.getcwd(), None
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
@@ -229,7 +227,7 @@ def _open_manifest(path):
         raise InputError(f"manifest {path}: is {what}, not a file",
                          hint="give a CSV or JSON-lines file, or - to read one from standard input")
     try:
-        fh = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 -- closed by iter_manifest
+        fh = open(path, "rb")  # noqa: SIM115 -- closed by iter_manifest; decoded a line at a time
     except OSError as exc:
         raise InputError(f"manifest {path}: cannot read it ({exc.strerror or exc})") from None
     label = os.path.basename(path) or path
@@ -239,9 +237,10 @@ def _open_manifest(path):
 
 
 class _Lines:
-    """The lines of a manifest, each read with a bound (``readline(MAX_ROW_CHARS + 1)``), counted; a
-    record's length (``pending``, reset by the reader after each row) is bounded too, so a quoted CSV
-    cell cannot run on for ever over many short lines. Undecodable bytes name their line."""
+    """The lines of a manifest, each read with a bound (``readline(MAX_ROW_CHARS + 1)`` on the bytes) and
+    decoded on its own (UTF-8, a byte-order mark allowed at the start), so undecodable bytes name their
+    line; counted; a record's length (``pending``, reset by the reader after each row) is bounded too,
+    so a quoted CSV cell cannot run on for ever over many short lines."""
 
     def __init__(self, fh, label):
         self.fh, self.label = fh, label
@@ -254,15 +253,20 @@ class _Lines:
 
     def __next__(self):
         try:
-            line = self.fh.readline(MAX_ROW_CHARS + 1)
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{self.label} line {self.number + 1}: not UTF-8 text ({exc.reason})",
-                             hint="save the manifest as UTF-8") from None
+            raw = self.fh.readline(MAX_ROW_CHARS + 1)
         except OSError as exc:
             raise InputError(f"manifest {self.label}: cannot read it ({exc.strerror or exc})") from None
-        if not line:
+        if not raw:
             raise StopIteration
         self.number += 1
+        try:
+            line = raw.decode("utf-8-sig" if self.number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            if len(raw) > MAX_ROW_CHARS:  # cut inside a character: the length is what is wrong
+                line = "x" * len(raw)
+            else:
+                raise InputError(f"{self.label} line {self.number}: not UTF-8 text ({exc.reason})",
+                                 hint="save the manifest as UTF-8") from None
         if not self.pending and not line.strip():  # blank lines between rows belong to no row
             self.started = self.number + 1
             return line
@@ -294,7 +298,7 @@ def _csv_rows(lines, counter, label):
             if any(cells.values()):
                 yield reader.line_num, cells
     except csv.Error as exc:
-        raise InputError(f"{label} line {reader.line_num}: not a CSV row ({exc})") from None
+        raise InputError(f"{label} line {counter.number}: not a CSV row ({exc})") from None
 
 
 def _json_rows(lines, counter, label):
