@@ -258,7 +258,7 @@ class FrameSequence:
 
 def _gif_palette(images):
     """One palette for the whole GIF (a palette per frame would flicker by itself): from up to 16 frames."""
-    sample = [images[i] for i in range(0, len(images), max(1, len(images) // 16))][:16]
+    sample = [images[i] for i in range(0, len(images), max(1, len(images) // 16))[:16]]
     w, h = sample[0].size
     sheet = Image.new("RGB", (w, h * len(sample)))
     for i, img in enumerate(sample):
