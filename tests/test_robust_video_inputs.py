@@ -156,3 +156,18 @@ def test_dry_run_creates_nothing(tmp_path, clip, weights, command):
     assert tree(tmp_path) == before, f"{command}: a dry run created {set(tree(tmp_path)) - set(before)}"
     if command == "clips":
         assert "clip.mp4: 4 frames at 48x36" in result.out, result
+
+
+# --- frame rates: malformed values name where they came from ----------------------------------------
+
+@pytest.mark.parametrize("fps", ["1e-300", "1e300", "0.001"])
+def test_an_unusable_frame_rate_flag_is_one_line_naming_the_flag(tmp_path, clip, weights, fps):
+    result = nstyle(tmp_path, "video", clip, "style.png", "-o", "out.mp4", "--fps", fps, "--dry-run",
+                    "--weights", weights, timeout=60)
+    assert_one_line_error(result, 2, "--fps", fps)
+
+
+@pytest.mark.parametrize("fps", [1e-300, 1e300])
+def test_an_unusable_frame_rate_from_the_api_is_refused(clip, fps):
+    with pytest.raises(InputError, match="frames per second"):
+        open_source(clip, fps=fps)

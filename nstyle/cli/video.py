@@ -20,7 +20,7 @@ from ..app.run.stops import NonFiniteLoss
 from ..app.video.run import run_video
 from ..errors import InputError
 from . import stylize as stylize_command
-from .args import positive_float, positive_int, print_path, weight
+from .args import frame_rate, positive_int, print_path, weight
 from .checks import check_run
 
 _NOT_FOR_VIDEO = {"content", "styles", "output", "save_every", "plot", "help"}
@@ -58,7 +58,7 @@ def add_parser(sub):
                         "forward in turn, each of --iters per frame (default: 1)")
     g.add_argument("--blend", type=weight, default=DEFAULT_BLEND, metavar="D",
                    help=f"multi-pass: how much of the warped neighbour a frame starts from (default: {DEFAULT_BLEND:g})")
-    g.add_argument("--fps", type=positive_float, default=None, metavar="F",
+    g.add_argument("--fps", type=frame_rate, default=None, metavar="F",
                    help="frames per second of the output (frames repeated or dropped; default: the input's; "
                         "for a folder: its rate, default 25)")
     g.add_argument("--start", type=weight, default=0.0, metavar="SECONDS", help="start this far into the input")

@@ -33,7 +33,7 @@ from ..run.plan import INITS
 from ..run.stylize import prepare, stylize
 from ..batch.worker import file_sha256
 from .flow import FLOWS, require_cv2
-from .media import check_writable_video, open_source, output_kind, require_av
+from .media import check_fps, check_writable_video, open_source, output_kind, require_av
 from .run import VideoInterrupted, VideoResult, run_video  # noqa: F401 -- re-exported
 from .store import STATE_FILE, FrameStore, work_folder
 
@@ -84,7 +84,7 @@ def _video_options(temporal_weight, flow, passes, blend, fps, start, frames):
     blend = finite_number("blend", blend)
     if not 0 <= blend <= 1:
         raise InputError(f"blend must lie in 0..1 (got {blend:g})")
-    fps = None if fps is None else finite_number("fps", fps, positive=True)
+    fps = None if fps is None else check_fps(finite_number("fps", fps, positive=True))
     start = finite_number("start", start or 0.0)
     if start < 0:
         raise InputError(f"start must be >= 0 seconds (got {start:g})")

@@ -32,6 +32,9 @@ VIDEO_FORMATS = {".mp4": ("mp4", "libx264", "yuv420p", "aac"), ".m4v": ("mp4", "
                  ".webm": ("webm", "libvpx-vp9", "yuv420p", "libopus"), ".gif": ("gif", "gif", "pal8", None)}
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 FOLDER_FPS = 25
+# Frame rates nstyle writes and reads: FFmpeg's rates are fractions with small denominators, and a
+# rate outside these (1e-300 from a flag, 1e9 from a damaged header) is a mistake, not a video.
+MIN_FPS, MAX_FPS = 0.01, 1000.0
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
 
 
@@ -114,6 +117,14 @@ def _detail(exc):
     return re.sub(r"^\[Errno -?\d+\] ", "", text)
 
 
+def check_fps(fps, where="fps"):
+    """``fps`` as a float, or InputError naming ``where`` when it is outside MIN_FPS..MAX_FPS."""
+    value = float(fps)
+    if not MIN_FPS <= value <= MAX_FPS:
+        raise InputError(f"{where}: {value:g} frames per second is outside {MIN_FPS:g} to {MAX_FPS:g}")
+    return value
+
+
 def _frame_rate(stream):
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     return Fraction(rate) if rate else Fraction(25)
@@ -176,7 +187,7 @@ def open_source(path, start=0.0, frames=None, fps=None, max_pixels=DEFAULT_MAX_P
     start = float(start or 0.0)
     if os.path.isdir(path):
         files = _folder_frames(path)
-        rate = Fraction(fps).limit_denominator(1001) if fps else Fraction(FOLDER_FPS)
+        rate = Fraction(check_fps(fps)).limit_denominator(1001) if fps else Fraction(FOLDER_FPS)
         first = int(round(start * rate))
         files = files[first:first + frames if frames else None]
         if not files:
@@ -200,7 +211,11 @@ def open_source(path, start=0.0, frames=None, fps=None, max_pixels=DEFAULT_MAX_P
                              hint="re-encode it as H.264 MP4")
         _check_declared_size(path, stream, max_pixels)
         codec = stream.codec_context.name
-        rate = Fraction(fps).limit_denominator(1001) if fps else _frame_rate(stream)
+        if fps:
+            rate = Fraction(check_fps(fps)).limit_denominator(1001)
+        else:
+            rate = _frame_rate(stream)
+            check_fps(rate, f"input {path}: its declared frame rate")
         audio = bool(container.streams.audio)
     finally:
         container.close()
