@@ -11,7 +11,8 @@ from nstyle.app.batch import run_batch as batch
 from nstyle.app.batch.run_batch import plan_batch
 from nstyle.app.batch.cluster import WORKER_OVERHEAD_BYTES, size_local_cluster
 from nstyle.app.batch.progress import JobsProgress
-from nstyle.app.batch.jobs import Job, cross_product, output_name, read_manifest, sweep_values
+from nstyle.app.batch.jobs import Job, cross_product, output_name, sweep_values
+from nstyle.app.batch.manifest import read_manifest
 from nstyle.app.run.memory import MemoryEstimate
 from nstyle.app.run.stylize import stylize
 from nstyle.errors import InputError

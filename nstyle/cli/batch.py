@@ -15,10 +15,12 @@ its absence is one line (exit 2).
 """
 import os
 
-from ..app.batch.run_batch import BatchInterrupted, plan_batch, run_batch
+from ..app.batch.plan import plan_batch
+from ..app.batch.run_batch import BatchInterrupted, run_batch
 from ..app.batch.cluster import require_dask, scheduler_address
 from ..app.batch.progress import JobsProgress
-from ..app.batch.jobs import LIST_VALUED, OPTION_KINDS, cross_product, expand_paths, iter_manifest, sweep_values
+from ..app.batch.jobs import LIST_VALUED, OPTION_KINDS, cross_product, expand_paths, sweep_values
+from ..app.batch.manifest import iter_manifest
 from ..app.files.progress import say
 from ..app.run.stylize import DEVICES, stylize
 from ..errors import InputError
