@@ -20,6 +20,7 @@ from ..version import __version__
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # An error line longer than this is cut in the middle: a 4000-character path (or a value pasted by
 # mistake) would otherwise fill the terminal, while its start and its end (the reason) say what went wrong.
+# A hint may be longer (what to download, its checksum and where to put it) but is cut at twice that.
 LINE_LIMIT = 300
 
 
@@ -73,11 +74,11 @@ def shorten(text, limit=LINE_LIMIT):
 
 def report(message, hint=None):
     """Print an error as one line (newlines in the message folded, cut to LINE_LIMIT characters), plus
-    the hint on a second."""
+    the hint on a second (cut to twice that)."""
     try:
         print(f"nstyle: error: {shorten(message)}", file=sys.stderr)
         if hint:
-            print(f"  hint: {shorten(hint)}", file=sys.stderr)
+            print(f"  hint: {shorten(hint, 2 * LINE_LIMIT)}", file=sys.stderr)
     except (OSError, ValueError):  # stderr closed: the exit code still says it
         pass
 
