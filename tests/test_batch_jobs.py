@@ -9,9 +9,10 @@ import pytest
 from nstyle.app.batch import jobs
 from nstyle.app.batch import run_batch as batch
 from nstyle.app.batch.cluster import WORKER_OVERHEAD_BYTES, size_local_cluster
-from nstyle.app.batch.jobs import Job, cross_product, output_name, read_manifest, sweep_values
+from nstyle.app.batch.jobs import Job, cross_product, output_name, sweep_values
+from nstyle.app.batch.manifest import read_manifest
+from nstyle.app.batch.plan import plan_batch
 from nstyle.app.batch.progress import JobsProgress
-from nstyle.app.batch.run_batch import plan_batch
 from nstyle.app.run.memory import MemoryEstimate
 from nstyle.app.run.stylize import stylize
 from nstyle.errors import InputError
@@ -131,8 +132,8 @@ def test_plan_checks_every_job_before_anything_runs(pictures, weights, tmp_path)
          "line 2 and jobs.csv line 7 would both write"),
     ]
     for bad, message in cases:
-        with pytest.raises(InputError, match=message):
-            plan_batch([good, bad], tmp_path / "out", weights=weights)
+        with pytest.raises(InputError, match=message):  # line 6's output is outside OUTDIR: allowed here
+            plan_batch([good, bad], tmp_path / "out", weights=weights, allow_outside=True)
     with pytest.raises(InputError, match="weights file not found"):
         plan_batch([good], tmp_path / "out", weights=str(tmp_path / "missing.h5"))
 

@@ -445,8 +445,9 @@ def test_pillow_limit_is_restored(tmp_path):
 @pytest.mark.parametrize("argv", [["--debug", "stylize", "nope.png", "s.png", "-o", "o.png"],
                                   ["stylize", "nope.png", "s.png", "-o", "o.png", "--debug"],
                                   ["weights", "info", "/no/such/weights.h5", "--debug"]])
-def test_debug_works_before_or_after_the_sub_command(tmp_path, monkeypatch, argv):
+def test_debug_works_before_or_after_the_sub_command(tmp_path, monkeypatch, capsys, argv):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(cli.NStyleError):
-        cli.main(argv)
+    assert cli.main(argv) == 2  # --debug adds the traceback and keeps the exit code
+    assert "Traceback" in capsys.readouterr().err
     assert cli.main([a for a in argv if a != "--debug"]) == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -55,6 +55,15 @@ def positive_float(text):
     return finite_number("the value", text, positive=True)
 
 
+@_checked
+def frame_rate(text):
+    """Frames per second: a positive number from 0.01 to 1000 (``app/video/media.py``'s range)."""
+    value = finite_number("the value", text, positive=True)
+    if not 0.01 <= value <= 1000:
+        raise InputError(f"expected 0.01 to 1000 frames per second, got {text!r}")
+    return value
+
+
 def list_of(item_type, name="list"):
     """'a,b,c' -> [item_type(a), ...]; an empty item ('1,,2', '1,') is refused, not skipped."""
     def parse(text):

@@ -6,7 +6,8 @@
 Per-job ``stylize`` options are given by their keyword name (``--style-weight``, ``--style-layers``,
 ...). In the cross-product form a comma list sweeps (``--style-weight 1e3,1e4`` doubles the jobs; for
 options whose value is a list, such as ``--style-layers``, the alternatives are separated by ``;``).
-With a manifest, an option on the command line applies to every row that does not set it.
+With a manifest, an option on the command line applies to every row that does not set it. MANIFEST may
+be ``-`` (standard input) or another pipe; it is read a row at a time.
 
 Exit codes: 0 every job done or skipped, 1 some job failed, 2 bad input (nothing was submitted),
 130 interrupted (finished jobs kept). The work is in ``app/batch/run_batch.py``; Dask is needed only here, and
@@ -15,14 +16,17 @@ its absence is one line (exit 2).
 import os
 
 from ..app.batch.cluster import require_dask, scheduler_address
-from ..app.batch.jobs import LIST_VALUED, OPTION_KINDS, cross_product, expand_paths, read_manifest, sweep_values
+from ..app.batch.jobs import LIST_VALUED, OPTION_KINDS, cross_product, expand_paths, sweep_values
+from ..app.batch.manifest import iter_manifest
+from ..app.batch.plan import plan_batch
 from ..app.batch.progress import JobsProgress
-from ..app.batch.run_batch import BatchInterrupted, plan_batch, run_batch
+from ..app.batch.run_batch import BatchInterrupted, run_batch
 from ..app.files.progress import say
 from ..app.run.settings import DEFAULTS, DEVICES
 from ..errors import InputError
 from ..model.vgg import ENGINES
 from .args import count, positive_int, print_path, scheduler
+from .checks import check_thread_environment
 from .commands import summary
 
 _METAVARS = {"int": "N", "ints": "N", "float": "W", "floats": "W,...", "names": "L,...", "bool": "true|false",
@@ -52,9 +56,13 @@ def add_parser(sub):
         epilog="exit codes: 0 every job done or skipped, 1 some job failed, 2 bad input (nothing run), "
                "130 interrupted (finished jobs kept)")
     p.add_argument("manifest", nargs="?", help="CSV or JSON-lines file, one job per row: columns content, "
-                   "style (several separated by ';'), optional output, and any per-job option by keyword name")
+                   "style (several separated by ';'), optional output, and any per-job option by keyword name "
+                   "(- reads it from standard input)")
     p.add_argument("-o", "--out-dir", dest="outdir", required=True, metavar="OUTDIR",
                    help="folder for the images, their sidecars and summary.csv (created if missing)")
+    p.add_argument("--allow-outside-outdir", dest="allow_outside", action="store_true",
+                   help="let a manifest's output column name files outside OUTDIR (.., ~, absolute paths); "
+                        "default: refused")
     p.add_argument("--contents", nargs="+", metavar="PATH|GLOB", help="content images (quote globs)")
     p.add_argument("--styles", nargs="+", metavar="PATH|GLOB", help="style images, one per job")
     g = p.add_argument_group("per-job stylize options (as in `nstyle stylize`; a comma list sweeps, "
@@ -108,20 +116,25 @@ def jobs_from_args(args):
                 raise InputError(f"--{name.replace('_', '-')}: sweeps need --contents/--styles; "
                                  "with a manifest give one value (rows override it)")
             fill[name] = values[0]
-        jobs = read_manifest(args.manifest)
-        for job in jobs:
-            job.options = {**fill, **job.options}
-        return jobs
+        return (_filled(job, fill) for job in iter_manifest(args.manifest))  # a row at a time
     if not (args.contents and args.styles):
         raise InputError("no jobs given", hint="give a MANIFEST, or --contents and --styles")
     sweeps = {name: sweep_values(name, text, os.getcwd()) for name, text in given.items()}
     return cross_product(expand_paths(args.contents, "--contents"), expand_paths(args.styles, "--styles"), sweeps)
 
 
+def _filled(job, fill):
+    job.options = {**fill, **job.options} if fill else job.options
+    return job
+
+
 def _dry_run(jobs, args):
+    """Plan every job and list it; creates nothing (no OUTDIR, no fetched weights)."""
     remote = bool(scheduler_address(args.scheduler))
     planned, _ = plan_batch(jobs, args.outdir, weights=args.weights, device=args.device, engine=args.engine,
-                            max_pixels=args.max_pixels, force=args.force, remote=remote)
+                            max_pixels=args.max_pixels, force=args.force, remote=remote,
+                            allow_outside=args.allow_outside, check_memory=args.check_memory, create=False,
+                            log=None if args.quiet else say)
     from ..app.run.memory import format_bytes  # noqa: PLC0415
     for p in planned:
         print(f"{'skip' if p.previous else 'run '}  {p.name}  (about {format_bytes(p.memory.total)})")
@@ -132,6 +145,7 @@ def _dry_run(jobs, args):
 
 def run(args):
     require_dask()  # without Dask: one line, exit 2
+    check_thread_environment()
     scheduler = scheduler_address(args.scheduler)  # checked (flag or $DASK_SCHEDULER_ADDRESS) before the jobs
     jobs = jobs_from_args(args)
     if args.dry_run:
@@ -141,8 +155,8 @@ def run(args):
         result = run_batch(jobs, args.outdir, scheduler=scheduler, workers=args.workers,
                            threads=args.threads_per_worker, retries=args.retries, force=args.force,
                            weights=args.weights, device=args.device, engine=args.engine,
-                           max_pixels=args.max_pixels, check_memory=args.check_memory, progress=progress,
-                           log=progress.log)
+                           max_pixels=args.max_pixels, check_memory=args.check_memory,
+                           allow_outside=args.allow_outside, progress=progress, log=progress.log)
     except BatchInterrupted as exc:
         say(exc.message)
         return 130

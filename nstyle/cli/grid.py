@@ -38,7 +38,8 @@ def add_parser(sub):
     p.add_argument("--depths", type=list_of(positive_int), default=list(d["depths"]),
                    help="style layers used per row (default " + ",".join(map(str, d["depths"])) + ")")
     p.add_argument("--size", type=positive_int, default=d["size"], help=f"longest side of each cell (default {d['size']})")
-    p.add_argument("--iters", type=count, default=d["iters"], help=f"L-BFGS-B iterations per cell (default {d['iters']})")
+    p.add_argument("--iters", type=positive_int, default=d["iters"],
+                   help=f"L-BFGS-B iterations per cell (default {d['iters']})")
     p.add_argument("--init", choices=("noise", "content", "style"), default=d["init"],
                    help=f"start of every cell (default {d['init']}, as in the paper)")
     p.add_argument("--seed", type=count, default=d["seed"], help=f"white-noise seed (default {d['seed']})")

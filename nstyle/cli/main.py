@@ -1,8 +1,9 @@
 """The ``nstyle`` command line: sub-commands, error reporting and exit codes.
 
 Exit codes: 0 success; 2 bad usage or input; 1 failure while running; 130 interrupted (Ctrl-C or
-SIGTERM, at any instant: see ``interrupts.py``). An error prints one line (plus an optional hint) and no
-traceback unless ``--debug`` is given (before or after the sub-command). Each sub-command lives in its
+SIGTERM, at any instant: see ``interrupts.py``). An error prints one line (plus an optional hint, each cut
+to ``LINE_LIMIT`` characters) and no traceback unless ``--debug`` is given (before or after the
+sub-command); ``--debug`` adds the traceback and keeps the exit code. Each sub-command lives in its
 own module beside this one with ``add_parser`` and ``run``; ``commands.py`` lists them. This module
 imports nothing heavy, so the signal handlers are in place before NumPy, SciPy and Pillow load, and it
 imports a command's module only when that command runs (or its ``--help`` is asked for): ``nstyle
@@ -13,6 +14,7 @@ import importlib
 import os
 import signal
 import sys
+import traceback
 
 from .. import interrupts
 from ..errors import NStyleError
@@ -20,6 +22,10 @@ from ..version import __version__
 from .commands import COMMANDS
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# An error line longer than this is cut in the middle: a 4000-character path (or a value pasted by
+# mistake) would otherwise fill the terminal, while its start and its end (the reason) say what went wrong.
+# A hint may be longer (what to download, its checksum and where to put it) but is cut at twice that.
+LINE_LIMIT = 300
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,13 +72,23 @@ def _add_debug_flag(subparsers):
                 _add_debug_flag(action)
 
 
+def shorten(text, limit=LINE_LIMIT):
+    """``text`` on one line (newlines folded), cut in the middle to at most ``limit`` characters."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    keep = limit - 5
+    head = keep * 2 // 3
+    return f"{text[:head]} ... {text[len(text) - (keep - head):]}"
+
+
 def report(message, hint=None):
-    """Print an error as one line (newlines in the message folded), plus the hint on a second."""
-    message = " ".join(str(message).split())
+    """Print an error as one line (newlines in the message folded, cut to LINE_LIMIT characters), plus
+    the hint on a second (cut to twice that)."""
     try:
-        print(f"nstyle: error: {message}", file=sys.stderr)
+        print(f"nstyle: error: {shorten(message)}", file=sys.stderr)
         if hint:
-            print(f"  hint: {hint}", file=sys.stderr)
+            print(f"  hint: {shorten(hint, 2 * LINE_LIMIT)}", file=sys.stderr)
     except (OSError, ValueError):  # stderr closed: the exit code still says it
         pass
 
@@ -104,16 +120,14 @@ def _main(argv):
         debug = bool(getattr(args, "debug", False))
         return int(args.run(args) or EXIT_OK)
     except NStyleError as exc:
-        if debug:
-            raise
+        _traceback(debug)
         report(exc.message, exc.hint)
         return exc.exit_code
     except KeyboardInterrupt:
         print("nstyle: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except MemoryError:
-        if debug:
-            raise
+        _traceback(debug)
         report("out of memory", "see the estimate with --dry-run, and try a smaller --size")
         return EXIT_FAILURE
     except BrokenPipeError:
@@ -125,17 +139,26 @@ def _main(argv):
             pass
         return EXIT_FAILURE
     except OSError as exc:  # the disk filled up, a file vanished mid-run...
-        if debug:
-            raise
+        _traceback(debug)
         where = f" ({exc.filename})" if exc.filename else ""
         report(f"{exc.strerror or exc}{where}")
         return EXIT_FAILURE
     except Exception as exc:  # a bug: say so in one line unless asked for the traceback
-        if debug:
-            raise
+        _traceback(debug)
         report(f"internal error: {type(exc).__name__}: {exc}",
+               "please report it, with the traceback above" if debug else
                "run again with --debug for the traceback, and please report it")
         return EXIT_FAILURE
+
+
+def _traceback(debug):
+    """With --debug, the traceback of the exception being handled, above the usual error line: the
+    exit code stays the one the error has without --debug, so scripts see the same status."""
+    if debug:
+        try:
+            traceback.print_exc(file=sys.stderr)
+        except (OSError, ValueError):
+            pass
 
 
 def entry():

@@ -32,7 +32,7 @@ def add_parser(sub):
                    help="style reconstruction from these layers (with --all: each growing prefix)")
     p.add_argument("--all", action="store_true", help="make whole rows and a labelled contact sheet")
     p.add_argument("--size", type=positive_int, default=d["size"], help=f"longest side in pixels (default {d['size']})")
-    p.add_argument("--iters", type=count, default=d["iters"], help=f"L-BFGS-B iterations (default {d['iters']})")
+    p.add_argument("--iters", type=positive_int, default=d["iters"], help=f"L-BFGS-B iterations (default {d['iters']})")
     p.add_argument("--seed", type=count, default=d["seed"], help=f"white-noise seed (default {d['seed']})")
     p.add_argument("--no-bounds", dest="bounds", action="store_false", help="let pixels leave 0..255")
     add_lbfgs_impl_option(p, d)

@@ -20,7 +20,7 @@ from ..app.video.progress import VideoProgress
 from ..app.video.run import run_video
 from ..errors import InputError
 from . import stylize as stylize_command
-from .args import positive_float, positive_int, print_path, scheduler, weight
+from .args import frame_rate, positive_int, print_path, scheduler, weight
 from .checks import check_run
 from .commands import summary
 
@@ -59,7 +59,7 @@ def add_parser(sub):
                         "forward in turn, each of --iters per frame (default: 1)")
     g.add_argument("--blend", type=weight, default=DEFAULT_BLEND, metavar="D",
                    help=f"multi-pass: how much of the warped neighbour a frame starts from (default: {DEFAULT_BLEND:g})")
-    g.add_argument("--fps", type=positive_float, default=None, metavar="F",
+    g.add_argument("--fps", type=frame_rate, default=None, metavar="F",
                    help="frames per second of the output (frames repeated or dropped; default: the input's; "
                         "for a folder: its rate, default 25)")
     g.add_argument("--start", type=weight, default=0.0, metavar="SECONDS", help="start this far into the input")
@@ -173,15 +173,23 @@ def run_clips(args):
         raise InputError("no output folder given", hint="add -o OUTDIR")
     options = stylize_command.options_from_args(args)
     check_memory = options.pop("check_memory", True)
-    check_run(reads=[*args.clips, *styles], weights=args.weights, device=args.device, check_memory=False)
+    reads = [*args.clips, *stylize_command.input_paths(argparse.Namespace(**{**vars(args), "content": args.input}))]
+    check_run(reads=reads, weights=args.weights, device=args.device, check_memory=False)
+    video_options = dict(temporal_weight=args.temporal_weight, flow=args.flow, passes=args.passes, blend=args.blend,
+                         fps=args.fps, start=args.start, frames=args.frames, keep_frames=args.keep_frames, **options)
+    if args.dry_run:  # every clip checked, nothing created or run
+        from ..app.run.memory import format_bytes  # noqa: PLC0415
+        from ..app.video.batch import plan_clips  # noqa: PLC0415
+        for job in plan_clips(args.clips, styles, args.output, args.clip_suffix, create=False, **video_options):
+            s, (w, h) = job.plan.source, job.plan.plan.output_size
+            print(f"{job.name}: {s.count} frames at {w}x{h} (about {format_bytes(job.plan.plan.memory.total)}) "
+                  f"-> {job.output}")
+        return 0
     progress = JobsProgress(mode="quiet" if args.quiet else "auto")
     try:
         jobs = run_video_batch(args.clips, styles, args.output, suffix=args.clip_suffix, workers=args.workers,
                                threads=args.threads, scheduler=scheduler_address(args.scheduler),
-                               check_memory=check_memory, progress=progress, log=progress.log,
-                               temporal_weight=args.temporal_weight, flow=args.flow, passes=args.passes,
-                               blend=args.blend, fps=args.fps, start=args.start, frames=args.frames,
-                               keep_frames=args.keep_frames, **options)
+                               check_memory=check_memory, progress=progress, log=progress.log, **video_options)
     except KeyboardInterrupt:
         print("nstyle: interrupted; each clip keeps the frames it finished: run the same command again to "
               "continue", file=sys.stderr)

@@ -5,8 +5,11 @@ itself, and (optionally) its own output name. Two ways to say the jobs:
 
 - a manifest, one job per row: columns ``content``, ``style`` (several separated by ``;``), optional
   ``output``, and any per-job ``stylize`` option by its keyword name (``size``, ``style_weight``,
-  ``style_layers``, ...). Relative input paths are relative to the manifest; a relative ``output`` is
-  relative to the batch's output folder.
+  ``style_layers``, ...). Relative input paths are relative to the manifest (to the working folder for
+  a manifest read from a pipe); ``output`` is relative to the batch's output folder (whether it may
+  leave that folder is the batch's to decide: ``run_batch.py``).
+  ``manifest.py`` reads manifests (a file or a pipe, as a stream of bounded rows); each row becomes a
+  Job here (:func:`job_from_row`).
 - a cross product (:func:`cross_product`): every content x every style x every combination of the
   swept option values.
 
@@ -19,15 +22,14 @@ by ``__<option>=<value>`` for every option the job sets to something other than 
 then ``.png``. The name depends on the job alone, never on the other jobs, so adding values to a sweep
 keeps the names (and so the finished pictures) of the jobs already there.
 """
-import csv
 import difflib
 import glob
 import hashlib
-import io
 import itertools
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 
 from ...errors import InputError
@@ -46,7 +48,7 @@ NAME_LIMIT = 180  # characters; longer names are cut and end in a hash of the fu
 _UNSAFE = re.compile(r"[^A-Za-z0-9._,=+-]")
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
     """One stylisation of a batch, as the user said it (nothing opened or checked yet)."""
     where: str                      # how errors name it: "jobs.csv line 4", "job 3"
@@ -54,6 +56,7 @@ class Job:
     styles: list
     options: dict = field(default_factory=dict)   # the per-job stylize keywords this job sets
     output: str = None              # its own output path, else the name from :func:`output_name`
+    manifest: str = None            # the manifest file it came from (a file the batch reads)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -90,8 +93,10 @@ def _bool(name, text):
 
 
 def _path(text, base):
+    """The path ``text`` names, relative to ``base``; interned, so the million rows of a manifest that
+    name one photo hold one string."""
     text = os.path.expanduser(str(text).strip())
-    return text if os.path.isabs(text) else os.path.normpath(os.path.join(base, text))
+    return sys.intern(text if os.path.isabs(text) else os.path.normpath(os.path.join(base, text)))
 
 
 def parse_value(name, value, base="."):
@@ -149,58 +154,7 @@ def sweep_values(name, text, base="."):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Manifests.
-
-def read_manifest(path):
-    """The jobs of a CSV or JSON-lines manifest (JSON lines: a .jsonl/.ndjson/.json suffix, or a
-    first non-blank character ``{``). Raises InputError naming the file and line."""
-    path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"manifest {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
-    base = os.path.dirname(os.path.abspath(path))
-    label = os.path.basename(path)
-    json_lines = path.lower().endswith((".jsonl", ".ndjson", ".json")) or text.lstrip().startswith("{")
-    rows = _json_rows(text, label) if json_lines else _csv_rows(text, label)
-    jobs = [job_from_row(row, base, f"{label} line {line}") for line, row in rows]
-    if not jobs:
-        raise InputError(f"manifest {path}: no jobs in it")
-    return jobs
-
-
-def _csv_rows(text, label):
-    reader = csv.DictReader(io.StringIO(text), restkey="\0extra")
-    if reader.fieldnames is None:
-        return []
-    names = [n.strip() for n in reader.fieldnames]
-    if len(set(names)) != len(names):
-        raise InputError(f"{label}: a column name repeats in the header")
-    rows = []
-    for row in reader:
-        if "\0extra" in row:
-            raise InputError(f"{label} line {reader.line_num}: more cells than columns")
-        cells = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-        if any(cells.values()):
-            rows.append((reader.line_num, cells))
-    return rows
-
-
-def _json_rows(text, label):
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise InputError(f"{label} line {number}: not valid JSON ({exc})") from None
-        if not isinstance(row, dict):
-            raise InputError(f"{label} line {number}: expected a JSON object, one job per line")
-        rows.append((number, row))
-    return rows
-
+# Rows (a manifest's: ``manifest.py`` reads them).
 
 def job_from_row(row, base, where):
     """A Job from one manifest row ({column: text or JSON value}); errors start with ``where``."""

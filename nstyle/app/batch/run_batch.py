@@ -2,12 +2,11 @@
 
 A batch goes through three steps:
 
-1. Plan (:func:`plan_batch`), on this machine, before any task is submitted: every job goes through
-   ``stylize.prepare`` -- the checks ``stylize`` makes: every image opens, every option is valid, every
-   image is large enough for the layers -- and gets its output path, its memory estimate and its
-   settings (the SHA-256 of every input file's bytes, the options that shape the picture, the weights
-   file's SHA-256) and their hash. The output folder must be writable, no output may be an input or
-   another job's output. Any problem is an InputError naming the job's manifest row.
+1. Plan (``plan.plan_batch``), on this machine, before any task is submitted: every job goes through
+   ``stylize.prepare`` -- the checks ``stylize`` makes -- and gets its output path, its memory estimate
+   and its settings hash; no output may be a file the batch reads (images, masks, the manifest, the
+   weights) or another job's, nor lead out of the output folder unless asked. Any problem is an
+   InputError naming the job's manifest row.
 2. Skip: a job whose output and sidecar say it was made with the same settings hash is not run again
    (``worker.is_current``); ``force`` runs every job.
 3. Run the rest on a cluster (``cluster.py``, ``submit.py``): a LocalCluster sized to this machine, or
@@ -18,41 +17,20 @@ caller gets a :class:`BatchResult`; on Ctrl-C the jobs already finished stay, th
 and :class:`BatchInterrupted` is raised.
 """
 import csv
-import functools
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from PIL import Image
 
 from ...atomic import atomic_write
-from ...errors import InputError, RunError
-from ..figures.cells import image_fingerprint
+from ...errors import RunError
 from ..files.imageio import DEFAULT_MAX_PIXELS
-from ..files.outputs import check_output_path
-from ..run.plan import as_image
-from ..run.settings import DEFAULTS
-from ..run.stylize import prepare
-from .jobs import OPTION_KINDS, Job, output_name
-from .worker import file_sha256, is_current, settings_hash, sidecar_path
+from .jobs import OPTION_KINDS, Job
+from .plan import SUMMARY_FILE, PlannedJob, _clock, check_batch_outputs, job_output, plan_batch, weights_identity  # noqa: F401
+from .worker import file_sha256, is_current, sidecar_path  # noqa: F401 -- file_sha256 re-exported
 
-SUMMARY_FILE = "summary.csv"
 SUMMARY_COLUMNS = ("job", "status", "seconds", "final_loss", "iterations", "attempts", "error", "row")
-
-
-@dataclass
-class PlannedJob:
-    """A job checked and named, with what the cluster needs to run it."""
-    job: object                   # jobs.Job
-    name: str                     # the output's file name: the job's name in the summary
-    output: str                   # absolute path
-    settings: dict                # what makes the picture (recorded in the sidecar)
-    settings_hash: str
-    memory: object                # the largest stage's MemoryEstimate
-    options: dict                 # every stylize keyword the worker passes (per-job and batch-wide)
-    previous: dict = None         # the sidecar of an up-to-date output: the job is skipped
-    result: dict = field(default_factory=dict)   # status, seconds, final_loss, ..., error
-    attempts: int = 0
 
 
 @dataclass
@@ -84,148 +62,6 @@ class BatchInterrupted(KeyboardInterrupt):
                         f"kept: run the same command again to do the rest (summary: {result.summary})")
         super().__init__(self.message)
         self.result = result
-
-
-def _clock(seconds):
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-# ---------------------------------------------------------------------------------------------------
-# Step 1: plan and check.
-
-class _Inputs:
-    """Decodes each input image once (a photo shared by a hundred jobs is read once) and fingerprints
-    each input once, by the bytes of its file (or the pixels of an in-memory image)."""
-
-    def __init__(self, max_pixels):
-        self.max_pixels = max_pixels
-        self.paths = []            # every input file, for the output checks
-        self._sha = {}
-        self.image = functools.lru_cache(maxsize=16)(self._decode)
-
-    def _decode(self, item, what):
-        return as_image(item, what, self.max_pixels)
-
-    def load(self, item, what):
-        if isinstance(item, (str, os.PathLike)):
-            return self.image(os.fspath(item), what)
-        return as_image(item, what, self.max_pixels)
-
-    def fingerprint(self, item):
-        if isinstance(item, (str, os.PathLike)):
-            path = os.fspath(item)
-            if path not in self._sha:
-                self._sha[path] = "sha256:" + file_sha256(path)
-                self.paths.append(path)
-            return self._sha[path]
-        return "pixels:" + image_fingerprint(as_image(item, "image"))
-
-
-def weights_identity(weights, remote):
-    """(path the workers open or None for their default, SHA-256 or None, identity for the settings).
-
-    On this machine's cluster the weights are found here (fetched once, now, if they are the default and
-    missing). A remote cluster's workers find their own: the file is hashed when it is visible here too.
-    """
-    from ...weights.paths import default_weights_path  # noqa: PLC0415
-    path = weights or os.environ.get("NSTYLE_WEIGHTS") or None
-    if path is None and not remote:
-        from ...weights.store import ensure_default_weights  # noqa: PLC0415
-        path = os.fspath(ensure_default_weights())
-    visible = path or (os.fspath(default_weights_path()) if default_weights_path().is_file() else None)
-    if visible and os.path.isfile(visible):
-        sha = file_sha256(visible)
-        return (os.path.abspath(path) if path else None), sha, "sha256:" + sha
-    if not remote:
-        raise InputError(f"weights file not found: {path}",
-                         hint="run `nstyle weights fetch` for the default weights, or give another --weights")
-    return path, None, f"path:{path or 'default'}"
-
-
-def _picture_settings(plan, inputs, content, styles, weights_id):
-    """What a job's sidecar keys on: the settings that change the picture (input images by their bytes),
-    the inputs' bytes and the weights' identity."""
-    options = plan.settings.picture(inputs.fingerprint)
-    return {"content": inputs.fingerprint(content), "styles": [inputs.fingerprint(s) for s in styles],
-            "options": options, "weights": weights_id}
-
-
-def _plan_one(job, inputs, outdir, batch_options, weights_id, defaults):
-    try:
-        content = inputs.load(job.content, "content image")
-        styles = [inputs.load(s, "style image" if len(job.styles) == 1 else f"style image {i}")
-                  for i, s in enumerate(job.styles, 1)]
-        plan = prepare(content, styles, **{**job.options, **batch_options})
-        settings = _picture_settings(plan, inputs, job.content, job.styles, weights_id)
-    except InputError as exc:
-        raise InputError(f"{job.where}: {exc.message}", hint=exc.hint) from None
-    name = job.output or output_name(job, defaults)
-    output = os.path.abspath(os.path.join(outdir, os.path.expanduser(name)))
-    return PlannedJob(job, os.path.relpath(output, outdir) if job.output else name, output, settings,
-                      settings_hash(settings), plan.memory, {**job.options, **batch_options})
-
-
-def check_batch_outputs(planned, inputs):
-    """Every output (and its sidecar) may be written (``outputs.check_output_path``), none is an input,
-    and no two jobs write the same file. One stat per file, so a thousand jobs check in a moment."""
-    by_inode = {}
-    for path in inputs:
-        try:
-            st = os.stat(path)
-            by_inode[(st.st_dev, st.st_ino)] = path
-        except OSError:
-            pass
-    seen = {}
-    for p in planned:
-        for path, image in ((p.output, True), (sidecar_path(p.output), False)):
-            try:
-                st = os.stat(path)
-                clash = [by_inode[(st.st_dev, st.st_ino)]] if (st.st_dev, st.st_ino) in by_inode else []
-            except OSError:
-                clash = []
-            try:
-                check_output_path(path, "output", clash, image=image)
-            except InputError as exc:
-                raise InputError(f"{p.job.where}: {exc.message}", hint=exc.hint) from None
-        key = os.path.normcase(os.path.realpath(p.output))
-        if key in seen:
-            raise InputError(f"{seen[key].job.where} and {p.job.where} would both write {p.output}",
-                             hint="give one of them an output column, or rename one of the inputs")
-        seen[key] = p
-
-
-def plan_batch(jobs, outdir, *, weights=None, device="cpu", engine="auto", max_pixels=DEFAULT_MAX_PIXELS,
-               force=False, remote=False):
-    """Check, name and hash every job (step 1) and find the ones already done (step 2).
-
-    Returns ([PlannedJob], the weights file's SHA-256 or None when it is not visible here). Creates
-    ``outdir``.
-    """
-    if not jobs:
-        raise InputError("no jobs to run")
-    outdir = os.path.abspath(outdir)
-    worker_weights, weights_sha, weights_id = weights_identity(weights, remote)
-    batch_options = {"weights": worker_weights, "device": device, "engine": engine, "max_pixels": max_pixels,
-                     "check_memory": False}
-    inputs = _Inputs(max_pixels)
-    planned = [_plan_one(job, inputs, outdir, batch_options, weights_id, DEFAULTS) for job in jobs]
-    if os.path.exists(outdir) and not os.path.isdir(outdir):
-        raise InputError(f"output folder {outdir}: exists and is not a folder")
-    try:
-        os.makedirs(outdir, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"output folder {outdir}: cannot create it ({exc.strerror or exc})") from None
-    reads = inputs.paths + ([worker_weights] if worker_weights else [])
-    check_batch_outputs(planned, reads)
-    check_output_path(os.path.join(outdir, SUMMARY_FILE), "summary", reads, image=False)
-    for p in planned:
-        p.previous = None if force else is_current(p.output, p.settings_hash)
-        if p.previous is not None:
-            p.result = {"status": "skipped", "seconds": p.previous.get("seconds"),
-                        "final_loss": p.previous.get("final_loss"), "iterations": p.previous.get("iterations")}
-    return planned, weights_sha
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -266,12 +102,13 @@ def _finished_while_stopping(todo, since):
 
 def run_batch(jobs, outdir, *, client=None, scheduler=None, workers=None, threads=None, retries=1, force=False,
               weights=None, device="cpu", engine="auto", max_pixels=DEFAULT_MAX_PIXELS, check_memory=True,
-              progress=None, log=None):
-    """Plan, skip and run ``jobs`` (``jobs.Job``) writing into ``outdir``; returns a BatchResult.
+              allow_outside=False, progress=None, log=None):
+    """Plan, skip and run ``jobs`` (``jobs.Job``, any iterable) writing into ``outdir``; returns a BatchResult.
 
     client: a ``distributed.Client`` to run on; else scheduler: a Dask scheduler address; else a new
     LocalCluster (``workers``/``threads`` size it, else it is sized to the machine). threads: nstyle's
-    threads per worker. retries: resubmissions of a job whose worker was lost. progress: a
+    threads per worker. retries: resubmissions of a job whose worker was lost. allow_outside: let an
+    ``output`` column name a file outside ``outdir``. progress: a
     ``batch.progress.JobsProgress`` (None: silent). log(message): notices (the cluster, retries).
     Raises InputError before anything runs when a job or an output is bad; BatchInterrupted on Ctrl-C.
     """
@@ -283,7 +120,8 @@ def run_batch(jobs, outdir, *, client=None, scheduler=None, workers=None, thread
     start, started = time.perf_counter(), time.time()
     remote = client is not None or scheduler is not None
     planned, weights_sha = plan_batch(jobs, outdir, weights=weights, device=device, engine=engine,
-                                      max_pixels=max_pixels, force=force, remote=remote)
+                                      max_pixels=max_pixels, force=force, remote=remote, allow_outside=allow_outside,
+                                      check_memory=check_memory, log=log)
     todo = [p for p in planned if p.previous is None]
     interrupted = False
     described = ""

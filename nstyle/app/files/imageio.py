@@ -214,6 +214,35 @@ def load_rgb(path, max_pixels=DEFAULT_MAX_PIXELS, what="image"):
         raise InputError(f"{what} {path}: the image data is damaged or truncated ({detail})") from None
 
 
+def image_size(path, max_pixels=DEFAULT_MAX_PIXELS, what="image"):
+    """(width, height) of an image file as :func:`load_rgb` would show it, from its header alone: the
+    file is checked as :func:`load_rgb` checks it (regular, readable, an image, within ``max_pixels``)
+    without decoding its pixels -- so a folder of images is sized up before any is read."""
+    path = os.fspath(path)
+    _check_file(path, what)
+    try:
+        with warnings.catch_warnings(), _PillowBombGuardOff():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                width, height = im.size
+                try:
+                    turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientation: a quarter turn
+                except Exception:  # a malformed EXIF block: load_rgb shows the pixels as stored
+                    turned = False
+    except UnidentifiedImageError:
+        raise InputError(f"{what} {path}: not an image file Pillow can read",
+                         hint="use PNG, JPEG, WebP, TIFF, BMP or GIF") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{what} {path}: the image data is damaged or truncated ({exc})") from None
+    if width < 1 or height < 1:
+        raise InputError(f"{what} {path}: the image has no pixels ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise InputError(f"{what} {path}: {width}x{height} is {width * height / 1e6:.1f} megapixels, above "
+                         f"the limit of {max_pixels / 1e6:g} (a guard against decompression bombs)",
+                         hint="if you trust the file, raise the limit with --max-pixels")
+    return (height, width) if turned else (width, height)
+
+
 def output_format(path, what="output"):
     """The Pillow format name for an output path's suffix; InputError when Pillow cannot write an RGB
     image in it (no suffix, an unknown one, or a format that takes other modes only, like XBM's 1-bit).

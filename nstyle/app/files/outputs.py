@@ -39,8 +39,9 @@ def read_paths(paths, weights=None):
     return found
 
 
-def check_output_path(path, what, inputs, image=True):
-    """InputError unless ``path`` may be written by this run (see the module docstring)."""
+def check_output_path(path, what, inputs, image=True, probe_folder=True):
+    """InputError unless ``path`` may be written by this run (see the module docstring). probe_folder:
+    also check its folder (exists, can be written); a caller with many outputs checks each folder once."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise InputError(f"{what} {path}: is a folder; give a file name")
@@ -54,6 +55,8 @@ def check_output_path(path, what, inputs, image=True):
         if src and same_file(path, src):
             raise InputError(f"{what} {path}: is also a file this run reads; nstyle never overwrites an input",
                              hint="choose another output name")
+    if not probe_folder:
+        return
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise InputError(f"{what} {path}: the folder {folder} does not exist", hint="create it first")

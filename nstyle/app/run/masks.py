@@ -12,8 +12,10 @@ How regions pair up (``plan_regions``):
   the regions of colour c in the style images, blended with the blend weights of the images that have it;
 - with ``region_styles`` (``{colour: image number}``, 1-based): region c takes the whole of style image I.
 Everything is checked before any work: an unreadable mask, a mask whose aspect ratio is more than 2%
-off its image's, a content colour with no source region, an unknown colour name or image number, both
-ways of pairing at once.
+off its image's, more than :data:`MAX_REGIONS` colours in use (a photo, noise or a JPEG given as a mask),
+a content colour with no source region, an unknown colour name or image number, both ways of pairing at
+once. Reading a mask is linear in its pixels: snapping works on its distinct colours (one sort), not on
+every pixel for every colour in use.
 """
 import os
 from dataclasses import dataclass, field
@@ -31,6 +33,11 @@ COLOR_NAMES = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "b
 MASK_MODES = ("inside", "all", "simple")
 ASPECT_TOLERANCE = 0.02
 MATCH_DISTANCE = 64.0   # RGB distance within which a named colour, or a style mask's colour, matches
+# A region costs a guided Gram matrix per style layer and image; a segmentation drawn by hand has a few.
+# More colours in use than this is not a segmentation (noise, a photo, JPEG's ringing around flat areas).
+MAX_REGIONS = 64
+_NAMED = 5   # colours an error lists: the most frequent ones
+_SNAP_CHUNK = 1 << 16   # distinct colours per step of the snapping (a chunk x regions distance table)
 
 
 def parse_color(text):
@@ -83,9 +90,19 @@ class Segmentation:
         return out
 
 
-def colors_in_use(rgb):
-    """The colours that fill at least one 3x3 block of ``rgb`` (H, W, 3) uint8, most frequent first."""
-    packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+def _pack(rgb):
+    return (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+
+
+def _unpack(value):
+    return (int(value) >> 16) & 255, (int(value) >> 8) & 255, int(value) & 255
+
+
+def colors_in_use(rgb, what="mask"):
+    """The colours that fill at least one 3x3 block of ``rgb`` (H, W, 3) uint8, most frequent first.
+
+    InputError, naming the count and the few most frequent, when there are more than MAX_REGIONS."""
+    packed = _pack(rgb)
     h, w = packed.shape
     if h < 3 or w < 3:
         flat = packed.reshape(-1)
@@ -100,7 +117,27 @@ def colors_in_use(rgb):
             flat = packed.reshape(-1)
     values, counts = np.unique(flat, return_counts=True)
     order = np.argsort(-counts, kind="stable")
-    return [((int(v) >> 16) & 255, (int(v) >> 8) & 255, int(v) & 255) for v in values[order]]
+    if len(values) > MAX_REGIONS:
+        named = ", ".join(color_key(_unpack(v)) for v in values[order[:_NAMED]])
+        raise InputError(f"{what} has {len(values):,} colours in use (most frequent: {named}, ...); a segmentation "
+                         f"has one flat colour per region, at most {MAX_REGIONS}",
+                         hint="paint each region in one flat colour and save the mask as PNG (JPEG blurs the "
+                              "colours)")
+    return [_unpack(v) for v in values[order]]
+
+
+def snap(rgb, colors):
+    """(H, W) int32: for each pixel the index of the nearest of ``colors`` (squared RGB distance; the
+    first on ties). Measured once per distinct colour of the image -- a sort and a table of distinct
+    colours x ``colors``, in chunks -- so a mask costs time linear in its pixels, whatever it holds."""
+    values, inverse = np.unique(_pack(rgb).reshape(-1), return_inverse=True)
+    palette = np.stack([(values >> 16) & 255, (values >> 8) & 255, values & 255], axis=1).astype(np.int32)
+    targets = np.asarray(colors, np.int32).reshape(-1, 3)
+    nearest = np.empty(len(values), np.int32)
+    for start in range(0, len(values), _SNAP_CHUNK):
+        d = ((palette[start:start + _SNAP_CHUNK, None, :] - targets[None, :, :]) ** 2).sum(axis=2)
+        nearest[start:start + _SNAP_CHUNK] = d.argmin(axis=1)
+    return nearest[inverse.reshape(-1)].reshape(rgb.shape[:2])
 
 
 def read_segmentation(item, what, image_size, max_pixels=DEFAULT_MAX_PIXELS):
@@ -124,14 +161,8 @@ def read_segmentation(item, what, image_size, max_pixels=DEFAULT_MAX_PIXELS):
                          f"their aspect ratios differ by more than {ASPECT_TOLERANCE:.0%}",
                          hint="draw the mask over the image itself, at its size")
     rgb = np.asarray(img, dtype=np.uint8)
-    colors = colors_in_use(rgb)
-    best = np.zeros(rgb.shape[:2], np.int32)
-    best_d = np.full(rgb.shape[:2], np.inf)
-    for i, c in enumerate(colors):
-        d = ((rgb.astype(np.int32) - np.array(c, np.int32)) ** 2).sum(axis=2)
-        closer = d < best_d
-        best[closer], best_d[closer] = i, d[closer]
-    return Segmentation(best, colors, what)
+    colors = colors_in_use(rgb, what)
+    return Segmentation(snap(rgb, colors), colors, what)
 
 
 @dataclass
@@ -233,7 +264,8 @@ def plan_regions(content_img, style_imgs, content_mask, style_masks=None, region
     if missing:
         hint = ("every colour of the content mask needs the same colour in a style mask" if style_masks is not None
                 else "add COLOR=I to --region-styles for each of them")
-        raise InputError(f"content mask colour(s) {', '.join(missing)} have no source region", hint=hint)
+        listed = ", ".join(missing[:_NAMED]) + (f" and {len(missing) - _NAMED} more" if len(missing) > _NAMED else "")
+        raise InputError(f"content mask colour(s) {listed} have no source region", hint=hint)
     weights = {key: 1.0 for key in keys}
     if region_weights is not None:
         def number(color, value):

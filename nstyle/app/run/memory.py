@@ -8,18 +8,18 @@ the tapped maps and their gradients, the largest layer's working buffers). Besid
 Gram targets, the optimiser's state (L-BFGS-B keeps its history in float64 on the host), the images
 and the weights, with the constants in one place.
 
-``available_bytes`` reads what the operating system says is free (``/proc/meminfo``'s MemAvailable,
-capped by a cgroup memory limit when the process runs in a container), falling back to
-``os.sysconf``; it returns None when nothing says, and the memory check is then skipped.
+What the machine has free is ``available.py``'s (``available_bytes``, ``gpu_available_bytes``, imported
+here for the callers that ask this module).
 
 Checked against the peak resident memory of real runs (see README, "Limits"): the estimate is meant to
 be a little above the measurement, never far below it.
 """
-import os
+import functools
 from dataclasses import dataclass, field
 
 from ...cpu.fastconv import choose_kernel
 from ...model.arch import CONV_SHAPES, LAYER_INDEX, LAYER_NAMES, channels
+from .available import available_bytes, gpu_available_bytes  # noqa: F401 -- re-exported
 
 # Python with nstyle, NumPy, SciPy (without scipy.optimize), Pillow and h5py imported, before any image
 # or weight is loaded (measured: 44 MiB), plus 16 MiB of headroom: at 64 to 256 pixels, where the
@@ -193,10 +193,32 @@ def network_bytes(height, width, taps, pooling="avg", itemsize=4, engine="cpu"):
     return layer_path_network_bytes(height, width, taps, pooling, itemsize)
 
 
+def normalize_estimate(height, width, params=20_024_384, itemsize=4):
+    """Bytes ``weights normalize`` needs at its peak for its largest image, (height, width), by part: the
+    weights as read (float32), then the larger of its two phases -- one image's forward pass through
+    every layer on the reference engine (input, padded copy, im2col band, output and its ReLU, at the
+    largest layer), or the rescaling (a float64 copy of the weights and the float32 result); the decoded
+    image and its network copy. Measured (random full-size weights, three 900x700 photos): peak RSS
+    363 MiB at --size 256 and 512 (estimated 386, 389), 655 MiB at 900x700 (estimated 811)."""
+    network = 0
+    for name, c_in, c_out, h, w in _walk(height, width, "relu5_4"):
+        if name.startswith("conv"):
+            padded, band = c_in * (h + 2) * (w + 2), min(IM2COL_BAND_ELEMS, 9 * c_in * h * w)
+            network = max(network, itemsize * (c_in * h * w + padded + band + 2 * c_out * h * w))
+    parts = {"base": BASE_BYTES, "weights": params * itemsize,
+             "network or rescaling": max(network, params * (8 + itemsize)),
+             "images": height * width * (3 * 2 + 3 * itemsize)}
+    parts["other"] = int(OTHER_FRACTION * sum(parts.values()))
+    return MemoryEstimate(parts=parts)
+
+
 def estimate(height, width, content_layers, style_layers, style_shapes=(), pooling="avg",
              optimizer="lbfgs", history_size=10, image_bytes=0, device="cpu", itemsize=4, engine=None,
              regions=0):
-    """Bytes a run at (height, width) needs at its peak, by part.
+    """Bytes a run at (height, width) needs at its peak, by part (a new MemoryEstimate each call).
+
+    Walking the layers takes milliseconds, which a batch of a million rows would pay a million times:
+    equal arguments (and thread count) reuse the parts computed the first time.
 
     style_shapes: (h, w) of each style image as the network sees it; image_bytes: the decoded input
     images (their pixel counts times 3 bytes, times 2 for the RGB copy). Parts: base, weights,
@@ -206,7 +228,18 @@ def estimate(height, width, content_layers, style_layers, style_shapes=(), pooli
     (spatial control): each adds a target per style layer and per style image, its guides at every
     style layer, and the guided loss works on a masked copy of each style tap (part "guides").
     """
+    from ...cpu.threads import num_threads  # noqa: PLC0415
     engine = engine or device
+    found = _estimate(int(height), int(width), tuple(content_layers), tuple(style_layers),
+                      tuple(tuple(int(v) for v in shape) for shape in style_shapes), pooling, optimizer,
+                      history_size, int(image_bytes), device, itemsize, engine, regions,
+                      num_threads() if engine == "cpu" else 1)
+    return MemoryEstimate(parts=dict(found.parts), device=found.device, per_thread=found.per_thread)
+
+
+@functools.lru_cache(maxsize=256)
+def _estimate(height, width, content_layers, style_layers, style_shapes, pooling, optimizer, history_size,
+              image_bytes, device, itemsize, engine, regions, threads):
     taps = tuple(dict.fromkeys(tuple(content_layers) + tuple(style_layers)))
     pixels = 3 * height * width
     parts = {"base": BASE_BYTES}
@@ -224,9 +257,7 @@ def estimate(height, width, content_layers, style_layers, style_shapes=(), pooli
         net = max(net, network_bytes(sh, sw, tuple(style_layers), pooling, itemsize, engine) // 2)
     parts["network"] = net
     if engine == "cpu" and deepest is not None:
-        from ...cpu.threads import num_threads  # noqa: PLC0415
         parts["kernel weights"] = cpu_weight_form_bytes(deepest, itemsize, [(height, width)], style_shapes)
-        threads = num_threads()
         per_thread, main = cpu_winograd_scratch_bytes(deepest, itemsize, [(height, width), *style_shapes], threads)
         per_thread_bytes = CPU_SCRATCH_BYTES_PER_THREAD + per_thread
         parts["thread buffers"] = per_thread_bytes * threads + CPU_SCRATCH_BYTES_MAIN + main
@@ -257,121 +288,6 @@ def estimate(height, width, content_layers, style_layers, style_shapes=(), pooli
     # temporaries nobody keeps for long (Gram products, colour conversions) and allocator slack
     parts["other"] = int(OTHER_FRACTION * sum(parts.values()))
     return MemoryEstimate(parts=parts, device=device, per_thread=per_thread_bytes)
-
-
-def _read_int(path):
-    try:
-        with open(path, encoding="ascii") as fh:
-            text = fh.read().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def _cgroup_limits(root):
-    """(limit file, usage file) pairs that bound this process: for each cgroup it belongs to (read
-    from /proc/self/cgroup; v2's unified hierarchy and v1's memory controller), that cgroup and every
-    ancestor up to the mount point -- a limit set on a parent (a Slurm job, a systemd slice, a
-    Kubernetes pod) binds its children too."""
-    try:
-        with open(os.path.join(root, "proc/self/cgroup"), encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        lines = ["0::/"]
-    pairs = []
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        if controllers == "":  # cgroup v2
-            mount, files = "sys/fs/cgroup", ("memory.max", "memory.current")
-        elif "memory" in controllers.split(","):
-            mount, files = "sys/fs/cgroup/memory", ("memory.limit_in_bytes", "memory.usage_in_bytes")
-        else:
-            continue
-        rel = path.strip("/")
-        while True:
-            folder = os.path.join(root, mount, rel)
-            pairs.append((os.path.join(folder, files[0]), os.path.join(folder, files[1])))
-            if not rel:
-                break
-            rel = os.path.dirname(rel)
-    return pairs
-
-
-def _cgroup_free(root="/"):
-    """Room left under the tightest cgroup memory limit on this process, or None when none is set."""
-    rooms = []
-    for limit_path, usage_path in _cgroup_limits(root):
-        limit, usage = _read_int(limit_path), _read_int(usage_path)
-        if limit is not None and limit < 2**60:  # "max" (v2) is not a number; v1 says "no limit" with ~2^63
-            rooms.append(max(0, limit - (usage or 0)))
-    return min(rooms) if rooms else None
-
-
-def _address_space_free(root="/"):
-    """Room left under ``ulimit -v`` (RLIMIT_AS), or None when unlimited."""
-    try:
-        import resource  # noqa: PLC0415 -- POSIX only
-        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    except (ImportError, OSError, ValueError):
-        return None
-    if soft == resource.RLIM_INFINITY or soft < 0:
-        return None
-    used = 0
-    try:
-        with open(os.path.join(root, "proc/self/status"), encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmSize:"):
-                    used = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return max(0, soft - used)
-
-
-def available_bytes(root="/"):
-    """(bytes, source) the machine can give this process now, or (None, reason) when unknown.
-
-    The smallest of: the kernel's MemAvailable (else free physical pages), the room under each cgroup
-    memory limit on this process (v2 or v1, its own cgroup and its ancestors) and the room under
-    ``ulimit -v``. root: where /proc and /sys are found (tests give a folder of their own).
-    """
-    free, source = None, None
-    try:
-        with open(os.path.join(root, "proc/meminfo"), encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    free, source = int(line.split()[1]) * 1024, "MemAvailable"
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    if free is None and root == "/":
-        try:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-            source = "free physical pages"
-        except (ValueError, OSError, AttributeError):
-            pass
-    for room, what in ((_cgroup_free(root), "cgroup memory limit"),
-                       (_address_space_free(root), "address-space limit (ulimit -v)")):
-        if room is not None and (free is None or room < free):
-            free, source = room, what
-    if free is None:
-        return None, "the operating system does not say"
-    return free, source
-
-
-def gpu_available_bytes():
-    """(bytes, 'GPU') the current CUDA device can still give: the driver's free memory plus what CuPy's
-    pool holds but does not use; (None, reason) without a usable GPU (the check is then skipped)."""
-    try:
-        from ...backend import gpu_memory_info  # noqa: PLC0415
-        info = gpu_memory_info()
-    except Exception as exc:  # a broken CUDA install can raise anything
-        return None, f"GPU memory unknown ({type(exc).__name__}: {exc})"
-    if info is None:
-        return None, "no usable GPU"
-    return info["free"] + max(0, info["pool_held"] - info["pool_used"]), "GPU"
 
 
 def largest_fitting_size(budget, make_estimate, low=16, high=16384):

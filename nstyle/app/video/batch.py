@@ -24,7 +24,8 @@ from ..batch.cluster import (
     size_local_cluster,
 )
 from ..files.outputs import same_file
-from .driver import prepare_video
+from .driver import check_frames_folder, input_files, prepare_video
+from .store import work_folder
 
 
 @dataclass
@@ -42,18 +43,32 @@ def clip_output(outdir, clip, suffix):
     return os.path.join(os.fspath(outdir), stem + suffix)
 
 
-def plan_clips(clips, style, outdir, suffix=".mp4", **video_options):
-    """A ClipJob per clip, each checked completely (``prepare_video``); InputError names the clip."""
+def plan_clips(clips, style, outdir, suffix=".mp4", create=True, **video_options):
+    """A ClipJob per clip, each checked completely (``prepare_video``); InputError names the clip.
+
+    No clip's output (nor its frames folder) may be a file any clip of the batch reads: another clip, a
+    style image, a mask, the weights. create: make ``outdir``; False (a dry run) creates nothing and
+    leaves the outputs' folder checks to the run."""
     if not clips:
         raise InputError("no clips to run")
-    os.makedirs(outdir, exist_ok=True)
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise InputError(f"output folder {outdir}: exists and is not a folder")
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    reads = [os.fspath(c) for c in clips] + input_files(clips[0], styles, video_options)[1:]
+    if create:
+        os.makedirs(outdir, exist_ok=True)
     jobs = []
     for clip in clips:
         job = ClipJob(os.path.basename(os.fspath(clip).rstrip("/\\")), os.fspath(clip), clip_output(outdir, clip, suffix))
-        if any(same_file(job.output, other.output) for other in jobs):
-            raise InputError(f"clip {clip}: its output {job.output} is another clip's too", hint="rename one of them")
         try:
-            job.plan = prepare_video(clip, style, job.output, **video_options)
+            if any(same_file(job.output, other.output) for other in jobs):
+                raise InputError(f"its output {job.output} is another clip's too", hint="rename one of them")
+            for path in (job.output, work_folder(job.output, "folder" if not suffix else "video")):
+                if any(same_file(path, r) for r in reads):
+                    raise InputError(f"its output {path} is a file this batch reads; nstyle never overwrites an "
+                                     "input", hint="choose another output folder")
+            check_frames_folder(work_folder(job.output, "folder" if not suffix else "video"), reads)
+            job.plan = prepare_video(clip, style, job.output if create else None, **video_options)
         except InputError as exc:
             raise InputError(f"clip {clip}: {exc.message}", hint=exc.hint) from None
         jobs.append(job)

@@ -20,6 +20,7 @@ consecutive output frames, the mean squared difference (8-bit values) between a 
 predecessor warped onto it, over the pixels the flow finds reliable; averaged over the pairs.
 """
 import os
+import re
 from dataclasses import dataclass, field
 
 from ...errors import InputError
@@ -28,12 +29,12 @@ from ..batch.worker import file_sha256
 from ..figures.cells import image_fingerprint
 from ..files.outputs import check_output_path, read_paths, same_file
 from ..run.plan import input_fingerprint
-from ..run.settings import DEFAULTS
+from ..run.settings import DEFAULTS, INITS
 from ..run.stylize import prepare
 from .flow import FLOWS, require_cv2
-from .media import check_writable_video, open_source, output_kind, require_av
+from .media import check_fps, check_writable_video, open_source, output_kind, require_av
 from .run import VideoInterrupted, VideoResult, run_video  # noqa: F401 -- re-exported
-from .store import FrameStore, work_folder
+from .store import STATE_FILE, FrameStore, work_folder
 
 DEFAULT_TEMPORAL_WEIGHT = 3e7   # bench/bench_video.py: the largest weight whose style loss stays within 5%
 DEFAULT_BLEND = 0.5             # Ruder et al.'s delta for the multi-pass start
@@ -81,12 +82,41 @@ def _video_options(temporal_weight, flow, passes, blend, fps, start, frames):
     blend = finite_number("blend", blend)
     if not 0 <= blend <= 1:
         raise InputError(f"blend must lie in 0..1 (got {blend:g})")
-    fps = None if fps is None else finite_number("fps", fps, positive=True)
+    fps = None if fps is None else check_fps(finite_number("fps", fps, positive=True))
     start = finite_number("start", start or 0.0)
     if start < 0:
         raise InputError(f"start must be >= 0 seconds (got {start:g})")
     frames = None if frames is None else whole_number("frames", frames, 1)
     return weight, passes, blend, fps, start, frames
+
+
+def input_files(input, styles, options):
+    """Every file a video run reads: the input (a file, or a folder and its frames), the style images,
+    the init image, the masks, and the weights (``outputs.read_paths``: named, $NSTYLE_WEIGHTS or cached)."""
+    paths = [input, *styles]
+    init = options.get("init")
+    if init is not None and not (isinstance(init, str) and init in INITS):
+        paths.append(init)
+    paths += [options.get("content_mask"), *(options.get("style_masks") or [])]
+    return read_paths([p for p in paths if p is not None], options.get("weights"))
+
+
+# What a frames folder holds that nstyle writes (``store.py``): frames, the state file, pass folders.
+_STORE_NAME = re.compile(r"^(pass\d+[/\\])?(frame_\d{6}\.png|" + re.escape(STATE_FILE) + r")$")
+
+
+def check_frames_folder(folder, reads):
+    """InputError when a file this run reads is one the frames folder's store may write or delete
+    (a frame name or the state file, in the folder or a pass folder), or is the folder itself."""
+    real = os.path.realpath(folder)
+    for src in reads:
+        if not src or not isinstance(src, (str, bytes, os.PathLike)):
+            continue
+        path = os.path.realpath(os.fspath(src))
+        rel = os.path.relpath(path, real)
+        if path == real or _STORE_NAME.match(rel):
+            raise InputError(f"frames folder {folder}: nstyle writes {rel if path != real else 'it'} there, and "
+                             f"this run reads {os.fspath(src)}", hint="choose another output")
 
 
 def _check_output(output, kind, reads):
@@ -119,7 +149,7 @@ def prepare_video(input, style, output, *, temporal_weight=DEFAULT_TEMPORAL_WEIG
     require_cv2()
     kind = output_kind(output) if output is not None else "video"
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    reads = read_paths([input, *styles], options.get("weights"))
+    reads = input_files(input, styles, options)
     if output is not None:  # None: only checking (--dry-run)
         _check_output(output, kind, reads)
     max_pixels = options.get("max_pixels", DEFAULTS.max_pixels)
@@ -143,6 +173,7 @@ def prepare_video(input, style, output, *, temporal_weight=DEFAULT_TEMPORAL_WEIG
         if any(same_file(store.folder, r) for r in reads + source.files):
             raise InputError(f"frames folder {store.folder}: is also what this run reads",
                              hint="choose another output")
+        check_frames_folder(store.folder, reads + source.files)
         store.check()
     return VideoPlan(source, output if output is None else os.fspath(output), kind, plan, options, weight, flow,
                      passes, blend, bool(keep_frames), store, settings)

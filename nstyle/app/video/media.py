@@ -1,11 +1,14 @@
 """Frames in and out: a video file read and written with PyAV (MP4, WebM, GIF; any container FFmpeg reads
 on the way in), or a folder of numbered image files.
 
-:func:`open_source` checks the input completely before any frame is stylised -- it decodes the chosen
-piece once, so an unreadable file, a zero-frame video, an undecodable codec or a frame size that
-changes mid-stream is one InputError -- and returns a :class:`Source` whose :meth:`Source.frames`
-gives the same frames again, one at a time, as RGB PIL images. :func:`write_video` encodes frames into
-a container atomically (``atomic.py``), the input's audio copied through.
+:func:`open_source` checks the input completely before any frame is stylised -- the frame size the
+container and codec declare against the pixel limit before a single frame is decoded (as ``stylize``
+reads an image's header first), then the chosen piece decoded once, a frame at a time, so an unreadable
+file, a zero-frame video, an undecodable codec or a frame size that changes mid-stream is one
+InputError -- and returns a :class:`Source` whose :meth:`Source.frames` gives the same frames again, one
+at a time, as RGB PIL images. :func:`write_video` encodes frames into a container atomically
+(``atomic.py``), the input's audio copied through, taking one frame at a time from a sequence that may
+load them on demand (:class:`FrameSequence`): a clip is never held whole in memory.
 
 The piece: ``start`` seconds in, at most ``count`` frames, at ``fps`` frames per second (each output
 instant takes the latest input frame at or before it: frames are repeated or dropped, never blended).
@@ -29,6 +32,9 @@ VIDEO_FORMATS = {".mp4": ("mp4", "libx264", "yuv420p", "aac"), ".m4v": ("mp4", "
                  ".webm": ("webm", "libvpx-vp9", "yuv420p", "libopus"), ".gif": ("gif", "gif", "pal8", None)}
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 FOLDER_FPS = 25
+# Frame rates nstyle writes and reads: FFmpeg's rates are fractions with small denominators, and a
+# rate outside these (1e-300 from a flag, 1e9 from a damaged header) is a mistake, not a video.
+MIN_FPS, MAX_FPS = 0.01, 1000.0
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
 
 
@@ -111,6 +117,14 @@ def _detail(exc):
     return re.sub(r"^\[Errno -?\d+\] ", "", text)
 
 
+def check_fps(fps, where="fps"):
+    """``fps`` as a float, or InputError naming ``where`` when it is outside MIN_FPS..MAX_FPS."""
+    value = float(fps)
+    if not MIN_FPS <= value <= MAX_FPS:
+        raise InputError(f"{where}: {value:g} frames per second is outside {MIN_FPS:g} to {MAX_FPS:g}")
+    return value
+
+
 def _frame_rate(stream):
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     return Fraction(rate) if rate else Fraction(25)
@@ -149,6 +163,22 @@ def _decode_piece(path, start, count, fps):
         container.close()
 
 
+def _check_declared_size(path, stream, max_pixels):
+    """InputError when the frame size the container or the codec parameters declare is above the
+    pixel limit: checked before any frame is decoded (a decoder allocates the whole frame first). The
+    larger of the two declarations counts; frames are checked again as they are decoded."""
+    if max_pixels is None:
+        return
+    ctx = stream.codec_context
+    sizes = [(int(getattr(ctx, "width", 0) or 0), int(getattr(ctx, "height", 0) or 0)),
+             (int(getattr(stream, "width", 0) or 0), int(getattr(stream, "height", 0) or 0))]
+    w, h = max(sizes, key=lambda wh: wh[0] * wh[1])
+    if w * h > max_pixels:
+        raise InputError(f"input {path}: its frames are declared as {w}x{h}, above the limit of "
+                         f"{max_pixels / 1e6:g} megapixels (nothing was decoded)",
+                         hint="raise the limit with --max-pixels")
+
+
 def open_source(path, start=0.0, frames=None, fps=None, max_pixels=DEFAULT_MAX_PIXELS):
     """Check the input completely and describe the piece to stylise (see the module docstring)."""
     path = os.fspath(path)
@@ -157,7 +187,7 @@ def open_source(path, start=0.0, frames=None, fps=None, max_pixels=DEFAULT_MAX_P
     start = float(start or 0.0)
     if os.path.isdir(path):
         files = _folder_frames(path)
-        rate = Fraction(fps).limit_denominator(1001) if fps else Fraction(FOLDER_FPS)
+        rate = Fraction(check_fps(fps)).limit_denominator(1001) if fps else Fraction(FOLDER_FPS)
         first = int(round(start * rate))
         files = files[first:first + frames if frames else None]
         if not files:
@@ -179,8 +209,13 @@ def open_source(path, start=0.0, frames=None, fps=None, max_pixels=DEFAULT_MAX_P
         if stream.codec_context is None:
             raise InputError(f"input {path}: its video codec is not supported (this FFmpeg has no decoder for it)",
                              hint="re-encode it as H.264 MP4")
+        _check_declared_size(path, stream, max_pixels)
         codec = stream.codec_context.name
-        rate = Fraction(fps).limit_denominator(1001) if fps else _frame_rate(stream)
+        if fps:
+            rate = Fraction(check_fps(fps)).limit_denominator(1001)
+        else:
+            rate = _frame_rate(stream)
+            check_fps(rate, f"input {path}: its declared frame rate")
         audio = bool(container.streams.audio)
     finally:
         container.close()
@@ -220,9 +255,25 @@ def check_writable_video(path):
                          hint="write .mp4, .webm or .gif, or a folder of frames") from None
 
 
+class FrameSequence:
+    """``count`` frames, each loaded when asked for (``load(i)``, i from 0): what :func:`write_video`
+    takes to encode a clip holding one frame in memory at a time."""
+
+    def __init__(self, count, load):
+        self.count, self.load = count, load
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, i):
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        return self.load(i)
+
+
 def _gif_palette(images):
     """One palette for the whole GIF (a palette per frame would flicker by itself): from up to 16 frames."""
-    sample = images[:: max(1, len(images) // 16)][:16]
+    sample = [images[i] for i in range(0, len(images), max(1, len(images) // 16))[:16]]
     w, h = sample[0].size
     sheet = Image.new("RGB", (w, h * len(sample)))
     for i, img in enumerate(sample):
@@ -298,12 +349,17 @@ def _transcode_audio(av, src, a_in, out, codec, start, end):
 def write_video(path, images, fps, source=None, log=None):
     """Encode ``images`` (RGB PIL images, one size) into the container ``path``'s suffix names, atomically,
     with ``source``'s audio copied through when it has some and the container takes it. MP4 and WebM
-    store 4:2:0 colour, which needs even sizes: an odd last row or column is dropped."""
+    store 4:2:0 colour, which needs even sizes: an odd last row or column is dropped.
+
+    images: a sequence -- a list, or a :class:`FrameSequence` that loads each frame when it is encoded,
+    so that only one is in memory at a time (a GIF's palette reads up to 16 more first); any other
+    iterable is made a list."""
     av = require_av()
     path = os.fspath(path)
     fmt, codec, pix_fmt, audio_codec = VIDEO_FORMATS[os.path.splitext(path)[1].lower()]
-    images = list(images)
-    if not images:
+    if not (hasattr(images, "__len__") and hasattr(images, "__getitem__")):
+        images = list(images)
+    if not len(images):
         raise ValueError("no frames to write")
     w, h = images[0].size
     if pix_fmt == "yuv420p":
@@ -324,7 +380,8 @@ def write_video(path, images, fps, source=None, log=None):
             elif source is not None and source.audio and log:
                 log(f"a {fmt.upper()} holds no sound: the input's audio is left out")
             palette = _gif_palette(images) if pix_fmt == "pal8" else None
-            for i, img in enumerate(images):
+            for i in range(len(images)):
+                img = images[i]  # loaded now, encoded, and let go before the next
                 if palette is not None:
                     frame = _gif_frame(av, img, palette)
                 else:

@@ -15,7 +15,7 @@ from ..run.stylize import prepare
 from ..run.weighting import attach_normalization
 from .flow import FlowEstimator, Link
 from .frame import FrameStopped, stylize_frame, to_network
-from .media import write_video
+from .media import FrameSequence, write_video
 from .objective import TemporalTerm
 from .progress import VideoProgress
 
@@ -197,7 +197,7 @@ def _write_output(vplan, log):
     records = [vplan.store.record(k, p) for k in range(1, count + 1)]
     if count and vplan.kind == "video":
         interrupts.defer()  # the frames are done: a signal now waits until the file is written
-        images = (vplan.store.load(k, p) for k in range(1, count + 1))
+        images = FrameSequence(count, lambda i: vplan.store.load(i + 1, p))  # one frame in memory at a time
         write_video(vplan.output, images, vplan.source.fps, vplan.source, log)
     return VideoResult(vplan.output, count, records)
 
