@@ -7,6 +7,8 @@ names a snippet takes from its reader, the stand-ins listed in ``READER_NAMES``.
 import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,25 +63,52 @@ def test_every_command_shown_parses(line):
     assert callable(getattr(args, "run", None)), line
 
 
-PYTHON_BLOCKS = [pytest.param(body, id=f"{page.name}:{line}") for page, line, body in blocks({"python"})]
+def python_pages():
+    """Each page with Python blocks: its blocks run in order in one namespace, as a reader runs them."""
+    pages = {}
+    for page, line, body in blocks({"python"}):
+        pages.setdefault(page, []).append((line, body))
+    return [pytest.param(found, id=page.name) for page, found in pages.items()]
 
-# Names a snippet leaves to its reader ("your photo"), and the small stand-ins the test gives them.
+
+# Names a snippet leaves to its reader ("your photo", "a network"), and the small stand-ins the test
+# gives them: (what to import, how to make it).
 READER_NAMES = {
-    "content_img": lambda: gradient_image(64, 48),
-    "style_img": lambda: stripes_image(64, 48),
-    "img": lambda: gradient_image(64, 48),
+    "content_img": "gradient_image(64, 48)",
+    "style_img": "stripes_image(64, 48)",
+    "img": "gradient_image(64, 48)",
+    "vgg": "VGG19(random_vgg_params(np.random.default_rng(0)))",
+    "content": "preprocess(gradient_image(40, 32))",
+    "style": "preprocess(stripes_image(40, 32))",
+    "x": "preprocess(gradient_image(40, 32, seed=3))",
 }
+PRELUDE = """
+import numpy as np
+from nstyle.app.files.imageio import preprocess
+from nstyle.model.gradcheck import random_vgg_params
+from nstyle.model.vgg import VGG19
+from tests.clitools import gradient_image, stripes_image
+"""
 
 
-@pytest.mark.parametrize("body", PYTHON_BLOCKS)
-def test_every_python_block_runs(body, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("NSTYLE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("NSTYLE_WEIGHTS", str(random_weights_file(tmp_path)))
-    monkeypatch.setenv("NSTYLE_THREADS", os.environ.get("NSTYLE_THREADS", "1"))
-    namespace = {"__name__": "__main__"}
-    namespace.update({name: make() for name, make in READER_NAMES.items() if re.search(rf"\b{name}\b", body)})
-    exec(compile(body, "<docs block>", "exec"), namespace)  # noqa: S102 -- the docs' own examples
+@pytest.mark.parametrize("found", python_pages())
+def test_every_python_block_runs(found, tmp_path):
+    """A page's blocks run in order in one fresh interpreter (a block may register a term, say: nothing
+    it does reaches the other tests)."""
+    script = [PRELUDE, "namespace = {'__name__': '__main__'}"]
+    for line, body in found:
+        wanted = [name for name in READER_NAMES if re.search(rf"\b{name}\b", body)]
+        script.append(f"for _name, _make in {[(n, READER_NAMES[n]) for n in wanted]!r}:\n"
+                      "    namespace.setdefault(_name, eval(_make))")
+        script.append(f"exec(compile({body!r}, '<docs block at line {line}>', 'exec'), namespace)")
+    path = tmp_path / "blocks.py"
+    path.write_text("\n".join(script))
+    env = dict(os.environ, NSTYLE_HOME=str(tmp_path / "home"), NSTYLE_WEIGHTS=str(random_weights_file(tmp_path)),
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    env.setdefault("NSTYLE_THREADS", "1")
+    proc = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, f"a Python block fails:\n{proc.stderr[-3000:]}"
 
 
 def _commands():
