@@ -123,3 +123,36 @@ def draws_record(terms):
             if isinstance(t, DistributionTerm) and t.record:
                 out.setdefault(t.layer, {})[name] = dict(t.record)
     return out
+
+
+def buffer_bytes(losses, output_positions, style_positions, itemsize=4, options=None, styles=1):
+    """{"style loss targets": bytes, "style loss scratch": bytes} of the losses beyond Gram (the Gram
+    targets are counted with the network's): what their terms keep over all layers (targets, quantiles
+    at the output's size, directions, Fourier features), and the most held at once besides -- one
+    evaluation's sort indices, residuals, projections or feature blocks, a q table being built, or, while
+    the targets are made, every style layer's features. output_positions: {layer: M}; style_positions:
+    {layer: T, the style images' positions there, summed}."""
+    from .arch import channels  # noqa: PLC0415
+
+    known, kept, scratch = style_losses(), 0, 0
+    others = [name for name in losses if name != GRAM]
+    if not others:
+        return {}
+    for layer, m in output_positions.items():
+        n, t = channels(layer), style_positions[layer]
+        for name in others:
+            k, s = known[name].buffer_bytes(n, m, t, itemsize, options, styles)
+            kept += k
+            scratch = max(scratch, s + (n * m * itemsize if len(losses) > 1 else 0))  # a sum's scaled part
+    features = sum(channels(layer) * t * itemsize for layer, t in style_positions.items())
+    return {"style loss targets": kept, "style loss scratch": max(scratch, features)}
+
+
+def style_loss_bytes(style_loss, options, height, width, style_layers, style_shapes, itemsize=4):
+    """:func:`buffer_bytes` for a run: the choice as written, an output of (height, width), the style
+    images' (h, w) as the network sees them."""
+    from .arch import layer_positions  # noqa: PLC0415
+
+    return buffer_bytes(parse_style_loss(style_loss), {n: layer_positions(height, width, n) for n in style_layers},
+                        {n: sum(layer_positions(h, w, n) for h, w in style_shapes) for n in style_layers},
+                        itemsize, options, max(1, len(style_shapes)))

@@ -19,7 +19,8 @@ import os
 from dataclasses import dataclass, field
 
 from ...cpu.fastconv import choose_kernel
-from ...model.arch import CONV_SHAPES, LAYER_INDEX, LAYER_NAMES, channels
+from ...model.arch import CONV_SHAPES, LAYER_INDEX, LAYER_NAMES, channels, layer_positions
+from ...model.style_loss import GRAM, parse_style_loss, style_loss_bytes
 
 # Python with nstyle, NumPy, SciPy (without scipy.optimize), Pillow and h5py imported, before any image
 # or weight is loaded (measured: 44 MiB), plus 16 MiB of headroom: at 64 to 256 pixels, where the
@@ -195,16 +196,17 @@ def network_bytes(height, width, taps, pooling="avg", itemsize=4, engine="cpu"):
 
 def estimate(height, width, content_layers, style_layers, style_shapes=(), pooling="avg",
              optimizer="lbfgs", history_size=10, image_bytes=0, device="cpu", itemsize=4, engine=None,
-             regions=0):
+             regions=0, style_loss=None, style_loss_options=None):
     """Bytes a run at (height, width) needs at its peak, by part.
 
-    style_shapes: (h, w) of each style image as the network sees it; image_bytes: the decoded input
-    images (their pixel counts times 3 bytes, times 2 for the RGB copy). Parts: base, weights,
-    network (one evaluation, or a style image's forward if larger), targets, optimizer, images; on the
-    CPU engine also the kernels' weight forms and the threads' band buffers. engine: "cpu", "gpu" or
-    "reference" (default: the device's fast engine). regions: the number of regions of a guided run
-    (spatial control): each adds a target per style layer and per style image, its guides at every
-    style layer, and the guided loss works on a masked copy of each style tap (part "guides").
+    style_shapes: (h, w) of each style image as the network sees it; image_bytes: the decoded input images
+    (their pixel counts times 3 bytes, times 2 for the RGB copy). Parts: base, weights, network (one
+    evaluation, or a style image's forward if larger), targets, optimizer, images; on the CPU engine also
+    the kernels' weight forms and the threads' band buffers. engine: "cpu", "gpu" or "reference" (default:
+    the device's fast engine). regions: the number of regions of a guided run (spatial control): each adds
+    a target per style layer and per style image, its guides at every style layer, and the guided loss
+    works on a masked copy of each style tap (part "guides"). style_loss, style_loss_options: the
+    objective's; the losses beyond Gram add their parts (``model.style_loss.style_loss_bytes``).
     """
     engine = engine or device
     taps = tuple(dict.fromkeys(tuple(content_layers) + tuple(style_layers)))
@@ -230,17 +232,14 @@ def estimate(height, width, content_layers, style_layers, style_shapes=(), pooli
         per_thread, main = cpu_winograd_scratch_bytes(deepest, itemsize, [(height, width), *style_shapes], threads)
         per_thread_bytes = CPU_SCRATCH_BYTES_PER_THREAD + per_thread
         parts["thread buffers"] = per_thread_bytes * threads + CPU_SCRATCH_BYTES_MAIN + main
-    targets = 0
-    for name in content_layers:
-        for lname, _, c_out, h, w in _walk(height, width, name):
-            if lname == name:
-                targets += c_out * h * w * itemsize
-    for name in style_layers:
+    targets = sum(channels(name) * layer_positions(height, width, name) * itemsize for name in content_layers)
+    for name in style_layers if GRAM in parse_style_loss(style_loss) else ():
         c = channels(name)
         # target Gram, the evaluation's Gram and its difference; each style image's own Gram (kept to
         # rebuild the target at another output size); per region a target and each image's guided Gram
         targets += (3 + len(style_shapes) + regions * (1 + len(style_shapes))) * c * c * itemsize
     parts["targets"] = targets
+    parts.update(style_loss_bytes(style_loss, style_loss_options, height, width, style_layers, style_shapes, itemsize))
     if regions and style_layers:
         deepest_style = max(style_layers, key=LAYER_INDEX.__getitem__)
         shapes = [(c, h, w) for lname, _, c, h, w in _walk(height, width, deepest_style) if lname in style_layers]

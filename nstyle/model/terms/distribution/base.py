@@ -96,6 +96,13 @@ class DistributionTerm(Term):
         raise NotImplementedError
 
     @classmethod
+    def buffer_bytes(cls, n, m, t, itemsize=4, options=None, styles=1):
+        """(kept, scratch): the bytes this loss keeps at a layer of n channels (its target and, for the
+        sorting losses, q for the output's m positions, from t style positions in all) and the most one
+        evaluation -- or building q -- holds besides F and the gradient. For the memory estimate."""
+        raise NotImplementedError
+
+    @classmethod
     def from_features(cls, layer, features, blend, rng=0, layer_weight=1.0, options=None, keep_sources=False):
         """The term at ``layer`` from each style image's features there. rng: a Generator or a seed."""
         rng = np.random.default_rng(rng)

@@ -11,7 +11,7 @@ ties that occur are ReLU zeros, masked below). Derivation and loop twin:
 output size is read from it by ``prepare`` and kept. No randomness.
 """
 from ....reference.style_losses import histogram as hist
-from ....reference.style_losses.quantiles import RULES
+from ....reference.style_losses.quantiles import RULES, mixture_bytes, quantiles_bytes, quantiles_scratch_bytes
 from ....validate import choice
 from ..base import register
 from .base import DistributionTerm
@@ -29,6 +29,11 @@ class HistogramTerm(DistributionTerm):
     def make_target(cls, features, blend, rng, options):
         rule = choice("quantile rule", options.get("quantile_rule", "midpoint"), RULES)
         return hist.histogram_targets(features, blend, rule), {}, {"quantile_rule": rule}
+
+    @classmethod
+    def buffer_bytes(cls, n, m, t, itemsize=4, options=None, styles=1):
+        kept = mixture_bytes(n, t, itemsize, shared=styles == 1) + quantiles_bytes(n, m, itemsize)
+        return kept, max(hist.histogram_scratch_bytes(n, m, itemsize), quantiles_scratch_bytes(n, t, m))
 
     def loss(self, F):
         return hist.histogram_loss(F, self.target, self.q(F.shape[2] * F.shape[3]))

@@ -24,6 +24,10 @@ class MeanStdTerm(DistributionTerm):
     def make_target(cls, features, blend, rng, options):
         return ms.mean_std_targets(features, blend), {}, {}
 
+    @classmethod
+    def buffer_bytes(cls, n, m, t, itemsize=4, options=None, styles=1):
+        return 2 * 8 * n, ms.mean_std_scratch_bytes(n, m, itemsize)
+
     def loss(self, F):
         return ms.mean_std_loss(F, self.target)
 

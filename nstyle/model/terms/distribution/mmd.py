@@ -40,6 +40,12 @@ class MMDTerm(DistributionTerm):
         target = mmd.mmd_targets(features, blend, "gaussian", draw, h)
         return target, {"features": draw, "bandwidth": h}, {"fourier_features": d, "bandwidth": h}
 
+    @classmethod
+    def buffer_bytes(cls, n, m, t, itemsize=4, options=None, styles=1):
+        d = (options or {}).get("fourier_features") or fourier.DEFAULT_FEATURES
+        kept = {"linear": 8 * n, "polynomial": n * n * itemsize, "gaussian": (n + 1) * d * itemsize + 8 * d}
+        return kept[cls.kernel], mmd.mmd_scratch_bytes(n, m, cls.kernel, d, itemsize=itemsize)
+
     def loss(self, F):
         return mmd.mmd_loss(F, self.target)
 

@@ -12,7 +12,7 @@ V is drawn once per stage and layer from the run's seed (``model/style_loss.py``
 L-BFGS-B run E is one fixed function; options ``directions`` (K, default N) and ``quantile_rule``.
 """
 from ....reference.style_losses import sliced_wasserstein as sw
-from ....reference.style_losses.quantiles import RULES
+from ....reference.style_losses.quantiles import RULES, mixture_bytes, quantiles_bytes, quantiles_scratch_bytes
 from ....validate import choice, whole_number
 from ..base import register
 from .base import DistributionTerm, host_array
@@ -35,6 +35,14 @@ class SlicedWassersteinTerm(DistributionTerm):
         V = sw.draw_directions(n, k, rng)
         target = sw.sliced_wasserstein_targets(features, blend, V, rule)
         return target, {"directions": V}, {"directions": k, "quantile_rule": rule}
+
+    @classmethod
+    def buffer_bytes(cls, n, m, t, itemsize=4, options=None, styles=1):
+        k = (options or {}).get("directions") or n
+        kept = (n * k * itemsize + mixture_bytes(k, t, itemsize, shared=styles == 1)
+                + quantiles_bytes(k, m, itemsize))
+        return kept, max(sw.sliced_wasserstein_scratch_bytes(n, m, k, itemsize),
+                         quantiles_scratch_bytes(k, t, m) + k * t * itemsize)  # + the projections
 
     def loss(self, F):
         return sw.sliced_wasserstein_loss(F, self.target, self.q(F.shape[2] * F.shape[3]))
