@@ -19,7 +19,9 @@ setup(
                  "dask==2026.8.0", "distributed==2026.8.0", "av==18.1.0", "opencv-python-headless==4.14.0.94",
                  # the notebooks, executed by a real kernel (tests/test_notebooks.py)
                  "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
-        "bench": ["torch==2.13.0", "psutil>=5"],
+        "bench": ["torch==2.13.0", "psutil>=5", "threadpoolctl>=3", "asv==0.6.6"],
+        # bench/asv_check.sh (CI): airspeed velocity alone
+        "asv": ["asv==0.6.6"],
         "bench-tf": ["tensorflow-cpu==2.21.*"],
         "bench-jax": ["jax[cpu]==0.10.2"],
         "demo": ["scikit-image>=0.19", "matplotlib>=3.5"],

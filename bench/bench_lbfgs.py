@@ -1,4 +1,4 @@
-"""The optimizer's own cost: SciPy's L-BFGS-B against nstyle's (nstyle/optim/lbfgsb.py) on the CPU.
+"""The optimizer's own cost: SciPy's L-BFGS-B against nstyle's on the CPU (the cases: lbfgs_cases.py).
 
     python3 bench/bench_lbfgs.py [--sizes 256 512 1024] [--iters 25] [--reps 2]
 
@@ -11,54 +11,9 @@ Writes bench/results/lbfgs.json and lbfgs.md.
 import argparse
 import os
 import statistics
-import time
-
-import numpy as np
 
 import common
-
-
-def problem(n, seed=0):
-    rng = np.random.default_rng(seed)
-    curv = 10.0 ** rng.uniform(-2, 2, n)
-    centre = rng.uniform(-60, 320, n)
-    clock = [0.0]
-
-    def fun_and_grad(x):
-        start = time.perf_counter()
-        d = x - centre
-        f, g = 0.5 * float(np.dot(curv * d, d)), curv * d
-        clock[0] += time.perf_counter() - start
-        return f, g
-    return fun_and_grad, clock
-
-
-def run_scipy(n, iters):
-    import scipy.optimize
-    fun, clock = problem(n)
-    x0 = np.full(n, 128.0)
-    t0 = time.perf_counter()
-    res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=scipy.optimize.Bounds(
-        np.zeros(n), np.full(n, 255.0)), options={"maxiter": iters, "maxcor": 10, "ftol": 0.0, "gtol": 0.0,
-                                                  "maxfun": 2 * iters + 20})
-    return time.perf_counter() - t0 - clock[0], int(res.nit), float(res.fun)
-
-
-def run_nstyle(n, iters):
-    """As nstyle.lbfgs runs it on the CPU: the optimizer's own BLAS work on one thread (see optimize.py)."""
-    from nstyle.optim.lbfgsb import minimize_lbfgsb
-    from nstyle.cpu.threads import blas_thread_control
-    fun, clock = problem(n)
-    x0 = np.full(n, 128.0)
-    set_threads = blas_thread_control()
-    usual = set_threads(1) if set_threads else None
-    t0 = time.perf_counter()
-    try:
-        res = minimize_lbfgsb(fun, x0, 0.0, 255.0, m=10, ftol=0.0, gtol=0.0, maxiter=iters, maxfun=2 * iters + 20)
-    finally:
-        if set_threads:
-            set_threads(usual)
-    return time.perf_counter() - t0 - clock[0], int(res.nit), float(res.fun)
+from lbfgs_cases import run_nstyle, run_scipy
 
 
 def main():

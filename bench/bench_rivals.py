@@ -33,7 +33,6 @@ import importlib
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -287,21 +286,13 @@ def run_child(args, fw, size, extra):
     for opt in ("weights", "content", "style"):
         if getattr(args, opt):
             cmd += [f"--{opt}", getattr(args, opt)]
-    try:
-        proc = subprocess.run(cmd, env=rc.thread_env(args.threads), capture_output=True, text=True,
-                              timeout=args.child_timeout)
-    except subprocess.TimeoutExpired:
-        return {"framework": fw, "size": size, "error": f"timed out after {args.child_timeout} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]
-        return {"framework": fw, "size": size, "error": f"exit {proc.returncode}: " + " | ".join(tail)}
-    return json.loads(lines[-1][len(MARK):])
+    return rc.spawn_child(cmd, args.threads, args.child_timeout, {"framework": fw, "size": size}, MARK)
 
 
-def available(frameworks):
+def available(frameworks, table=rc.FRAMEWORKS):
+    """The keys of ``frameworks`` whose module is installed; a line for each that is skipped."""
     keep = []
-    for key, label, module, _ in rc.FRAMEWORKS:
+    for key, label, module, _ in table:
         if key not in frameworks:
             continue
         if importlib.util.find_spec(module) is None:

@@ -97,7 +97,8 @@ def run_nstyle(params, content, style, iters, impl="scipy"):
 
 def run_torch(torch, params, content, style, iters):
     import scipy.optimize
-    from nstyle.optim.optimize import _bounds_vector
+    from nstyle.app.files.imageio import pixel_bounds
+    from nstyle.optim.records import bounds_vector
     t0 = time.perf_counter()
     value_and_grad = common.torch_objective(torch, params, content, style)
     shape = content.shape
@@ -108,7 +109,7 @@ def run_torch(torch, params, content, style, iters):
         f, g = value_and_grad(flat.reshape(shape).astype(np.float32))
         return f, g.astype(np.float64).ravel()
 
-    box = scipy.optimize.Bounds(*_bounds_vector(shape))
+    box = scipy.optimize.Bounds(*bounds_vector(shape, pixel_bounds()))
     x0 = np.clip(content.astype(np.float64).ravel(), box.lb, box.ub)
     res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=box, options=scipy_options(iters))
     return {"seconds": time.perf_counter() - t0, "evaluations": count[0], "iterations": int(res.nit),

@@ -48,7 +48,8 @@ from nstyle import stylize
 from nstyle.app.files.imageio import preprocess
 from nstyle.app.run.network import load_network
 from nstyle.app.figures.samples import bundled_photo, swirl_painting
-from nstyle.app.run.stylize import _setup_stage, prepare
+from nstyle.app.run.stages import setup_stage
+from nstyle.app.run.stylize import prepare
 from nstyle.app.run.weighting import attach_normalization
 
 CROP = 160   # pixels of each panel of the picture
@@ -75,7 +76,7 @@ def input_file(spec, folder):
 def full_loss(vgg, content, style, size, image):
     """The one-piece objective at ``size`` (stylize's, with its default weights and scaling) at image."""
     plan = prepare(content, style, size=size, iters=0)
-    _, objective, _ = _setup_stage(plan, plan.stages[0], vgg, None)
+    _, objective, _ = setup_stage(plan, plan.stages[0], vgg, None)
     value = objective.value(preprocess(image))
     return float(value), {k: float(v) for k, v in objective.last_breakdown.items() if not k.startswith("paper")}
 

@@ -17,7 +17,7 @@ import nstyle
 from bench_run import load_inputs
 from nstyle.app.files.imageio import preprocess
 from nstyle.model.objective import StyleObjective
-from nstyle.app.run.stylize import _resize_network_image
+from nstyle.app.run.stages import resize_network_image
 
 
 def evaluate(vgg, content_img, style_img, x_img, size):
@@ -29,7 +29,7 @@ def evaluate(vgg, content_img, style_img, x_img, size):
     content, style = fit(content_img), fit(style_img)
     objective = StyleObjective(vgg, preprocess(content), [preprocess(style)],
                                content_weight=common.ALPHA, style_weight=common.BETA)
-    x = _resize_network_image(preprocess(x_img), content.size)
+    x = resize_network_image(preprocess(x_img), content.size)
     value, _ = objective.value_and_grad(x)
     return value, objective.last_breakdown
 

@@ -27,7 +27,8 @@ from tests.torch_reference import torch_objective as reference_objective  # noqa
 CONTENT_LAYERS = ("relu4_2",)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 ALPHA, BETA = 1.0, 1e3
-RESULTS = ROOT / "bench" / "results"
+# bench/results/, unless NSTYLE_BENCH_RESULTS names another folder (bench/reproduce.py's fresh runs)
+RESULTS = Path(os.environ.get("NSTYLE_BENCH_RESULTS") or ROOT / "bench" / "results")
 
 
 # --- the machine --------------------------------------------------------------------------------------

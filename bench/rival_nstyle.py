@@ -24,13 +24,14 @@ def configure(threads):
             "threads": threads, "blas": rc.blas_info()}
 
 
-def build(params, content, style, x_shape, dtype=np.float32):
+def build(params, content, style, x_shape, dtype=np.float32, engine="auto"):
     """nstyle.StyleObjective on the CPU, average pooling; x_shape is not needed (any size works).
 
-    dtype=np.float64 gives the float64 reference the benchmark's check falls back on (see rivals_common)."""
+    dtype=np.float64 gives the float64 reference the benchmark's check falls back on (see rivals_common);
+    engine="reference" the reference engine's layer loop (bench/bench_layers.py races both)."""
     import nstyle
     params = {k: (w.astype(dtype), b.astype(dtype)) for k, (w, b) in params.items()}
-    vgg = nstyle.VGG19(params, pooling="avg", device="cpu", dtype=dtype)
+    vgg = nstyle.VGG19(params, pooling="avg", device="cpu", dtype=dtype, engine=engine)
     content, style = content.astype(dtype), style.astype(dtype)
     obj = nstyle.StyleObjective(vgg, content=content, styles=[style], content_weight=rc.CONTENT_WEIGHT,
                                 style_weight=rc.STYLE_WEIGHT, content_layers=rc.CONTENT_LAYERS,

@@ -1,8 +1,9 @@
 """Small shared helpers for the cross-framework benchmark (bench/bench_rivals.py and bench/rival_*.py).
 
-What lives here: the objective's constants (layers, weights, Caffe mean), the VGG-19 layer plan up to
-relu5_1 that every rival walks, seeded weights and images, the L-BFGS-B pixel box, the correctness check,
-and facts about the machine (CPU model and flags, peak RSS, load average, thread settings).
+What lives here: the objective's constants, seeded weights and images (from bench/shared.py, which has
+no side effects on import), the VGG-19 layer plan up to relu5_1 that every rival walks, the L-BFGS-B
+pixel box, the correctness check, and facts about the machine (CPU model and flags, peak RSS, load
+average, thread settings), and the child-process runner.
 
 Not a script: imported by the benchmark. It imports nothing of nstyle but its public API, and no deep
 learning framework at all (each rival module imports its own, inside a fresh child process).
@@ -19,26 +20,22 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+# Where the scripts write their tables: bench/results/, unless NSTYLE_BENCH_RESULTS names another folder
+# (bench/reproduce.py sends fresh runs there, so that the committed results change only on request).
+RESULTS = Path(os.environ.get("NSTYLE_BENCH_RESULTS") or ROOT / "bench" / "results")
 NSTYLE_SRC = os.environ.get("NSTYLE_SRC") or str(ROOT)
 if NSTYLE_SRC not in sys.path:
     sys.path.insert(0, NSTYLE_SRC)
 
-# --- the objective (nstyle's defaults for the benchmarks) -----------------------------------------------
+# --- the objective (nstyle's defaults for the benchmarks): bench/shared.py, re-exported here ------------
 
-CONTENT_LAYERS = ("relu4_2",)
-STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-STYLE_LAYER_WEIGHT = 1.0 / len(STYLE_LAYERS)
-CONTENT_WEIGHT = 1.0
-STYLE_WEIGHT = 1e3
-MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)  # Caffe ImageNet mean, B, G, R
+from shared import (CONTENT_LAYERS, CONTENT_WEIGHT, MEAN_BGR, STYLE_LAYER_WEIGHT, STYLE_LAYERS,  # noqa: E402, F401
+                    STYLE_WEIGHT, VGG19_BLOCKS, images, pixel_box, random_vgg_params)
+
 THREADS = 2
 LOSS_TOL = 1e-4  # relative difference of the loss to nstyle's
 GRAD_TOL = 1e-3  # max |g - g_ref| / max |g_ref|
 FLIP_PIXELS = 0.01  # share of pixels the float64 arbitration lets differ by more (see compare)
-
-# VGG-19's convolutional blocks: (block, convolutions in it, output channels).
-VGG19_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
 
 # Each framework: (key, label in tables, import name, distributions whose versions are reported).
 FRAMEWORKS = (
@@ -71,58 +68,14 @@ def vgg_params(seed=0, weights=None):
     """{conv name: (W (O, C, 3, 3) float32, b (O,) float32)} for the convolutions up to relu5_1.
 
     From a weights file (anything ``nstyle.VGG19.load`` reads) when given, else He-initialised random
-    weights of VGG-19's real widths from ``seed`` (the same in every process)."""
-    convs = [(name, shape) for kind, name, shape in layer_plan() if kind == "conv"]
-    if weights:
-        import nstyle
-        loaded = nstyle.VGG19.load(weights, pooling="avg", device="cpu").params
-        return {name: (np.ascontiguousarray(np.asarray(loaded[name][0]), dtype=np.float32),
-                       np.ascontiguousarray(np.asarray(loaded[name][1]), dtype=np.float32))
-                for name, _ in convs}
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, (o, c, kh, kw) in convs:
-        w = rng.standard_normal((o, c, kh, kw), dtype=np.float32) * np.float32(np.sqrt(2.0 / (c * kh * kw)))
-        out[name] = (w, (rng.standard_normal(o, dtype=np.float32) * np.float32(0.1)))
-    return out
-
-
-def _smooth_image(rng, size):
-    """A (size, size, 3) uint8-range float image with structure at several scales (not white noise)."""
-    img = np.zeros((size, size, 3), np.float32)
-    for cells in (4, 16, 64):
-        cells = min(cells, size)
-        coarse = rng.uniform(0, 255, (cells, cells, 3)).astype(np.float32)
-        reps = -(-size // cells)
-        img += np.repeat(np.repeat(coarse, reps, 0), reps, 1)[:size, :size]
-    return np.clip(img / 3 + rng.normal(0, 8, img.shape), 0, 255).astype(np.float32)
-
-
-def images(size, seed=1, content=None, style=None):
-    """(content, style, start) as (1, 3, size, size) float32 network input: BGR, 0..255 minus the mean.
-
-    Image files go through ``nstyle.preprocess``; otherwise seeded synthetic images. ``start`` is the
-    content image plus noise, clipped to the pixel box (where one evaluation is timed)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for path in (content, style):
-        if path:
-            import nstyle
-            from PIL import Image
-            img = Image.open(path).convert("RGB").resize((size, size), Image.LANCZOS)
-            out.append(np.asarray(nstyle.preprocess(img), dtype=np.float32))
-        else:
-            bgr = _smooth_image(rng, size)
-            out.append((bgr - MEAN_BGR).transpose(2, 0, 1)[None].astype(np.float32).copy())
-    lo, hi = pixel_box()
-    noisy = out[0] + rng.normal(0, 10, out[0].shape).astype(np.float32)
-    start = np.clip(noisy, lo[None, :, None, None], hi[None, :, None, None]).astype(np.float32)
-    return out[0], out[1], start
-
-
-def pixel_box():
-    """(lo, hi) per BGR channel: the values a real 0..255 pixel can take in network space."""
-    return -MEAN_BGR.astype(np.float64), 255.0 - MEAN_BGR.astype(np.float64)
+    weights of VGG-19's real widths from ``seed`` (``shared.random_vgg_params``: the same in every process)."""
+    if not weights:
+        return random_vgg_params(seed)
+    import nstyle
+    loaded = nstyle.VGG19.load(weights, pooling="avg", device="cpu").params
+    return {name: (np.ascontiguousarray(np.asarray(loaded[name][0]), dtype=np.float32),
+                   np.ascontiguousarray(np.asarray(loaded[name][1]), dtype=np.float32))
+            for kind, name, _ in layer_plan() if kind == "conv"}
 
 
 def lbfgs_bounds(shape):
@@ -254,6 +207,19 @@ def blas_info():
             for pool in threadpool_info()]
 
 
+def blas_config():
+    """The BLAS as threadpoolctl sees it in this process; where threadpoolctl is missing, what NumPy was
+    built against (``numpy.show_config``): at least the library and its version are recorded."""
+    pools = blas_info()
+    if not isinstance(pools, str):
+        return {"threadpoolctl": pools}
+    try:
+        build = np.show_config(mode="dicts").get("Build Dependencies", {})
+    except (TypeError, ValueError):  # NumPy < 1.25 prints instead
+        build = "numpy.show_config(mode='dicts') not available"
+    return {"threadpoolctl": pools, "numpy_build": build}
+
+
 def quiet_scipy_blas():
     """Give SciPy's own bundled BLAS one thread; returns the libraries changed.
 
@@ -294,6 +260,24 @@ def source_commit():
                               timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def spawn_child(cmd, threads, timeout, label, mark):
+    """Run one benchmark child (``cmd``: a script with --child ...) in a fresh process with ``threads``
+    compute threads (:func:`thread_env`); returns the JSON of its last line starting with ``mark``, or
+    ``{**label, "error": why}``."""
+    import json
+    import subprocess
+    try:
+        proc = subprocess.run(cmd, env=thread_env(threads), capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return {**label, "error": f"timed out after {timeout} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(mark)]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]
+        return {**label, "error": f"exit {proc.returncode}: " + " | ".join(tail)}
+    return json.loads(lines[-1][len(mark):])
 
 
 def median(values):

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from nstyle.app.figures.grid import make_grid  # noqa: E402
 from nstyle.app.files.imageio import save_image  # noqa: E402
 from nstyle.app.figures.reconstruct import reconstruct_sheet  # noqa: E402
-from nstyle.model.vgg import VGG19  # noqa: E402
+from nstyle.app.run.network import VGG19  # noqa: E402 -- the model's network plus load(path)
 
 DOCS = os.path.dirname(os.path.abspath(__file__))
 PALETTE = [(22, 45, 110), (38, 82, 160), (70, 130, 200), (130, 180, 220), (235, 205, 70), (250, 235, 140),

@@ -28,7 +28,7 @@ from nstyle.app.figures.sheet import contact_sheet  # noqa: E402
 from small_png import save_small_png  # noqa: E402 -- docs/small_png.py
 from nstyle.app.run.weighting import REFERENCE_SIZE, term_scales  # noqa: E402
 from nstyle.model.objective import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleObjective  # noqa: E402
-from nstyle.model.vgg import VGG19  # noqa: E402
+from nstyle.app.run.network import VGG19  # noqa: E402 -- the model's network plus load(path)
 
 
 def balance(vgg, photo, painting, probe, size, mode):

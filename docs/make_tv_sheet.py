@@ -26,7 +26,7 @@ from nstyle.app.files.imageio import fit_size  # noqa: E402
 from nstyle.app.figures.samples import swirl_painting  # noqa: E402
 from nstyle.app.figures.sheet import contact_sheet  # noqa: E402
 from small_png import save_small_png  # noqa: E402 -- docs/small_png.py
-from nstyle.model.vgg import VGG19  # noqa: E402
+from nstyle.app.run.network import VGG19  # noqa: E402 -- the model's network plus load(path)
 
 
 def total_variation(img):

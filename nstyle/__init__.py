@@ -17,9 +17,11 @@ from .version import __version__
 # starts without loading NumPy, SciPy or Pillow before it can handle Ctrl-C, and `import nstyle` stays
 # cheap. ``from nstyle import VGG19`` works as usual.
 _PUBLIC = {
-    "VGG19": "model.vgg", "LAYER_NAMES": "model.arch", "StyleObjective": "model.objective",
+    "VGG19": "app.run.network", "LAYER_NAMES": "model.arch", "StyleObjective": "model.objective",
     "preprocess": "app.files.imageio", "deprocess": "app.files.imageio", "stylize": "app.run.stylize",
-    "lbfgs": "optim.optimize", "adam": "optim.optimize",
+    "reconstruct": "app.figures.reconstruct", "reconstruct_sheet": "app.figures.reconstruct",
+    "make_grid": "app.figures.grid",
+    "minimize": "optim.optimize", "lbfgs": "optim.optimize", "adam": "optim.optimize",
     "NStyleError": "errors", "InputError": "errors", "DeviceError": "errors", "WeightsError": "errors",
     "RunError": "errors", "StylizeInterrupted": "app.run.stops", "NonFiniteLoss": "app.run.stops",
 }

@@ -116,5 +116,7 @@ def assert_one_line_error(result, code, *needles):
 
 
 def leftovers(folder):
-    """Temporary files nstyle may have left behind (there must be none)."""
+    """Temporary files nstyle may have left behind (there must be none; a folder never made holds none)."""
+    if not Path(folder).is_dir():
+        return []
     return sorted(p.name for p in Path(folder).iterdir() if p.name.startswith(".nstyle-"))

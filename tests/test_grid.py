@@ -8,6 +8,7 @@ from nstyle.cli import main as cli
 from nstyle.errors import InputError
 from nstyle.model.gradcheck import random_vgg_params
 from nstyle.app.figures.grid import format_ratio, grid_cells, make_grid
+from nstyle.app.run import network
 from nstyle.model.vgg import VGG19
 
 from .test_optimize import synthetic_pair
@@ -99,8 +100,7 @@ def test_grid_refuses_bad_settings(images, vgg, kwargs, message):
 
 def test_grid_command(images, rng, tmp_path, monkeypatch, capsys):
     params = random_vgg_params(rng)
-    monkeypatch.setattr(VGG19, "load", classmethod(
-        lambda cls, path=None, pooling="avg", device="cpu", dtype=np.float32, engine="auto": cls(params, pooling=pooling, engine=engine)))
+    monkeypatch.setattr(network, "load_params", lambda path=None: params)
     content, style = tmp_path / "c.png", tmp_path / "s.png"
     images[0].save(content)
     images[1].save(style)

@@ -14,6 +14,7 @@ from nstyle.errors import InputError
 from nstyle.model.gradcheck import random_vgg_params
 from nstyle.app.files.imageio import deprocess, preprocess
 from nstyle.app.files.imageio import white_noise
+from nstyle.app.run import network
 from nstyle.model.vgg import VGG19
 
 
@@ -129,7 +130,7 @@ def test_other_settings_are_refused_unless_restarting(vgg, tmp_path):
     assert len(runs) == 2
     _, cells = rec.reconstruct_sheet(synthetic_image(), iters=3, restart=True, **kwargs)
     assert len(runs) == 4 and not any(c.reused for c in cells)
-    assert json.loads((tmp_path / "s_cells" / "settings.json").read_text())["settings"]["iters"] == 3
+    assert json.loads((tmp_path / "s_cells" / "settings.json").read_text())["settings"]["options"]["iters"] == 3
 
 
 def test_foreign_folder_is_not_used(tmp_path):
@@ -180,11 +181,9 @@ def test_layout_sheet_places_cells_labels_and_captions():
 
 @pytest.fixture
 def small_weights(monkeypatch, rng):
-    """`VGG19.load` returns a small random network, so the commands run without the real weights."""
+    """the weights file reads as a small random network, so the commands run without the real weights."""
     params = random_vgg_params(rng)
-    monkeypatch.setattr(VGG19, "load", classmethod(
-        lambda cls, path=None, pooling="avg", device="cpu", dtype=np.float32, engine="auto":
-        cls(params, pooling=pooling, device=device, engine=engine)))
+    monkeypatch.setattr(network, "load_params", lambda path=None: params)
 
 
 def test_reconstruct_command(small_weights, tmp_path, capsys):

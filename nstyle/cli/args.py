@@ -8,10 +8,11 @@ import argparse
 import os
 import sys
 
-from ..app.run.stylize import DEVICES
+from ..app.run.settings import DEVICES
 from ..errors import InputError
 from ..model.arch import POOLINGS
 from ..model.vgg import ENGINES
+from ..optim.optimize import LBFGS_IMPLS
 from ..validate import distinct, finite_number, whole_number
 
 
@@ -102,6 +103,14 @@ def add_network_options(p, defaults):
         p.add_argument("--tf32", action="store_true", default=defaults["tf32"],
                        help="allow TensorFloat-32 tensor cores for float32 products on the GPU (Ampere and "
                             "newer): faster, inputs rounded to 10 mantissa bits (default: off)")
+
+
+def add_lbfgs_impl_option(p, defaults):
+    """--lbfgs-impl: whose L-BFGS-B (default: the API's)."""
+    p.add_argument("--lbfgs-impl", choices=LBFGS_IMPLS, default=defaults["lbfgs_impl"],
+                   help="whose L-BFGS-B: scipy (on the host), nstyle (the same algorithm on the device, "
+                        "nstyle/optim/lbfgsb.py), auto: scipy on the CPU, nstyle on the GPU (default: "
+                        f"{defaults['lbfgs_impl']})")
 
 
 def add_reporting_options(p, print_every=0):

@@ -19,12 +19,12 @@ from ..app.batch.cluster import require_dask, scheduler_address
 from ..app.batch.progress import JobsProgress
 from ..app.batch.jobs import LIST_VALUED, OPTION_KINDS, cross_product, expand_paths, read_manifest, sweep_values
 from ..app.files.progress import say
-from ..app.run.stylize import DEVICES, stylize
+from ..app.run.settings import DEFAULTS, DEVICES
 from ..errors import InputError
 from ..model.vgg import ENGINES
 from .args import count, positive_int, print_path
+from .commands import summary
 
-DEFAULTS = stylize.__kwdefaults__
 _METAVARS = {"int": "N", "ints": "N", "float": "W", "floats": "W,...", "names": "L,...", "bool": "true|false",
              "init": "content|noise|style|PATH", "path": "FILE", "paths": "FILE,...", "text": "TEXT"}
 _NAMED_METAVARS = {"scales": "N,N,...", "style_scale": "F", "lr": "F", "original_colors": "none|luminance|match",
@@ -44,7 +44,7 @@ def _default_text(name):
 
 def add_parser(sub):
     p = sub.add_parser(
-        "batch", help="run many stylisations as one resumable job on a Dask cluster",
+        "batch", help=summary("batch"),
         description="Run many stylisations on Dask (a local cluster sized to this machine, or --scheduler). "
                     "Each job writes OUTDIR/<content>__<style>[__<option>=<value>...].png and a .json "
                     "sidecar; a rerun skips the jobs whose output and sidecar match their settings. "

@@ -19,6 +19,7 @@ from .args import count, iters_list, list_of, positive_int
 from ..app.files.outputs import check_outputs, read_paths
 from .args import print_path
 from .checks import check_run
+from .commands import summary
 from .stylize import add_run_options, execute
 
 DEMO_CONTENT = "chelsea"
@@ -29,7 +30,7 @@ DEMO_ITERS = (80, 60)
 
 
 def add_parser(sub):
-    p = sub.add_parser("demo", help="run a real style transfer on sample images (a few minutes on a CPU)",
+    p = sub.add_parser("demo", help=summary("demo"),
                        description="Stylise a sample photo (shipped with scikit-image) with a painting nstyle "
                                    "generates, coarse to fine, and write the result, a contact sheet and "
                                    "the loss plot into one folder.")
@@ -103,7 +104,7 @@ def run(args):
     stages = [(st.iters, st.content_size[0] * st.content_size[1]) for st in plan.stages]
     progress = Progress(stages, mode="quiet" if args.quiet else "auto", breakdown_every=args.print_every)
     settings = {"command": "demo", "content": args.content, "style": f"swirl_painting(seed={args.seed})",
-                **plan.options, "engine": plan.engine, "lbfgs_impl": plan.lbfgs_impl}
+                **plan.settings, "engine": plan.engine, "lbfgs_impl": plan.lbfgs_impl}
     code = execute(plan, paths["result.png"], progress=progress, log_json=paths["log.json"], plot=plot,
                    settings=settings, say=lambda *_: None)
     save_image(demo_sheet(content, style, load_rgb(paths["result.png"], what="result")), paths["sheet.png"])

@@ -5,10 +5,11 @@ import sys
 
 from ..model.gradcheck import ALIASES, ENGINE_OPS, OP_NAMES, format_table, run_all
 from ..model.vgg import ENGINES
+from .commands import summary
 
 
 def add_parser(sub):
-    p = sub.add_parser("gradcheck", help="check every hand-derived gradient numerically (float64)",
+    p = sub.add_parser("gradcheck", help=summary("gradcheck"),
                        description="Compare each backward pass with central differences (small ops: element "
                                    "by element; the network: along random directions) in float64 on random "
                                    "data and print op, shape, relative error and pass/fail. Exits 1 if any "

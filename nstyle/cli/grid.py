@@ -5,8 +5,10 @@ from ..app.batch.run_batch import BatchInterrupted
 from ..app.figures.cells import CellsInterrupted
 from ..app.figures.grid import make_grid
 from ..app.files.progress import say
-from .args import add_network_options, count, layers, list_of, positive_float, positive_int, print_path
+from .args import (add_lbfgs_impl_option, add_network_options, count, layers, list_of, positive_float,
+                   positive_int, print_path)
 from .checks import check_run
+from .commands import summary
 
 DEFAULTS = make_grid.__kwdefaults__
 
@@ -14,7 +16,7 @@ DEFAULTS = make_grid.__kwdefaults__
 def add_parser(sub):
     d = DEFAULTS
     p = sub.add_parser(
-        "grid", help="stylise at several content/style ratios and style depths, as a labelled sheet",
+        "grid", help=summary("grid"),
         description="One stylisation per (alpha/beta ratio, depth) cell, laid out like the paper's figure: "
                     "rows use the first DEPTH style layers, columns the ratio alpha/beta (alpha = 1, "
                     "beta = 1/ratio). Each finished cell is kept in <SHEET stem>_cells/ and reused when the "
@@ -31,6 +33,7 @@ def add_parser(sub):
     p.add_argument("--init", choices=("noise", "content", "style"), default=d["init"],
                    help=f"start of every cell (default {d['init']}, as in the paper)")
     p.add_argument("--seed", type=count, default=d["seed"], help=f"white-noise seed (default {d['seed']})")
+    add_lbfgs_impl_option(p, d)
     p.add_argument("--content-layer", default=d["content_layer"])
     p.add_argument("--style-layers", type=layers, default=d["style_layers"],
                    help="the layers whose prefixes the depths count (default " + ",".join(d["style_layers"]) + ")")
@@ -62,7 +65,8 @@ def run(args):
                   size=args.size, iters=args.iters, init=args.init, seed=args.seed,
                   content_layer=args.content_layer, style_layers=args.style_layers, pooling=args.pooling,
                   device=args.device, engine=args.engine, weights=args.weights, restart=args.restart,
-                  check_memory=args.check_memory, weight_scaling=args.weight_scaling, callback=progress, log=say,
+                  check_memory=args.check_memory, weight_scaling=args.weight_scaling, lbfgs_impl=args.lbfgs_impl,
+                  callback=progress, log=say,
                   batch={k: v for k, v in (("workers", args.workers), ("scheduler", args.scheduler)) if v} or None)
     except (CellsInterrupted, BatchInterrupted) as exc:
         say(exc.message)

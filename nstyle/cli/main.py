@@ -3,10 +3,13 @@
 Exit codes: 0 success; 2 bad usage or input; 1 failure while running; 130 interrupted (Ctrl-C or
 SIGTERM, at any instant: see ``interrupts.py``). An error prints one line (plus an optional hint) and no
 traceback unless ``--debug`` is given (before or after the sub-command). Each sub-command lives in its
-own module beside this one with ``add_parser`` and ``run``. This module imports nothing heavy, so the
-signal handlers are in place before NumPy, SciPy and Pillow load.
+own module beside this one with ``add_parser`` and ``run``; ``commands.py`` lists them. This module
+imports nothing heavy, so the signal handlers are in place before NumPy, SciPy and Pillow load, and it
+imports a command's module only when that command runs (or its ``--help`` is asked for): ``nstyle
+--help`` and ``nstyle gradcheck`` start without Pillow or SciPy's optimizer.
 """
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -14,6 +17,7 @@ import sys
 from .. import interrupts
 from ..errors import NStyleError
 from ..version import __version__
+from .commands import COMMANDS
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -26,12 +30,15 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def _command_modules():
-    from . import batch, demo, gradcheck, grid, reconstruct, stylize, video, weights  # noqa: PLC0415
-    return [stylize, video, batch, demo, reconstruct, grid, gradcheck, weights]
+def _command_in(argv):
+    """The sub-command named on a command line: its first word that is not an option (the program's
+    own options -- --help, --version, --debug -- take no value), or None."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
-def build_parser():
+def build_parser(command=None):
+    """The parser, with the options of ``command`` (None: of every command -- what tests and docs read).
+    The other commands are listed with their one-line help only, their modules not imported."""
     parser = _Parser(
         prog="nstyle", description="Neural style transfer (Gatys et al.) with handwritten backprop.",
         epilog="exit codes: 0 success, 2 bad usage or input, 1 failure while running, 130 interrupted")
@@ -39,8 +46,11 @@ def build_parser():
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in _command_modules():
-        module.add_parser(sub)
+    for name, (module, summary) in COMMANDS.items():
+        if command is None or command == name:
+            importlib.import_module(f"{__package__}.{module}").add_parser(sub)
+        else:
+            sub.add_parser(name, help=summary)
     _add_debug_flag(sub)
     return parser
 
@@ -90,7 +100,7 @@ def _main(argv):
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(_command_in(argv) or "").parse_args(argv)
         debug = bool(getattr(args, "debug", False))
         return int(args.run(args) or EXIT_OK)
     except NStyleError as exc:

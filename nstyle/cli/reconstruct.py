@@ -7,8 +7,9 @@ from ..app.files.progress import say
 from ..app.figures.reconstruct import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, reconstruct, reconstruct_sheet
 from ..app.run.stylize import NonFiniteLoss, StylizeInterrupted
 from ..errors import InputError
-from .args import add_network_options, count, layers, positive_int, print_path
+from .args import add_lbfgs_impl_option, add_network_options, count, layers, positive_int, print_path
 from .checks import check_run
+from .commands import summary
 
 DEFAULTS = reconstruct.__kwdefaults__
 
@@ -16,7 +17,7 @@ DEFAULTS = reconstruct.__kwdefaults__
 def add_parser(sub):
     d = DEFAULTS
     p = sub.add_parser(
-        "reconstruct", help="reconstruct an image from white noise using one layer's content or some layers' style",
+        "reconstruct", help=summary("reconstruct"),
         description="Start from seeded white noise and optimise only the content loss at one layer "
                     "(--content-layer) or only the style (Gram) loss over a set of layers (--style-layers). "
                     "With --all: a labelled sheet with one reconstruction per content layer and/or one per "
@@ -34,6 +35,7 @@ def add_parser(sub):
     p.add_argument("--iters", type=count, default=d["iters"], help=f"L-BFGS-B iterations (default {d['iters']})")
     p.add_argument("--seed", type=count, default=d["seed"], help=f"white-noise seed (default {d['seed']})")
     p.add_argument("--no-bounds", dest="bounds", action="store_false", help="let pixels leave 0..255")
+    add_lbfgs_impl_option(p, d)
     p.add_argument("--mask", default=None, metavar="SEG",
                    help="colour-coded segmentation of the image: a guided style reconstruction, each region "
                         "keeping its own statistics (Gatys et al. 2017)")
@@ -61,7 +63,7 @@ def run(args):
     options = {"size": args.size, "iters": args.iters, "seed": args.seed, "bounds": args.bounds,
                "pooling": args.pooling, "device": args.device, "engine": args.engine, "weights": args.weights,
                "check_memory": args.check_memory, "mask": args.mask, "mask_mode": args.mask_mode,
-               "weight_scaling": args.weight_scaling}
+               "weight_scaling": args.weight_scaling, "lbfgs_impl": args.lbfgs_impl}
     check_run(reads=[args.image] + ([args.mask] if args.mask else []), weights=args.weights, device=args.device,
               outputs=[(args.output, "sheet" if args.all else "output", True)])
     if args.all:

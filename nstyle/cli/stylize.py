@@ -1,25 +1,24 @@
 """``nstyle stylize CONTENT STYLE [STYLE ...] -o OUT``: the main job.
 
-Every default comes from ``nstyle.stylize``'s keyword arguments. Before any weights load, the command
-checks every number (at parse time), the output path (format, folder, writability, not an input), every
-input image, and the memory the run will need -- so a run that cannot finish fails in its first second.
+Every default is the API's: ``app/run/settings.py`` declares them once, and ``nstyle.stylize``'s keyword
+arguments read them from there. Before any weights load, the command checks every number (at parse
+time), the output path (format, folder, writability, not an input), every input image, and the memory
+the run will need -- so a run that cannot finish fails in its first second.
 """
 import sys
 
 from ..app.files.imageio import save_image
-from ..optim.optimize import LBFGS_IMPLS
 from ..app.files.outputs import snapshot_path
 from ..app.files.progress import Progress
 from ..app.files.runlog import plot_losses, write_log
-from ..app.run.stylize import (INITS, OPTIMIZERS, ORIGINAL_COLORS, NonFiniteLoss, StylizeInterrupted, prepare,
-                           run as run_plan, stylize)
+from ..app.run.settings import DEFAULTS, INITS, OPTIMIZERS, ORIGINAL_COLORS
+from ..app.run.stylize import NonFiniteLoss, StylizeInterrupted, prepare, run as run_plan
 from ..app.tiles.run import discard, tiles_folder
 from ..errors import InputError
-from .args import (add_network_options, add_reporting_options, count, iters_list, join, layers, list_of,
-                   positive_float, positive_int, print_path, weight)
+from .args import (add_lbfgs_impl_option, add_network_options, add_reporting_options, count, iters_list, join,
+                   layers, list_of, positive_float, positive_int, print_path, weight)
 from .checks import check_run
-
-DEFAULTS = stylize.__kwdefaults__
+from .commands import summary
 
 
 def tile_size(text):
@@ -42,7 +41,7 @@ def add_run_options(p):
 def add_parser(sub):
     d = DEFAULTS
     p = sub.add_parser(
-        "stylize", help="paint a photo in the style of one or more paintings",
+        "stylize", help=summary("stylize"),
         description="Paint CONTENT in the style of STYLE (Gatys et al.). Defaults follow the paper unless "
                     "noted; 'paper:' gives the paper's value where ours differs.")
     p.add_argument("content", help="content image (the photo)")
@@ -126,9 +125,7 @@ def add_parser(sub):
                         f"the CPU (default: {d['seed']})")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"],
                    help=f"default: {d['optimizer']} (L-BFGS-B; the paper used L-BFGS)")
-    g.add_argument("--lbfgs-impl", choices=LBFGS_IMPLS, default=d["lbfgs_impl"],
-                   help="whose L-BFGS-B: scipy (on the host), nstyle (the same algorithm on the device, "
-                        f"nstyle/optim/lbfgsb.py), auto: scipy on the CPU, nstyle on the GPU (default: {d['lbfgs_impl']})")
+    add_lbfgs_impl_option(g, d)
     g.add_argument("--lr", type=positive_float, default=d["lr"], metavar="F",
                    help=f"Adam step size in pixel units (default: {d['lr']:g})")
     g.add_argument("--no-bounds", dest="bounds", action="store_false",
@@ -208,7 +205,7 @@ def execute(plan, output, *, progress, save_every=0, log_json=None, plot=None, v
 
     def write_side_outputs(status, message=""):
         if log_json:
-            write_log(log_json, settings or plan.options, records, status, message, output)
+            write_log(log_json, settings or plan.settings, records, status, message, output)
         if plot and records:
             plot_losses(records, plot)
 
@@ -233,7 +230,7 @@ def execute(plan, output, *, progress, save_every=0, log_json=None, plot=None, v
         progress.close()
         if log_json:
             try:
-                write_log(log_json, settings or plan.options, records, "failed", str(exc), None)
+                write_log(log_json, settings or plan.settings, records, "failed", str(exc), None)
             except Exception:  # the original error matters more than the log
                 pass
         raise
@@ -263,13 +260,13 @@ def run(args):
     if plan.tiles:
         if args.save_every:
             raise InputError("--save-every does not apply to a tiled run", hint="its tiles are kept in "
-                             f"{plan.options['tile_dir']} as they finish")
+                             f"{plan.settings.tile_dir} as they finish")
         stages += [(plan.tiles.iters, t.size[0] * t.size[1]) for t in plan.tiles.all_tiles()]
     progress = Progress(stages, mode="quiet" if args.quiet else "auto", breakdown_every=args.print_every)
-    settings = {"content": args.content, "styles": args.styles, "output": args.output, **plan.options,
+    settings = {"content": args.content, "styles": args.styles, "output": args.output, **plan.settings,
                 "engine": plan.engine, "lbfgs_impl": plan.lbfgs_impl}
     code = execute(plan, args.output, progress=progress, save_every=args.save_every, log_json=args.log_json,
                    plot=args.plot, settings=settings, say=(lambda *_: None) if args.quiet else print_path)
     if plan.tiles and code == 0 and not args.keep_tiles:
-        discard(plan.options["tile_dir"])  # the output is written: its tiles are no longer needed
+        discard(plan.settings.tile_dir)  # the output is written: its tiles are no longer needed
     return code

@@ -22,6 +22,7 @@ from ..errors import InputError
 from . import stylize as stylize_command
 from .args import positive_float, positive_int, print_path, weight
 from .checks import check_run
+from .commands import summary
 
 _NOT_FOR_VIDEO = {"content", "styles", "output", "save_every", "plot", "help"}
 
@@ -35,7 +36,7 @@ def _stylize_groups():
 
 def add_parser(sub):
     p = sub.add_parser(
-        "video", help="stylise a video without flicker (Ruder et al. 2016)",
+        "video", help=summary("video"),
         description="Stylise every frame of INPUT (a video file or a folder of numbered frames) in the style of "
                     "STYLE, each frame tied to the previous one by a temporal loss along the optical flow, so "
                     "that the result does not flicker. Every stylize option applies per frame. Needs: pip "
@@ -116,8 +117,9 @@ def run(args):
         return 0
     progress = VideoProgress(vplan.frames, vplan.passes, mode="quiet" if args.quiet else "auto",
                              breakdown_every=args.print_every)
-    settings = {"input": args.input, "styles": args.styles, "output": args.output, **vplan.plan.options,
-                "engine": vplan.plan.engine, "temporal_weight": vplan.temporal_weight, "flow": vplan.flow,
+    settings = {"input": args.input, "styles": args.styles, "output": args.output, **vplan.plan.settings,
+                "engine": vplan.plan.engine, "lbfgs_impl": vplan.plan.lbfgs_impl,
+                "temporal_weight": vplan.temporal_weight, "flow": vplan.flow,
                 "passes": vplan.passes, "fps": str(vplan.source.fps), "start": vplan.source.start,
                 "frames": vplan.frames}
 

@@ -14,12 +14,13 @@ from ..errors import InputError
 from ..weights.guard import check_regular
 from ..weights.normalize import MIN_SIDE, check_settings, image_files, normalize_file
 from ..weights.store import default_weights_path, is_nstyle_hdf5, read_hdf5, write_hdf5
+from .commands import summary
 
 _NORMALIZE_DEFAULTS = normalize_file.__kwdefaults__
 
 
 def add_parser(sub):
-    p = sub.add_parser("weights", help="manage the VGG-19 weights",
+    p = sub.add_parser("weights", help=summary("weights"),
                        description="Fetch, locate, inspect, convert and normalise VGG-19 weights files.")
     wsub = p.add_subparsers(dest="weights_command", metavar="ACTION")
     wsub.required = True

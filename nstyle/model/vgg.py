@@ -61,6 +61,9 @@ class VGG19:
     layers is enough when only shallow taps are used. engine: a name (see the module docstring), or a
     factory ``engine(params, pooling)`` for an engine built with options of its own, e.g.
     ``lambda p, pool: CpuEngine(p, pool, winograd="always")``.
+
+    The model builds a network from arrays and knows nothing of files: ``nstyle.VGG19.load(path)`` (the
+    application's subclass, ``app/run/network.py``) reads a weights file into these params.
     """
 
     def __init__(self, params, pooling="avg", device="cpu", dtype=np.float32, engine="auto"):
@@ -92,12 +95,6 @@ class VGG19:
         self.depth = LAYER_INDEX[missing[0]] - 1 if missing else len(LAYER_NAMES) - 1
         self.engine = make_engine(resolve_engine(engine, device), self.params, pooling)
         self.engine_name = self.engine.name
-
-    @classmethod
-    def load(cls, path=None, pooling="avg", device="cpu", dtype=np.float32, engine="auto"):
-        """Build the network from a weights file (None: the default weights; see ``nstyle/weights``)."""
-        from ..weights.store import load_params  # noqa: PLC0415 -- keeps h5py out of plain layer use
-        return cls(load_params(path), pooling=pooling, device=device, dtype=dtype, engine=engine)
 
     def _check_taps(self, taps):
         check_layer_names(taps, "tap layer")

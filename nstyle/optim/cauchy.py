@@ -58,26 +58,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..backend import get_xp, to_host
+
 EPS = float(np.finfo(np.float64).eps)
-
-_cupy = None  # the cupy module once looked up, False when it is not usable here
-
-
-def array_module(a):
-    """numpy or cupy, whichever owns ``a``. CuPy is imported on first use, and only if installed."""
-    global _cupy
-    if _cupy is None:
-        try:
-            import cupy  # noqa: PLC0415 -- optional dependency
-            _cupy = cupy
-        except Exception:  # not installed, or no usable CUDA: NumPy only
-            _cupy = False
-    return _cupy.get_array_module(a) if _cupy else np
-
-
-def to_host(a):
-    """A NumPy copy of a small array (or of any array, in the sequential reference)."""
-    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 class CauchyPoint(NamedTuple):
@@ -93,7 +76,7 @@ def quiet(xp):
 
 def box_masks(lower, upper):
     """(has_lower, has_upper, fixed) masks of a box; a solver computes them once and passes them on."""
-    xp = array_module(lower)
+    xp = get_xp(lower)
     has_lower, has_upper = xp.isfinite(lower), xp.isfinite(upper)
     return has_lower, has_upper, has_lower & has_upper & (upper - lower <= 0)
 
@@ -203,7 +186,7 @@ def cauchy_point(x, g, lower, upper, W, M, theta, chunk=4096, masks=None):
     masks: ``box_masks(lower, upper)`` when already at hand. chunk: breakpoints scanned at a time.
     Returns CauchyPoint(xcp, c = W (xcp - x) on the host, free mask).
     """
-    xp = array_module(x)
+    xp = get_xp(x)
     M = xp.asarray(M, dtype=xp.float64)
     masks = box_masks(lower, upper) if masks is None else masks
     d, t, free, bounded_path = _classify(xp, x, g, lower, upper, masks)

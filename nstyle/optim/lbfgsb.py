@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cauchy import EPS, array_module, box_masks, cauchy_point, to_host
+from ..backend import get_xp, to_host
+from .cauchy import EPS, box_masks, cauchy_point
 from .linesearch import Box, max_step, search_along
 
 _STOPS = {  # reason: (status as SciPy reports it, message)
@@ -279,7 +280,7 @@ def minimize_lbfgsb(fun_and_grad, x0, lower=None, upper=None, m=10, ftol=2.22044
     Exceptions from fun_and_grad (KeyboardInterrupt included) propagate to the caller.
     Every point evaluated lies in the box (x0 is clipped into it first).
     """
-    xp = array_module(x0)
+    xp = get_xp(x0)
     shape = tuple(x0.shape)
     lower = _as_bound(xp, lower, shape, -np.inf)
     upper = _as_bound(xp, upper, shape, np.inf)

@@ -26,7 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cauchy import array_module, quiet
+from ..backend import get_xp
+from .cauchy import quiet
 
 FG = "fg"                  # evaluate phi and phi' at ``search.step`` and call ``update`` again
 CONVERGED = "converged"    # both conditions hold at ``search.step``
@@ -258,7 +259,7 @@ def search_along(evaluate, x, f, g, z, box, first, maxls):
     Returns the accepted Step, or None when the search fails (not a descent direction, or maxls
     evaluations without an acceptable step).
     """
-    xp = array_module(x)
+    xp = get_xp(x)
     d = z - x
     norm = float(xp.linalg.norm(d))
     if not box.constrained:

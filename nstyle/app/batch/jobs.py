@@ -31,25 +31,16 @@ import re
 from dataclasses import dataclass, field
 
 from ...errors import InputError
-from ..run.plan import INITS
+from ..run.settings import INITS, job_option_kinds, listed_options, options_of
 
-# How the text of each per-job option is read. Options missing here (weights, device, engine,
-# max_pixels, check_memory) belong to the whole batch: one network and one device per run; the tiled
-# run's options (tile, tile_*) are not batch jobs' (a tiled run spreads one picture over a cluster itself).
-OPTION_KINDS = {
-    "size": "int", "iters": "ints", "scales": "ints",
-    "content_weight": "float", "style_weight": "float", "tv_weight": "float",
-    "content_layers": "names", "style_layers": "names", "style_layer_weights": "floats",
-    "style_blend": "floats", "style_scale": "float", "original_colors": "text", "weight_scaling": "text",
-    "init": "init", "seed": "int", "optimizer": "text", "lbfgs_impl": "text", "lr": "float", "bounds": "bool",
-    "pooling": "text",
-    "content_mask": "path", "style_masks": "paths", "region_styles": "text", "region_weights": "text",
-    "mask_mode": "text",
-}
-BATCH_WIDE = ("weights", "device", "engine", "max_pixels", "check_memory")
+# How the text of each per-job option is read, in the order their values appear in output names: the
+# settings' declarations (``run/settings.py``). The whole batch's options (weights, device, engine,
+# max_pixels, check_memory) are one network and one device per run; a tiled run's options are not batch
+# jobs' (a tiled run spreads one picture over a cluster itself).
+OPTION_KINDS = job_option_kinds()
+BATCH_WIDE = options_of("batch")
 # Options whose one value is itself a comma list: several values of them are separated by ";".
-LIST_VALUED = {"scales", "content_layers", "style_layers", "style_layer_weights", "style_blend",
-               "style_masks", "region_styles", "region_weights"}
+LIST_VALUED = listed_options()
 RESERVED_COLUMNS = ("content", "style", "output")
 NAME_LIMIT = 180  # characters; longer names are cut and end in a hash of the full name
 _UNSAFE = re.compile(r"[^A-Za-z0-9._,=+-]")

@@ -31,14 +31,13 @@ from ..figures.cells import image_fingerprint
 from ..files.imageio import DEFAULT_MAX_PIXELS
 from .jobs import OPTION_KINDS, Job, output_name
 from ..files.outputs import check_output_path
-from ..run.plan import INITS, as_image
-from ..run.stylize import prepare, stylize
+from ..run.plan import as_image
+from ..run.settings import DEFAULTS
+from ..run.stylize import prepare
 from .worker import file_sha256, is_current, settings_hash, sidecar_path
 
 SUMMARY_FILE = "summary.csv"
 SUMMARY_COLUMNS = ("job", "status", "seconds", "final_loss", "iterations", "attempts", "error", "row")
-# plan.options entries that do not change the picture (or belong to the batch's identity elsewhere)
-_NOT_PICTURE = ("weights", "max_pixels", "check_memory", "tile_dir", "tile_cluster")
 
 
 @dataclass
@@ -146,13 +145,9 @@ def weights_identity(weights, remote):
 
 
 def _picture_settings(plan, inputs, content, styles, weights_id):
-    options = {k: v for k, v in plan.options.items() if k not in _NOT_PICTURE}
-    if not (isinstance(options["init"], str) and options["init"] in INITS):
-        options["init"] = inputs.fingerprint(options["init"])
-    if options.get("content_mask") is not None:
-        options["content_mask"] = inputs.fingerprint(options["content_mask"])
-    if options.get("style_masks") is not None:
-        options["style_masks"] = [inputs.fingerprint(m) for m in options["style_masks"]]
+    """What a job's sidecar keys on: the settings that change the picture (input images by their bytes),
+    the inputs' bytes and the weights' identity."""
+    options = plan.settings.picture(inputs.fingerprint)
     return {"content": inputs.fingerprint(content), "styles": [inputs.fingerprint(s) for s in styles],
             "options": options, "weights": weights_id}
 
@@ -215,7 +210,7 @@ def plan_batch(jobs, outdir, *, weights=None, device="cpu", engine="auto", max_p
     batch_options = {"weights": worker_weights, "device": device, "engine": engine, "max_pixels": max_pixels,
                      "check_memory": False}
     inputs = _Inputs(max_pixels)
-    planned = [_plan_one(job, inputs, outdir, batch_options, weights_id, stylize.__kwdefaults__) for job in jobs]
+    planned = [_plan_one(job, inputs, outdir, batch_options, weights_id, DEFAULTS) for job in jobs]
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise InputError(f"output folder {outdir}: exists and is not a folder")
     try:
@@ -316,7 +311,7 @@ def _cell_job(cell, plan, store):
         stage = plan.stages[0]
         content = content.resize(stage.content_size, Image.Resampling.LANCZOS)
         styles = [s.resize(size, Image.Resampling.LANCZOS) for s, size in zip(styles, stage.style_sizes)]
-    options = {k: v for k, v in plan.options.items() if k in OPTION_KINDS}
+    options = {name: plan.settings[name] for name in OPTION_KINDS}
     return Job(f"cell {cell.label}", content, styles, options, output=os.path.abspath(store.path(cell.name)))
 
 
@@ -328,10 +323,10 @@ def cells_via_batch(cells, plans, store, size, log=None, **batch_options):
     todo = [cell for cell in cells if store.load(cell.name, size) is None]
     done = {}
     if todo:
-        o = plans[todo[0].name].options
+        o = plans[todo[0].name].settings
         jobs = [_cell_job(cell, plans[cell.name], store) for cell in todo]
-        result = run_batch(jobs, os.path.abspath(store.folder), weights=o["weights"], device=o["device"],
-                           engine=o["engine"], log=log, **batch_options)
+        result = run_batch(jobs, os.path.abspath(store.folder), weights=o.weights, device=o.device,
+                           engine=o.engine, log=log, **batch_options)
         done = {cell.name: p for cell, p in zip(todo, result.jobs)}
 
     def make(cell):

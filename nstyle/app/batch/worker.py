@@ -196,8 +196,9 @@ def _run(spec, start):
     from ..run.stylize import prepare, run  # noqa: PLC0415
     set_num_threads(_worker_threads(spec.get("threads")))
     plan = prepare(spec["content"], spec["styles"], **spec["options"])
-    o = plan.options
-    vgg, weights_sha = worker_network(o["weights"], o["pooling"], o["device"], o["engine"])
+    o = plan.settings
+    vgg, weights_sha = worker_network(o.weights, o.pooling, o.device, o.engine)
+    plan = plan.on_network(vgg)  # whose L-BFGS-B runs here: resolved once, for this worker's network
     expected = spec.get("weights_sha256")
     if expected and expected != weights_sha:
         raise NStyleError(f"the weights file on {socket.gethostname()} differs from the one the batch "
@@ -223,6 +224,7 @@ def _run(spec, start):
               "settings": spec["settings"], "output_sha256": file_sha256(spec["output"]),
               "final_loss": state["best"], "iterations": state.get("iterations", 0), "seconds": round(seconds, 3),
               "worker": socket.gethostname(), "weights_sha256": weights_sha, "nstyle": __version__,
+              "lbfgs_impl": plan.settings.lbfgs_impl if plan.settings.optimizer == "lbfgs" else None,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     _write_sidecar(spec["output"], record)
     return {"job": spec["name"], "status": "done", "seconds": seconds, "final_loss": state["best"],

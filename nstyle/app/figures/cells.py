@@ -171,9 +171,18 @@ def _same_file(a, b):
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _flat(settings, prefix=""):
+    """Nested settings as one level, ``{"options": {"iters": 2}}`` -> ``{"options.iters": 2}``."""
+    flat = {}
+    for k, v in settings.items():
+        flat.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return flat
+
+
 def _differences(stored, current):
     if not isinstance(stored, dict):
         return f"{SETTINGS_FILE} is unreadable"
+    stored, current = _flat(stored), _flat(current)
     keys = sorted(set(stored) | set(current))
     changed = [k for k in keys if stored.get(k) != current.get(k)]
     parts = []

@@ -20,7 +20,7 @@ from ...model.objective import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 from .reconstruct import style_subset_label
 from ..run.network import load_network
 from ..files.outputs import check_output_path, read_paths
-from ..run.plan import as_image
+from ..run.plan import as_image, input_fingerprint
 from ..run.stylize import prepare, run
 from ...validate import whole_number
 
@@ -73,10 +73,16 @@ def grid_cells(ratios, depths, style_layers=DEFAULT_STYLE_LAYERS):
     return cells
 
 
+def cell_options(cell):
+    """The stylize options a cell sets for itself: beta = 1/ratio (alpha = 1), and its style layers."""
+    return {"style_weight": 1.0 / cell.params["ratio"], "style_layers": cell.params["style_layers"]}
+
+
 def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), depths=(1, 2, 3, 4, 5), size=256,
               iters=300, init="noise", seed=0, content_layer=DEFAULT_CONTENT_LAYERS[0],
               style_layers=DEFAULT_STYLE_LAYERS, pooling="avg", device="cpu", engine="auto", weights=None, vgg=None,
-              restart=False, check_memory=True, weight_scaling="invariant", callback=None, log=None, batch=None):
+              restart=False, check_memory=True, weight_scaling="invariant", lbfgs_impl="auto", callback=None, log=None,
+              batch=None):
     """Stylise ``content`` with ``style`` at every (ratio, depth) and lay the results out as a sheet.
 
     content, style: path, PIL image or uint8 RGB array. out: the sheet's path; when given, cells are
@@ -86,7 +92,7 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
     size, iters, init ("noise", "content" or "style"), seed, pooling, device, engine, weights, vgg: as in
     ``stylize``. check_memory: refuse up front a grid whose cells would not fit in memory.
     weight_scaling: as in ``stylize``; with "invariant" (the default) the ratios mean what the paper's
-    mean at 512 pixels, whatever ``size`` is.
+    mean at 512 pixels, whatever ``size`` is. lbfgs_impl: whose L-BFGS-B, as in ``stylize``.
     content_layer: the one content layer. callback(cell, record, get_image) follows each
     iteration; log(message) gets one line per cell. Returns (sheet, cells).
     batch: None (the cells run here, one after another) or ``batch.run_batch``'s cluster options
@@ -104,11 +110,10 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
     style_img = as_image(style, "style image")
     cells = grid_cells(ratios, depths, style_layers)
     # Every cell planned (and so checked) before anything loads or any file is written.
-    plans = {cell.name: prepare(original, style_img, size=size, iters=iters,
-                                content_weight=1.0, style_weight=1.0 / cell.params["ratio"], init=init,
-                                seed=seed, content_layers=(content_layer,),
-                                style_layers=cell.params["style_layers"], pooling=pooling, device=device,
-                                engine=engine, weights=weights, weight_scaling=weight_scaling)
+    plans = {cell.name: prepare(original, style_img, size=size, iters=iters, content_weight=1.0, init=init,
+                                seed=seed, content_layers=(content_layer,), pooling=pooling, device=device,
+                                engine=engine, weights=weights, weight_scaling=weight_scaling,
+                                lbfgs_impl=lbfgs_impl, **cell_options(cell))
              for cell in cells}
     if check_memory:
         max(plans.values(), key=lambda p: p.memory.total).check_memory()
@@ -118,10 +123,14 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
 
     store = None
     if out is not None:
+        # the cells folder keys on what changes the pictures (so pooling counts, the device and the engine
+        # do not), less what each cell sets for itself; the layers whose prefixes the depths count
+        picture = plans[cells[0].name].settings.picture(input_fingerprint)
+        own = cell_options(cells[0])
         settings = {"job": "grid", "content": image_fingerprint(content_img), "style": image_fingerprint(style_img),
-                    "size": list(content_img.size), "iters": int(iters), "init": init, "seed": int(seed),
-                    "content_layer": content_layer, "style_layers": list(style_layers),
-                    "weights": weights_fingerprint(vgg), "weight_scaling": weight_scaling}
+                    "size": list(content_img.size), "style_layers": list(style_layers),
+                    "options": {k: v for k, v in picture.items() if k not in own},
+                    "weights": weights_fingerprint(vgg)}
         store = CellStore(cells_folder(out), settings, restart=restart, protect=[content, style])
         store.check_writable([cell.name for cell in cells])
 

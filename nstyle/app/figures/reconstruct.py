@@ -22,7 +22,7 @@ from ..files.imageio import resize_longest
 from ...model.objective import DEFAULT_STYLE_LAYERS, StyleObjective
 from ..run.network import load_network
 from ..files.outputs import check_output_path, read_paths
-from ..run.plan import as_image
+from ..run.plan import as_image, input_fingerprint
 from ..run.stylize import prepare, run
 from ...validate import whole_number
 
@@ -46,6 +46,11 @@ def reconstruction_options(content_layer=None, style_layers=None):
     return {"content_weight": 0.0, "style_weight": 1.0, "style_layers": style_layers}
 
 
+# The options each cell of a sheet sets for itself (its name says them); the others are the sheet's.
+CELL_OPTIONS = frozenset(reconstruction_options(content_layer="relu1_1")) | frozenset(
+    reconstruction_options(style_layers=("relu1_1",)))
+
+
 def reconstruction_objective(vgg, x, content_layer=None, style_layers=None):
     """The loss that a reconstruction minimises, for the preprocessed image x (1, 3, H, W)."""
     o = reconstruction_options(content_layer, style_layers)
@@ -55,7 +60,7 @@ def reconstruction_objective(vgg, x, content_layer=None, style_layers=None):
 
 def plan_reconstruction(image, *, content_layer=None, style_layers=None, size=256, iters=300, seed=0,
                         bounds=True, pooling="avg", device="cpu", engine="auto", weights=None, mask=None,
-                        mask_mode="inside", weight_scaling="invariant"):
+                        mask_mode="inside", weight_scaling="invariant", lbfgs_impl="auto"):
     """A reconstruction as a stylize plan: the image (resized so its longest side is ``size``) is both
     the content and the style, the start is seeded white noise, one of the two terms weighs 0. So a
     reconstruction gets every check a stylisation gets (sizes, reach of the layers, memory). mask: a
@@ -64,19 +69,21 @@ def plan_reconstruction(image, *, content_layer=None, style_layers=None, size=25
     return prepare(image, image, size=whole_number("size", size, 1), iters=iters, init="noise", seed=seed,
                    bounds=bounds, pooling=pooling, device=device, engine=engine, weights=weights, content_mask=mask,
                    style_masks=None if mask is None else [mask], mask_mode=mask_mode,
-                   weight_scaling=weight_scaling, **reconstruction_options(content_layer, style_layers))
+                   weight_scaling=weight_scaling, lbfgs_impl=lbfgs_impl,
+                   **reconstruction_options(content_layer, style_layers))
 
 
 def reconstruct(image, *, content_layer=None, style_layers=None, size=256, iters=300, seed=0, bounds=True,
                 pooling="avg", device="cpu", engine="auto", weights=None, mask=None, mask_mode="inside",
-                weight_scaling="invariant", check_memory=True, vgg=None, callback=None, log=None):
+                weight_scaling="invariant", lbfgs_impl="auto", check_memory=True, vgg=None, callback=None,
+                log=None):
     """Reconstruct ``image`` from white noise using only one layer's content or some layers' Grams.
 
     image: path, PIL image or uint8 RGB array, resized so its longest side is ``size``.
     content_layer: one layer name (content reconstruction); or style_layers: a list of layer names
     (style reconstruction) -- exactly one of the two. iters: L-BFGS-B iterations from seeded white
     noise (``seed``). bounds, pooling, device, engine, weights, check_memory, vgg, callback(record,
-    get_image), log, mask_mode, weight_scaling: as in ``stylize``. mask: a colour-coded segmentation of
+    get_image), log, mask_mode, weight_scaling, lbfgs_impl: as in ``stylize``. mask: a colour-coded segmentation of
     the image for a guided style reconstruction (each region keeps its own statistics). Returns a PIL image of the resized image's size. Raises
     InputError before any work for bad input, StylizeInterrupted (holding the best image) on Ctrl-C
     and NonFiniteLoss on NaN/Inf.
@@ -84,7 +91,7 @@ def reconstruct(image, *, content_layer=None, style_layers=None, size=256, iters
     plan = plan_reconstruction(image, content_layer=content_layer, style_layers=style_layers, size=size,
                                iters=iters, seed=seed, bounds=bounds, pooling=pooling, device=device,
                                engine=engine, weights=weights, mask=mask, mask_mode=mask_mode,
-                               weight_scaling=weight_scaling)
+                               weight_scaling=weight_scaling, lbfgs_impl=lbfgs_impl)
     if check_memory:
         plan.check_memory()
     return run(plan, vgg=vgg, callback=callback, log=log)
@@ -124,7 +131,7 @@ def reconstruct_sheet(image, *, content_layers=PAPER_CONTENT_LAYERS, style_layer
     out: the sheet's path. When given, every finished cell is also written to ``<out stem>_cells/``
     and reused by a later call with the same settings (restart=True discards cells made with other
     settings), and the sheet is rewritten after each cell. options: ``reconstruct``'s keywords (size,
-    iters, seed, bounds, pooling, device, engine, weights, check_memory, vgg). callback(cell, record,
+    iters, seed, bounds, pooling, device, engine, weights, lbfgs_impl, check_memory, vgg). callback(cell, record,
     get_image) follows each
     iteration. Returns (sheet, cells).
     """
@@ -161,11 +168,12 @@ def reconstruct_sheet(image, *, content_layers=PAPER_CONTENT_LAYERS, style_layer
 
     store = None
     if out is not None:
+        # the cells folder keys on what changes the pictures (so pooling and bounds count, the device and
+        # the engine do not), less what each cell sets for itself
+        picture = next(iter(plans.values())).settings.picture(input_fingerprint)
         settings = {"job": "reconstruct", "image": image_fingerprint(target), "size": list(target.size),
-                    "iters": int(opts["iters"]), "seed": int(opts["seed"]), "bounds": bool(opts["bounds"]),
-                    "weights": weights_fingerprint(vgg), "weight_scaling": opts["weight_scaling"]}
-        if opts["mask"] is not None:
-            settings.update(mask=image_fingerprint(as_image(opts["mask"], "mask")), mask_mode=opts["mask_mode"])
+                    "options": {k: v for k, v in picture.items() if k not in CELL_OPTIONS},
+                    "weights": weights_fingerprint(vgg)}
         store = CellStore(cells_folder(out), settings, restart=restart, protect=[image])
         store.check_writable([cell.name for cell in cells])
 

@@ -1,3 +1,4 @@
-"""A stylize run: the plan (every input and setting checked, the stages and the memory they need), the
-network it loads, the weights that mean the same at every size, the stages themselves, colours and masks,
-and how a run ends early."""
+"""A stylize run: its settings (every option declared once: ``settings.py``), the plan (every input and
+setting checked, the stages and the memory they need), the network it loads from a weights file, the
+weights that mean the same at every size, the stage loop every picture runs (``stages.py``), colours and
+masks, and how a run ends early."""

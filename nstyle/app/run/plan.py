@@ -2,6 +2,7 @@
 coarse-to-fine stage worked out and the memory estimated -- all before any weights load, so that a run
 which cannot finish says so in its first second. ``stylize.py`` runs the plan.
 """
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -9,20 +10,16 @@ import numpy as np
 from PIL import Image
 
 from ...errors import InputError
-from ...model.arch import LAYER_INDEX, POOLINGS, pools_before
-from ...model.vgg import ENGINES, check_layer_names, resolve_engine
-from ...validate import choice, distinct, finite_number, whole_number
-from ..files.imageio import DEFAULT_MAX_PIXELS, fit_size, load_rgb
+from ...model.arch import LAYER_INDEX, pools_before
+from ...model.vgg import resolve_engine
+from ...validate import whole_number
+from ..figures.cells import image_fingerprint
+from ..files.imageio import fit_size, load_rgb
 from .masks import plan_regions
 from ..tiles.plan import plan_tiles
-from ...optim.optimize import LBFGS_IMPLS, resolve_lbfgs_impl
+from ...optim.optimize import resolve_lbfgs_impl
 from .memory import available_bytes, estimate, format_bytes, gpu_available_bytes, largest_fitting_size
-from .weighting import check_scaling
-
-INITS = ("content", "noise", "style")
-OPTIMIZERS = ("lbfgs", "adam")
-ORIGINAL_COLORS = ("none", "luminance", "match")
-DEVICES = ("auto", "cpu", "gpu")
+from .settings import DEFAULT_MAX_PIXELS, DEVICES, INITS, OPTIMIZERS, ORIGINAL_COLORS, Settings  # noqa: F401
 
 
 def _stage_plan(size, scales, iters):
@@ -78,6 +75,15 @@ def as_image(item, what, max_pixels=DEFAULT_MAX_PIXELS):
     return Image.fromarray(arr, "RGB")
 
 
+def input_fingerprint(item, max_pixels=DEFAULT_MAX_PIXELS):
+    """What identifies an input image (an init image, a mask) in a resumable folder's key: ``pixels:``
+    and the SHA-256 of its decoded pixels -- the same whether it came as a path, a PIL image or an array
+    (a mask may be a grey (H, W) array: it counts as the RGB image it stands for)."""
+    if not isinstance(item, (Image.Image, str, bytes)) and not hasattr(item, "__fspath__"):
+        arr = np.asarray(item)
+        item = np.repeat(arr[:, :, None], 3, axis=2) if arr.ndim == 2 else arr
+    return "pixels:" + image_fingerprint(as_image(item, "image", max_pixels))
+
 
 # ---------------------------------------------------------------------------------------------------
 # The plan: everything known before the network loads.
@@ -96,11 +102,16 @@ class Plan:
     styles: list
     init: object               # "content" | "noise" | "style" | PIL image
     stages: list
-    options: dict              # every stylize keyword, defaults filled in
+    settings: Settings         # every stylize option, checked (settings.py)
     memory: object = None      # MemoryEstimate of the largest stage
     notes: list = field(default_factory=list)
     regions: object = None     # masks.RegionPlan (spatial control) or None
     tiles: object = None       # tiles.TilePlan (a tiled run: the one stage is its base) or None
+
+    @property
+    def options(self):
+        """The settings under their older name (a read-only mapping, as the options dict was read)."""
+        return self.settings
 
     @property
     def output_size(self):
@@ -111,15 +122,15 @@ class Plan:
         return sum(s.iters for s in self.stages) + (self.tiles.iters * len(self.tiles.all_tiles()) if self.tiles else 0)
 
     def _estimate_at(self, stage_size):
-        o = self.options
+        o = self.settings
         w, h = fit_size(self.content.width, self.content.height, stage_size)
-        longest = max(1, round(max(w, h) * o["style_scale"]))
+        longest = max(1, round(max(w, h) * o.style_scale))
         style_shapes = [fit_size(s.width, s.height, longest)[::-1] for s in self.styles]
         images = 6 * (self.content.width * self.content.height
                       + sum(s.width * s.height for s in self.styles))  # RGB bytes, and a converted copy
-        return estimate(h, w, o["content_layers"] if o["content_weight"] > 0 else (),
-                        o["style_layers"] if o["style_weight"] > 0 else (), style_shapes,
-                        pooling=o["pooling"], optimizer=o["optimizer"], image_bytes=images,
+        return estimate(h, w, o.content_layers if o.content_weight > 0 else (),
+                        o.style_layers if o.style_weight > 0 else (), style_shapes,
+                        pooling=o.pooling, optimizer=o.optimizer, image_bytes=images,
                         device=self.device, engine=self.engine,
                         regions=len(self.regions.keys) if self.regions else 0)
 
@@ -140,15 +151,24 @@ class Plan:
     @property
     def lbfgs_impl(self):
         """Whose L-BFGS-B the run will use: "scipy" or "nstyle"."""
-        return resolve_lbfgs_impl(self.options["lbfgs_impl"], self.device)
+        return resolve_lbfgs_impl(self.settings.lbfgs_impl, self.device)
+
+    def on_network(self, vgg):
+        """This plan as it runs on ``vgg``: the L-BFGS-B implementation resolved for the network's device
+        (the device option's, unless an API caller's network sits elsewhere) -- once per run, here, so
+        that the stages, the tiles and the frames all run the one the logs record."""
+        impl = resolve_lbfgs_impl(self.settings.lbfgs_impl, getattr(vgg, "device", "cpu"))
+        if impl == self.settings.lbfgs_impl:
+            return self
+        return dataclasses.replace(self, settings=self.settings.replace(lbfgs_impl=impl))
 
     @property
     def engine(self):
         """The engine the run will use: "reference", "cpu" or "gpu"."""
-        return resolve_engine(self.options["engine"], self.device)
+        return resolve_engine(self.settings.engine, self.device)
 
     def _on_gpu(self):
-        device = self.options["device"]
+        device = self.settings.device
         if device in ("gpu", "cuda"):
             return True
         if device == "auto":
@@ -182,26 +202,26 @@ class Plan:
 
     def describe(self):
         """Lines for ``--dry-run``: sizes, stages, layers, memory."""
-        o = self.options
+        o = self.settings
         w, h = self.output_size
         lines = [f"output size      {w}x{h}"]
         for i, st in enumerate(self.stages, 1):
             styles = ", ".join(f"{sw}x{sh}" for sw, sh in st.style_sizes)
             lines.append(f"stage {i}/{len(self.stages)}        {st.content_size[0]}x{st.content_size[1]}, "
                          f"{st.iters} iterations (style {styles})")
-        if o["content_weight"] > 0:
-            lines.append(f"content layers   {', '.join(o['content_layers'])} (weight {o['content_weight']:g})")
-        if o["style_weight"] > 0:
-            lines.append(f"style layers     {', '.join(o['style_layers'])} (weight {o['style_weight']:g})")
-        lines.append(f"weight scaling   {o['weight_scaling']}")
+        if o.content_weight > 0:
+            lines.append(f"content layers   {', '.join(o.content_layers)} (weight {o.content_weight:g})")
+        if o.style_weight > 0:
+            lines.append(f"style layers     {', '.join(o.style_layers)} (weight {o.style_weight:g})")
+        lines.append(f"weight scaling   {o.weight_scaling}")
         if self.regions:
             lines.append(f"regions          {', '.join(self.regions.keys)} (mask mode {self.regions.mode})")
-        tf32 = ", TF32 allowed" if o["tf32"] and self.device == "gpu" else \
-            ", TF32 asked for (no effect on the CPU)" if o["tf32"] else ""
+        tf32 = ", TF32 allowed" if o.tf32 and self.device == "gpu" else \
+            ", TF32 asked for (no effect on the CPU)" if o.tf32 else ""
         lines.append(f"engine           {self.engine} on the {self.device.upper()}{tf32}")
-        optimizer = o["optimizer"] + (f" ({self.lbfgs_impl}'s L-BFGS-B)" if o["optimizer"] == "lbfgs" else "")
-        lines.append(f"optimizer        {optimizer}, pooling {o['pooling']}, init "
-                     f"{o['init'] if isinstance(o['init'], str) else 'image'}, colours {o['original_colors']}")
+        optimizer = o.optimizer + (f" ({self.lbfgs_impl}'s L-BFGS-B)" if o.optimizer == "lbfgs" else "")
+        lines.append(f"optimizer        {optimizer}, pooling {o.pooling}, init "
+                     f"{o.init if isinstance(o.init, str) else 'image'}, colours {o.original_colors}")
         if self.tiles:
             return lines + self.tiles.describe(self)
         needed, free, source, largest = self.memory_report()
@@ -217,74 +237,41 @@ class Plan:
         return lines
 
 
-def make_plan(content, style, o):
-    """Open and check every input and setting, and plan the stages; loads no weights.
+def make_plan(content, style, settings):
+    """Open and check every input, and plan the stages; loads no weights.
 
-    o: every stylize keyword (``stylize.prepare`` fills in the defaults). Raises InputError naming the
+    settings: the run's checked Settings (``settings.Settings.checked``). Raises InputError naming the
     first problem found.
     """
-    o = dict(o)
-    choice("optimizer", o["optimizer"], OPTIMIZERS)
-    choice("L-BFGS-B implementation", o["lbfgs_impl"], LBFGS_IMPLS)
-    choice("pooling", o["pooling"], POOLINGS)
-    choice("device", o["device"], DEVICES + ("cuda",))
-    choice("engine", o["engine"], ENGINES)
-    if not isinstance(o["tf32"], (bool, np.bool_)):
-        raise InputError(f"tf32 must be True or False (got {o['tf32']!r})")
-    o["tf32"] = bool(o["tf32"])
-    o["original_colors"] = "none" if o["original_colors"] in (None, False) else o["original_colors"]
-    choice("original colours option", o["original_colors"], ORIGINAL_COLORS)
-    for key in ("content_weight", "style_weight", "tv_weight"):
-        o[key] = finite_number(key.replace("_", " "), o[key])
-    if o["content_weight"] == 0 and o["style_weight"] == 0 and o["tv_weight"] == 0:
-        raise InputError("nothing to optimise: content, style and tv weights are all zero")
-    o["lr"] = finite_number("learning rate", o["lr"], positive=True)
-    o["style_scale"] = finite_number("style scale", o["style_scale"], positive=True)
-    o["seed"] = whole_number("seed", o["seed"], 0)
-    o["max_pixels"] = None if o["max_pixels"] is None else whole_number("max pixels", o["max_pixels"], 1)
-    o["content_layers"] = distinct("content layers", o["content_layers"])
-    o["style_layers"] = distinct("style layers", o["style_layers"])
-    check_layer_names(o["content_layers"], "content layer")
-    check_layer_names(o["style_layers"], "style layer")
-    if o["content_weight"] > 0 and not o["content_layers"]:
-        raise InputError("no content layers given, but the content weight is above zero")
-    if o["style_weight"] > 0 and not o["style_layers"]:
-        raise InputError("no style layers given, but the style weight is above zero")
-    if o["style_layer_weights"] is not None:
-        o["style_layer_weights"] = [finite_number("style layer weight", w) for w in o["style_layer_weights"]]
-        if len(o["style_layer_weights"]) != len(o["style_layers"]):
-            raise InputError(f"{len(o['style_layer_weights'])} style layer weights given for "
-                             f"{len(o['style_layers'])} style layers")
+    o = settings
     styles_in = list(style) if isinstance(style, (list, tuple)) else [style]
     if not styles_in:
         raise InputError("at least one style image is needed")
-    if o["style_blend"] is not None:
-        blend = [finite_number("style blend weight", b) for b in o["style_blend"]]
-        if len(blend) != len(styles_in):
-            raise InputError(f"{len(blend)} style blend weights given for {len(styles_in)} style image(s)")
-        if sum(blend) <= 0:
+    if o.style_blend is not None:
+        if len(o.style_blend) != len(styles_in):
+            raise InputError(f"{len(o.style_blend)} style blend weights given for {len(styles_in)} style image(s)")
+        if sum(o.style_blend) <= 0:
             raise InputError("style blend weights must not all be zero")
-        o["style_blend"] = blend
-    stage_list = _stage_plan(o["size"], o["scales"], o["iters"])
+    stage_list = _stage_plan(o.size, o.scales, o.iters)
 
-    limit = o["max_pixels"]
+    limit = o.max_pixels
     content_img = as_image(content, "content image", limit)
     style_imgs = [as_image(s, f"style image{'' if len(styles_in) == 1 else ' ' + str(i + 1)}", limit)
                   for i, s in enumerate(styles_in)]
-    init = o["init"]
+    init = o.init
     if isinstance(init, str) and init in INITS:
         init_img = init
     else:
         init_img = as_image(init, "init image", limit)
 
-    content_taps = o["content_layers"] if o["content_weight"] > 0 else ()
-    style_taps = o["style_layers"] if o["style_weight"] > 0 else ()
+    content_taps = o.content_layers if o.content_weight > 0 else ()
+    style_taps = o.style_layers if o.style_weight > 0 else ()
     stages = []
     for stage_size, stage_iters in stage_list:
         cw, ch = fit_size(content_img.width, content_img.height, stage_size)
         check_reach(_name(content, "content image"), content_img.size, (cw, ch), content_taps + style_taps,
                      stage_size, True)
-        longest = max(1, round(max(cw, ch) * o["style_scale"]))
+        longest = max(1, round(max(cw, ch) * o.style_scale))
         sizes = []
         for i, s in enumerate(style_imgs):
             sw, sh = fit_size(s.width, s.height, longest)
@@ -292,10 +279,9 @@ def make_plan(content, style, o):
                          False)
             sizes.append((sw, sh))
         stages.append(Stage(stage_size, stage_iters, (cw, ch), sizes))
-    o["weight_scaling"] = check_scaling(o["weight_scaling"])
-    regions = plan_regions(content_img, style_imgs, o["content_mask"], o["style_masks"], o["region_styles"],
-                           o["region_weights"], o["mask_mode"], limit)
-    plan = Plan(content_img, style_imgs, init_img, stages, o, regions=regions)
+    regions = plan_regions(content_img, style_imgs, o.content_mask, o.style_masks, o.region_styles,
+                           o.region_weights, o.mask_mode, limit)
+    plan = Plan(content_img, style_imgs, init_img, stages, settings, regions=regions)
     biggest = max(stages, key=lambda st: st.content_size[0] * st.content_size[1])
     plan.memory = plan._estimate_at(biggest.size)
     plan.tiles, base = plan_tiles(plan)  # None unless the tile option asks for tiles

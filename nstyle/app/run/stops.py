@@ -13,6 +13,10 @@ class StylizeInterrupted(KeyboardInterrupt):
         self.image, self.iteration, self.message = image, iteration, message
 
 
+class RunStopped(Exception):
+    """The callback asked to stop a run that keeps nothing unfinished (a video frame): no image."""
+
+
 class NonFiniteLoss(RunError):
     """The loss became NaN or infinite; ``image`` is the best image before that."""
 

@@ -1,130 +1,37 @@
 """``stylize``: a photo and one or more paintings in, a PIL image out.
 
-This function's keyword defaults are the library's defaults; the command line reads them from
-``stylize.__kwdefaults__`` rather than repeating them.
+Its keyword defaults are the library's defaults, declared once with every other fact about each option
+in ``settings.py``, where the command line reads them too.
 
-A run has two halves. ``prepare`` opens and checks every input, works out the size of every
-coarse-to-fine stage and estimates the memory the run needs -- all before any weights load
-(``plan.py``). ``run`` then loads the network and runs the stages: each one starts from the previous
-stage's result, upsampled.
+A run has two halves. ``prepare`` checks every setting (``Settings.checked``), opens and checks every
+input, works out the size of every coarse-to-fine stage and estimates the memory the run needs -- all
+before any weights load (``plan.py``). ``run`` then loads the network and runs the stages
+(``stages.py``): each one starts from the previous stage's result, upsampled.
 """
-import time
-
 import numpy as np
-from PIL import Image
 
-from . import color
 from ...backend import set_tf32
-from ...model.objective import (DEFAULT_CONTENT_LAYERS, DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_LAYERS,
-                               DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, StyleObjective)
-from ..files.imageio import DEFAULT_MAX_PIXELS, deprocess, pixel_bounds, preprocess, white_noise
 from .network import load_network
-from ...optim.optimize import STOP_CONVERGED, STOP_REQUESTED, adam, lbfgs
 from .plan import DEVICES, INITS, OPTIMIZERS, ORIGINAL_COLORS, Plan, as_image, make_plan  # noqa: F401
+from .settings import DEFAULTS as D, OPTION_NAMES, Settings
+from .stages import run_stages
 from .stops import NonFiniteLoss, StylizeInterrupted, raise_for_stop  # noqa: F401 -- re-exported
 from ..tiles.run import run_tiled
-from ..tiles.plan import DEFAULT_OVERLAP
-from .weighting import attach_normalization, compensate_normalization, network_normalization, term_scales
+from .weighting import attach_normalization
 
 
 def prepare(content, style, **options):
     """Open and check every input and setting, and plan the stages; loads no weights.
 
-    Takes the same arguments as :func:`stylize` (defaults from its keyword defaults). Raises InputError
-    naming the first problem found. Returns a ``plan.Plan``.
+    Takes the same options as :func:`stylize` (the others keep their defaults). Raises TypeError for an
+    unknown option and InputError naming the first problem found. Returns a ``plan.Plan``.
     """
-    defaults = stylize.__kwdefaults__
-    unknown = set(options) - set(defaults)
-    if unknown:
-        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    o = {**defaults, **options}
-    for key in ("vgg", "callback", "log"):
-        o.pop(key, None)
-    return make_plan(content, style, o)
-
-
-def _resize_network_image(x, size):
-    """Resize a (1, 3, H, W) network-space array to (width, height) without rounding to 8 bits."""
-    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(x[0, c], dtype=np.float32), "F")
-                        .resize(size, Image.Resampling.BICUBIC)) for c in range(3)]
-    return np.stack(chans)[None].astype(np.float32)
-
-
-class _StageImages:
-    """The images one stage's objective sees, prepared for the colour option."""
-
-    def __init__(self, plan, stage):
-        o = plan.options
-        self.content = plan.content.resize(stage.content_size, Image.Resampling.LANCZOS)
-        styles = [s.resize(size, Image.Resampling.LANCZOS) for s, size in zip(plan.styles, stage.style_sizes)]
-        mode = o["original_colors"]
-        if mode == "luminance":
-            self.net_content = color.grey_image(color.luminance(self.content))
-            self.net_styles = [color.match_luminance(s, self.content) for s in styles]
-        elif mode == "match":
-            self.net_content = self.content
-            self.net_styles = [color.match_colors(s, self.content) for s in styles]
-        else:
-            self.net_content, self.net_styles = self.content, styles
-        self.mode = mode
-
-    def to_network(self, img):
-        """An RGB image as this stage's network input (grey in luminance mode)."""
-        if self.mode == "luminance":
-            img = color.grey_image(color.luminance(img))
-        return preprocess(img)
-
-    def finish(self, x, size=None, full_content=None):
-        """Network-space x -> the output image (content colours restored), optionally resized."""
-        img = deprocess(x)
-        if size is not None and img.size != tuple(size):
-            img = img.resize(size, Image.Resampling.LANCZOS)
-        if self.mode == "luminance":
-            img = color.restore_colors(img, full_content if size is not None else self.content)
-        return img
-
-
-def _initial_image(plan, images, seed):
-    """Stage 1's starting point in network space: the content, white noise, the style, or an image."""
-    init = plan.init
-    w, h = images.content.size
-    if isinstance(init, str) and init == "content":
-        return preprocess(images.net_content)
-    if isinstance(init, str) and init == "noise":
-        return images.to_network(white_noise(w, h, seed))
-    img = images.net_styles[0] if isinstance(init, str) else init
-    return images.to_network(img.resize((w, h), Image.Resampling.LANCZOS))
-
-
-def _setup_stage(plan, stage, vgg, x_prev):
-    """The stage's images, objective and starting point (the previous result upsampled, or the init)."""
-    o = plan.options
-    images = _StageImages(plan, stage)
-    content_layers = o["content_layers"] if o["content_weight"] > 0 else ()
-    style_layers = o["style_layers"] if o["style_weight"] > 0 else ()
-    scales = term_scales(*stage.content_size, content_layers, style_layers, o["weight_scaling"])
-    masks = plan.regions.masks_at(stage.content_size, stage.style_sizes) if plan.regions else (None,) * 3
-    objective = StyleObjective(
-        vgg, content=preprocess(images.net_content) if o["content_weight"] > 0 else None,
-        styles=[preprocess(s) for s in images.net_styles], style_blend=o["style_blend"],
-        content_weight=o["content_weight"], style_weight=o["style_weight"], tv_weight=o["tv_weight"],
-        content_layers=o["content_layers"], style_layers=o["style_layers"],
-        style_layer_weights=o["style_layer_weights"], term_scales=scales, content_masks=masks[0],
-        style_masks=masks[1], region_weights=masks[2], mask_mode=o["mask_mode"])
-    if o["weight_scaling"] == "invariant":  # a normalised network: the terms' sizes of the plain one
-        compensate_normalization(objective, network_normalization(vgg))
-    if x_prev is None:
-        return images, objective, _initial_image(plan, images, o["seed"])
-    x0 = _resize_network_image(x_prev, stage.content_size)
-    if o["bounds"]:
-        lo, hi = (b.astype(np.float32).reshape(1, 3, 1, 1) for b in pixel_bounds())
-        x0 = np.clip(x0, lo, hi)
-    return images, objective, x0
+    return make_plan(content, style, Settings.checked(**options))
 
 
 def run(plan, vgg=None, callback=None, log=None):
     """Run a prepared plan; returns the output PIL image. See :func:`stylize` for the callback."""
-    before = set_tf32(plan.options["tf32"])  # for this run only: the network's products read it
+    before = set_tf32(plan.settings.tf32)  # for this run only: the network's products read it
     try:
         return _run(plan, vgg, callback, log)
     finally:
@@ -132,80 +39,30 @@ def run(plan, vgg=None, callback=None, log=None):
 
 
 def _run(plan, vgg, callback, log):
+    o = plan.settings
     if vgg is None:
-        o = plan.options
-        vgg = load_network(o["weights"], pooling=o["pooling"], device=o["device"], engine=o["engine"], log=log)
+        vgg = load_network(o.weights, pooling=o.pooling, device=o.device, engine=o.engine, log=log)
     if not hasattr(vgg, "normalization"):  # is the network normalised? (weight_scaling="invariant" adapts)
-        attach_normalization(vgg, plan.options["weights"])
+        attach_normalization(vgg, o.weights)
+    plan = plan.on_network(vgg)  # which L-BFGS-B runs: resolved once, here, for every stage and tile
     # Overflow to inf or NaN is caught by the optimisers (the run stops and keeps the best image), so
     # NumPy's warnings about it would only repeat that, with a traceback-like line, on stderr.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if plan.tiles:  # a tiled run (tiles/run.py): its base is made by the stage loop below
-            return run_tiled(plan, vgg, callback, log, run_stages=_run_stages)
-        return _run_stages(plan, vgg, callback, log)
+        if plan.tiles:  # a tiled run (tiles/run.py): its base is made by the stage loop
+            return run_tiled(plan, vgg, callback, log)
+        return run_stages(plan, vgg, callback, log).image
 
 
-def _run_stages(plan, vgg, callback, log):
-    o = plan.options
-    final_size = plan.output_size
-    n_stages, done, start = len(plan.stages), 0, time.perf_counter()
-    x_prev = previous = None
-    for k, stage in enumerate(plan.stages, 1):
-        if n_stages > 1 and log is not None:
-            log(f"stage {k}/{n_stages}: {stage.content_size[0]}x{stage.content_size[1]}, "
-                f"{stage.iters} iterations")
-        try:
-            images, objective, x0 = _setup_stage(plan, stage, vgg, x_prev)
-        except KeyboardInterrupt:
-            if x_prev is None:
-                raise  # nothing computed yet: nothing to keep
-            image = previous.finish(x_prev, final_size, plan.content)
-            raise StylizeInterrupted(image, done, f"interrupted between stages {k - 1} and {k}") from None
-        for note in objective.notes:  # regions left out at some layer: said once, not once per stage
-            if note not in plan.notes:
-                plan.notes.append(note)
-                if log is not None:
-                    log(note)
-        if stage.iters == 0:  # nothing to optimise: the stage's start is its result
-            x_prev, previous = x0, images
-            continue
-        stage_start = time.perf_counter() - start
-
-        def on_iteration(rec, get_x, k=k, stage=stage, images=images, offset=stage_start, before=done):
-            rec.update(stage=k, stages=n_stages, size=stage.size, step=before + rec["iter"],
-                       total_steps=plan.total_iters, seconds=offset + rec["seconds"])
-            if callback is None:
-                return False
-            return callback(rec, lambda: images.finish(get_x()))
-
-        if o["optimizer"] == "lbfgs":
-            result = lbfgs(objective, x0, iters=stage.iters, bounds=pixel_bounds() if o["bounds"] else None, callback=on_iteration,
-                           impl=o["lbfgs_impl"])
-        else:
-            result = adam(objective, x0, iters=stage.iters, lr=o["lr"], bounds=pixel_bounds() if o["bounds"] else None,
-                          callback=on_iteration)
-        resize = final_size if stage.content_size != final_size else None
-        if result.stop == STOP_REQUESTED:  # the callback asked to stop: this stage's best is the result
-            return images.finish(result.x, resize, plan.content)
-        raise_for_stop(result, lambda: images.finish(result.x, resize, plan.content), done,
-                       f" (stage {k} of {n_stages})" if n_stages > 1 else "")
-        done += result.iterations
-        if result.stop == STOP_CONVERGED and log is not None:
-            log(result.message)
-        x_prev, previous = result.x, images
-    return previous.finish(x_prev)
-
-
-def stylize(content, style, *, size=512, iters=500, scales=None, content_weight=DEFAULT_CONTENT_WEIGHT,
-            style_weight=DEFAULT_STYLE_WEIGHT, tv_weight=DEFAULT_TV_WEIGHT, init="content", seed=0,
-            optimizer="lbfgs", lbfgs_impl="auto", lr=10.0, bounds=True, pooling="avg",
-            content_layers=DEFAULT_CONTENT_LAYERS, style_layers=DEFAULT_STYLE_LAYERS,
-            style_layer_weights=None, style_blend=None, style_scale=1.0, original_colors="none",
-            weight_scaling="invariant", content_mask=None, style_masks=None, region_styles=None,
-            region_weights=None, mask_mode="inside", tile=None, tile_base=None, tile_overlap=DEFAULT_OVERLAP,
-            tile_passes=1, tile_iters=None, tile_dir=None, tile_cluster=None,
-            device="cpu", engine="auto", tf32=False, weights=None, max_pixels=DEFAULT_MAX_PIXELS,
-            check_memory=True, vgg=None, callback=None, log=None):
+def stylize(content, style, *, size=D.size, iters=D.iters, scales=D.scales, content_weight=D.content_weight,
+            style_weight=D.style_weight, tv_weight=D.tv_weight, init=D.init, seed=D.seed, optimizer=D.optimizer,
+            lbfgs_impl=D.lbfgs_impl, lr=D.lr, bounds=D.bounds, pooling=D.pooling, content_layers=D.content_layers,
+            style_layers=D.style_layers, style_layer_weights=D.style_layer_weights, style_blend=D.style_blend,
+            style_scale=D.style_scale, original_colors=D.original_colors, weight_scaling=D.weight_scaling,
+            content_mask=D.content_mask, style_masks=D.style_masks, region_styles=D.region_styles,
+            region_weights=D.region_weights, mask_mode=D.mask_mode, tile=D.tile, tile_base=D.tile_base,
+            tile_overlap=D.tile_overlap, tile_passes=D.tile_passes, tile_iters=D.tile_iters, tile_dir=D.tile_dir,
+            tile_cluster=D.tile_cluster, device=D.device, engine=D.engine, tf32=D.tf32, weights=D.weights,
+            max_pixels=D.max_pixels, check_memory=D.check_memory, vgg=None, callback=None, log=None):
     """Paint ``content`` in the style of ``style`` (Gatys et al.); returns a PIL image.
 
     content: path, PIL image or uint8 RGB array; style: one of those or a list of them.
@@ -254,9 +111,8 @@ def stylize(content, style, *, size=512, iters=500, scales=None, content_weight=
     Raises InputError for bad input (before loading weights), StylizeInterrupted (holding the best image)
     on Ctrl-C and NonFiniteLoss (holding the best image) on NaN/Inf.
     """
-    options = {name: value for name, value in locals().items()
-               if name not in ("content", "style", "vgg", "callback", "log")}
-    plan = prepare(content, style, **options)
+    given = locals()
+    plan = prepare(content, style, **{name: given[name] for name in OPTION_NAMES})
     if check_memory:
         plan.check_memory()
     return run(plan, vgg=vgg, callback=callback, log=log)

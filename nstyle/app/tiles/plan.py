@@ -194,15 +194,15 @@ class TilePlan:
         block's network work (an evaluation's, which a forward does not exceed), the kernels' weights
         and buffers, and the copy of the block's largest tap that its Gram matrix is taken from.
         Measured at 4096 px (1024-pixel tiles, 4096x3072 style): 3.09 GB in a process of its own."""
-        o = plan.options
-        layers = tuple(o["style_layers"]) if o["style_weight"] > 0 else ()
+        o = plan.settings
+        layers = tuple(o.style_layers) if o.style_weight > 0 else ()
         styles = 6 * sum(sw * sh for sw, sh in self.style_sizes)
         if not layers:
             return styles
         side = self.tile + 2 * STATS_MARGIN
         blocks = {(sw, sh) if sw * sh <= side * side else (min(sw, side), min(sh, side)) for sw, sh in self.style_sizes}
         largest = max(blocks, key=lambda b: b[0] * b[1])
-        block = estimate(largest[1], largest[0], (), layers, (), pooling=o["pooling"], device=plan.device,
+        block = estimate(largest[1], largest[0], (), layers, (), pooling=o.pooling, device=plan.device,
                          engine=plan.engine)
         parts = ("network", "kernel weights", "thread buffers")
         tap = max(channels(name) * (largest[0] >> pools_before(name)) * (largest[1] >> pools_before(name))
@@ -277,8 +277,8 @@ def _mpx(n):
 # Planning (``plan.make_plan`` calls :func:`plan_tiles` when the ``tile`` option is set).
 
 def _taps(o):
-    content = tuple(o["content_layers"]) if o["content_weight"] > 0 else ()
-    style = tuple(o["style_layers"]) if o["style_weight"] > 0 else ()
+    content = tuple(o.content_layers) if o.content_weight > 0 else ()
+    style = tuple(o.style_layers) if o.style_weight > 0 else ()
     return content, style
 
 
@@ -293,10 +293,10 @@ def _reach(layers):
 def tile_estimate(plan, width, height):
     """MemoryEstimate of one tile's optimisation: the network at the tile's size, the per-position
     style statistics (no style image), the tile's crops and this process's decoded inputs."""
-    o = plan.options
+    o = plan.settings
     content, style = _taps(o)
     inputs = 6 * (plan.content.width * plan.content.height + sum(s.width * s.height for s in plan.styles))
-    return estimate(height, width, content, style, (), pooling=o["pooling"], optimizer=o["optimizer"],
+    return estimate(height, width, content, style, (), pooling=o.pooling, optimizer=o.optimizer,
                     image_bytes=inputs + 12 * width * height, device=plan.device, engine=plan.engine)
 
 
@@ -312,8 +312,8 @@ def plan_tiles(plan):
     """(TilePlan, (base size, iterations, content size, style sizes)) for a plan whose ``tile`` option
     asks for tiles, or (None, None) for a one-piece run. ``plan`` is the one-piece plan (one stage at
     the output size). Raises InputError for settings a tiled run cannot take."""
-    o = plan.options
-    tile = o.get("tile")
+    o = plan.settings
+    tile = o.tile
     if tile is None:
         return None, None
     if isinstance(tile, str):
@@ -325,7 +325,7 @@ def plan_tiles(plan):
     else:
         tile = whole_number("tile", tile, 1)
         reason = f"tiles of {tile} pixels asked for"
-    if o["scales"] is not None:
+    if o.scales is not None:
         raise InputError("tiles and --scales do not go together",
                          hint="a tiled run's first stage is its base (--tile-base); drop --scales")
     if plan.regions:
@@ -342,13 +342,13 @@ def plan_tiles(plan):
     if tile < low:
         why = f" ({deepest} needs {reach} on each side of the second pass's half tiles)" if deepest else ""
         raise InputError(f"tiles of {tile} pixels are too small: at least {low} are needed{why}")
-    overlap = resolve_overlap(o["tile_overlap"], tile)
-    passes = whole_number("tile passes", o["tile_passes"], 1)
+    overlap = resolve_overlap(o.tile_overlap, tile)
+    passes = whole_number("tile passes", o.tile_passes, 1)
     if passes > 2:
         raise InputError(f"tile passes must be 1 or 2 (got {passes})")
-    iters = stage.iters if o["tile_iters"] is None else whole_number("tile iters", o["tile_iters"], 0)
-    if o["tile_base"] is not None:
-        base = whole_number("tile base", o["tile_base"], 1)
+    iters = stage.iters if o.tile_iters is None else whole_number("tile iters", o.tile_iters, 0)
+    if o.tile_base is not None:
+        base = whole_number("tile base", o.tile_base, 1)
         if base > max(w, h):
             raise InputError(f"the tile base ({base}) is larger than the output ({max(w, h)})")
     else:
@@ -356,7 +356,7 @@ def plan_tiles(plan):
         fitting = largest_fitting_size(free, plan._estimate_at) if free is not None else None
         base = min(base, fitting) if fitting else base
     bw, bh = fit_size(plan.content.width, plan.content.height, base)
-    longest = max(1, round(max(bw, bh) * o["style_scale"]))
+    longest = max(1, round(max(bw, bh) * o.style_scale))
     style_sizes = [fit_size(s.width, s.height, longest) for s in plan.styles]
     style_reach, style_deepest = _reach(style_taps)
     if min(bw, bh) < reach or any(min(sz) < style_reach for sz in style_sizes):

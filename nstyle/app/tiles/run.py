@@ -1,8 +1,8 @@
 """A tiled run: a print larger than memory allows in one piece (``tiles/plan.py`` plans its geometry,
 ``tiles/work.py`` does the work). ``stylize.run`` comes here when the plan has tiles.
 
-1. The base: the whole picture stylised at the base size by stylize's own stage loop, kept in the
-   tiles folder as ``base.png``.
+1. The base: the whole picture stylised at the base size by the stage loop every run uses
+   (``run/stages.py``), kept in the tiles folder as ``base.png``.
 2. The style targets, once: each style image at the scale the full-size output needs, its Gram matrix
    per position (in blocks when the image is large), blended -- the size rule of
    ``model/objective.py``, so tiles of any size share one set of per-position statistics.
@@ -30,14 +30,13 @@ from ...errors import InputError
 from ...model.objective import normalise_blend
 from ..figures.cells import SETTINGS_FILE, CellStore, image_fingerprint, weights_fingerprint
 from ...optim.optimize import STOP_INTERRUPTED, STOP_NONFINITE, STOP_REQUESTED
+from ..run.plan import input_fingerprint
+from ..run.stages import run_stages
 from ..run.stops import NonFiniteLoss, StylizeInterrupted
 from .blend import Blender, assemble
-from .work import (TILE_OPTIONS, cluster_run, net_styles, normalization, refine_tile, style_grams,
-                       tile_term_scales)
+from .work import cluster_run, net_styles, normalization, refine_tile, style_grams, tile_term_scales
 
 BASE = "base"
-# plan options that do not change the tiles (so a run may resume with other values of them)
-_NOT_PICTURE = ("weights", "max_pixels", "check_memory", "device", "engine", "tile_dir", "tile_cluster")
 
 
 def tiles_folder(output):
@@ -47,10 +46,10 @@ def tiles_folder(output):
 
 
 def store_settings(plan, vgg):
-    """What the tiles in a folder were made from (``cells.CellStore`` refuses to mix others in)."""
-    options = {k: v for k, v in plan.options.items() if k not in _NOT_PICTURE}
-    if not isinstance(plan.init, str):
-        options["init"] = "pixels:" + image_fingerprint(plan.init)
+    """What the tiles in a folder were made from (``cells.CellStore`` refuses to mix others in): the
+    settings that change the picture (so a run may resume on another device, engine or L-BFGS-B), the
+    inputs' pixels, the network's weights and the tile geometry."""
+    options = plan.settings.picture(lambda item: input_fingerprint(item, plan.settings.max_pixels))
     return {"content": image_fingerprint(plan.content), "styles": [image_fingerprint(s) for s in plan.styles],
             "options": options, "weights": weights_fingerprint(vgg), "tiles": plan.tiles.identity()}
 
@@ -81,12 +80,11 @@ class _NonFinite(Exception):
     pass
 
 
-def run_tiled(plan, vgg, callback=None, log=None, run_stages=None):
-    """Run a tiled plan (see the module docstring); returns the output PIL image.
-
-    run_stages(plan, vgg, callback, log): stylize's stage loop, which makes the base. The tiles folder
-    is ``tile_dir`` (kept afterwards), else a temporary folder (deleted; nothing resumes)."""
-    folder = plan.options["tile_dir"]
+def run_tiled(plan, vgg, callback=None, log=None):
+    """Run a tiled plan (see the module docstring); returns the output PIL image. The tiles folder is
+    ``tile_dir`` (kept afterwards), else a temporary folder (deleted; nothing resumes)."""
+    plan = plan.on_network(vgg)  # a no-op after stylize.run: the L-BFGS-B the tiles run is resolved
+    folder = plan.settings.tile_dir
     temporary = folder is None
     folder = tempfile.mkdtemp(prefix="nstyle-tiles-") if temporary else folder
     try:
@@ -95,7 +93,7 @@ def run_tiled(plan, vgg, callback=None, log=None, run_stages=None):
         except InputError as exc:
             raise InputError(exc.message, hint="delete that folder to start over, or write the output "
                                                "elsewhere") from None
-        return _Run(plan, vgg, store, callback, log, temporary).go(run_stages)
+        return _Run(plan, vgg, store, callback, log, temporary).go()
     finally:
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)
@@ -121,7 +119,7 @@ class _Run:
 
     # -- the base ------------------------------------------------------------------------------
 
-    def _base(self, run_stages):
+    def _base(self):
         tp = self.tp
         w, h = tp.base_size
         iters = self.plan.stages[0].iters
@@ -139,7 +137,7 @@ class _Run:
             return ask
 
         try:
-            img = run_stages(dataclasses.replace(self.plan, tiles=None), self.vgg, on_iteration, self.say)
+            img = run_stages(dataclasses.replace(self.plan, tiles=None), self.vgg, on_iteration, self.say).image
         except (StylizeInterrupted, NonFiniteLoss) as exc:
             exc.image = exc.image.resize(tp.size, Image.Resampling.BICUBIC)
             raise
@@ -185,7 +183,7 @@ class _Run:
 
     def _spec(self, tile):
         return {"name": tile.name, "content": self._crop(self.plan.content, tile, Image.Resampling.LANCZOS),
-                "init": self._init(tile), "options": self.options, "iters": self.tp.iters,
+                "init": self._init(tile), "settings": self.settings, "iters": self.tp.iters,
                 "term_scales": tile_term_scales(self.plan, *tile.size, self.extra)}
 
     def _finished(self, tile, image, record):
@@ -224,25 +222,25 @@ class _Run:
         self.say(f"pass {pass_no}/{self.tp.passes}: {grid} tiles, {len(tiles) - len(todo)} already made")
         if not todo:
             return
-        if self.plan.options["tile_cluster"] is None:
+        if self.plan.settings.tile_cluster is None:
             self._local(todo, grams)
         else:
             cluster_run(todo, self._spec, grams, self.plan, lambda t, r: self._finished(t, r["image"], r["record"]),
                         self.say, self.cluster_state)
 
-    def go(self, run_stages):
-        self.base, stopped = self._base(run_stages)
+    def go(self):
+        self.base, stopped = self._base()
         if stopped:
             return self.output()
-        o = self.plan.options
-        self.options = {k: o.get(k) for k in TILE_OPTIONS}
+        o = self.plan.settings
+        self.settings = o.to_dict(client=False)  # what each tile's task needs of the run's settings
         styles, reference = net_styles(self.plan)
-        layers = tuple(o["style_layers"]) if o["style_weight"] > 0 else ()
-        grams = style_grams(self.vgg, styles, layers, normalise_blend(o["style_blend"], len(styles)),
+        layers = tuple(o.style_layers) if o.style_weight > 0 else ()
+        grams = style_grams(self.vgg, styles, layers, normalise_blend(o.style_blend, len(styles)),
                             self.tp.tile) if layers else {}
         del styles
         self.extra = normalization(self.plan, self.vgg, grams, reference)
-        self.cluster_state = {"weights_sha256": _weights_sha(o) if o["tile_cluster"] is not None else None}
+        self.cluster_state = {"weights_sha256": _weights_sha(o) if o.tile_cluster is not None else None}
         try:
             for pass_no in range(1, self.tp.passes + 1):
                 self._pass(pass_no, grams)
@@ -263,5 +261,5 @@ def _weights_sha(o):
     """The SHA-256 of the weights file the workers should find (None when it is not visible here)."""
     from .work import _sha256  # noqa: PLC0415
     from ..run.weighting import weights_file  # noqa: PLC0415
-    path = weights_file(o["weights"])
-    return _sha256(path) if o["weights"] and Path(path).is_file() else None
+    path = weights_file(o.weights)
+    return _sha256(path) if o.weights and Path(path).is_file() else None

@@ -19,21 +19,19 @@ from ...errors import NStyleError, RunError
 from ...model.arch import pools_before
 from ...model.objective import StyleObjective, layer_positions
 from ...model.terms import ContentTerm, GramTerm
-from ..files.imageio import deprocess, pixel_bounds, preprocess
-from ...optim.optimize import STOP_NONFINITE, STOP_REQUESTED, adam, lbfgs
+from ..files.imageio import deprocess, preprocess
+from ...optim.optimize import STOP_NONFINITE, STOP_REQUESTED
 from .plan import STATS_MARGIN
+from ..run.settings import Settings
+from ..run.stages import optimize
 from ..run.weighting import network_normalization, normalization_factors, term_scales
-
-TILE_OPTIONS = ("content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
-                "style_layer_weights", "optimizer", "lr", "bounds", "original_colors", "weights", "pooling",
-                "device", "engine", "tf32")
 
 
 # ---------------------------------------------------------------------------------------------------
 # Style targets and term scales, computed once.
 
 def _layers(o):
-    return tuple(o["style_layers"]) if o["style_weight"] > 0 else ()
+    return tuple(o.style_layers) if o.style_weight > 0 else ()
 
 
 def style_grams(vgg, images, layers, blend, block):
@@ -78,13 +76,13 @@ def style_grams(vgg, images, layers, blend, block):
 
 def net_styles(plan):
     """The style images as the network sees them (colour option applied) at the output's scale."""
-    o, tp = plan.options, plan.tiles
+    o, tp = plan.settings, plan.tiles
     reference = plan.content.resize(tp.base_size, Image.Resampling.LANCZOS)
     out = []
     for s, size in zip(plan.styles, tp.style_sizes):
-        if o["original_colors"] == "luminance":
+        if o.original_colors == "luminance":
             s = color.match_luminance(s, reference)
-        elif o["original_colors"] == "match":
+        elif o.original_colors == "match":
             s = color.match_colors(s, reference)
         out.append(s.resize(size, Image.Resampling.LANCZOS))
     return out, reference
@@ -96,9 +94,9 @@ def tile_term_scales(plan, width, height, extra=None):
     size's positions over the tile's. Every term's gradient per pixel is then the full-size run's times
     the same factor (the style terms are per-position statistics already), so a tile keeps the balance
     of the run it is a piece of. extra: factors to multiply in (a normalised network's)."""
-    o = plan.options
-    content = tuple(o["content_layers"]) if o["content_weight"] > 0 else ()
-    scales = term_scales(width, height, content, _layers(o), o["weight_scaling"], whole=plan.tiles.size)
+    o = plan.settings
+    content = tuple(o.content_layers) if o.content_weight > 0 else ()
+    scales = term_scales(width, height, content, _layers(o), o.weight_scaling, whole=plan.tiles.size)
     for key, factor in (extra or {}).items():
         scales[key] = scales.get(key, 1.0) * factor
     return scales
@@ -110,11 +108,11 @@ def normalization(plan, vgg, grams, reference):
     scales = network_normalization(vgg)
     if not scales:
         return {}
-    o = plan.options
+    o = plan.settings
     targets = {}
-    if o["content_weight"] > 0:
-        img = color.grey_image(color.luminance(reference)) if o["original_colors"] == "luminance" else reference
-        targets, _ = vgg.forward(to_device(preprocess(img).astype(vgg.dtype), vgg.device), tuple(o["content_layers"]))
+    if o.content_weight > 0:
+        img = color.grey_image(color.luminance(reference)) if o.original_colors == "luminance" else reference
+        targets, _ = vgg.forward(to_device(preprocess(img).astype(vgg.dtype), vgg.device), tuple(o.content_layers))
         vgg.release_buffers()
     terms = [ContentTerm(layer, P) for layer, P in targets.items()]
     terms += [GramTerm.from_statistic(layer, grams[layer]) for layer in _layers(o)]
@@ -126,25 +124,24 @@ def normalization(plan, vgg, grams, reference):
 
 def refine_tile(spec, grams, vgg, callback=None):
     """Optimise one tile; returns ((h, w, 3) uint8 image, OptimizeResult). spec: ``content`` and
-    ``init`` (uint8 crops), ``options`` (TILE_OPTIONS), ``iters``, ``term_scales``."""
-    o = spec["options"]
+    ``init`` (uint8 crops), ``settings`` (the run's, as ``Settings.to_dict(client=False)`` gives them:
+    the L-BFGS-B implementation already resolved), ``iters``, ``term_scales``."""
+    o = Settings.from_dict(spec["settings"])
     if spec["iters"] == 0:  # nothing to refine (an optimiser asked for 0 iterations may still step)
-        return spec["init"], types.SimpleNamespace(stop="done", loss=float("nan"), iterations=0, history=[])
+        return spec["init"], types.SimpleNamespace(stop="done", loss=float("nan"), iterations=0, history=[],
+                                                   impl=None)
     content, init = Image.fromarray(spec["content"], "RGB"), Image.fromarray(spec["init"], "RGB")
-    luminance = o["original_colors"] == "luminance"
+    luminance = o.original_colors == "luminance"
 
     def net(img):
         return preprocess(color.grey_image(color.luminance(img)) if luminance else img)
 
     objective = StyleObjective(
-        vgg, content=net(content) if o["content_weight"] > 0 else None, style_grams=grams,
-        content_weight=o["content_weight"], style_weight=o["style_weight"], tv_weight=o["tv_weight"],
-        content_layers=o["content_layers"], style_layers=o["style_layers"],
-        style_layer_weights=o["style_layer_weights"], term_scales=spec["term_scales"])
-    if o["optimizer"] == "lbfgs":
-        result = lbfgs(objective, net(init), iters=spec["iters"], bounds=pixel_bounds() if o["bounds"] else None, callback=callback)
-    else:
-        result = adam(objective, net(init), iters=spec["iters"], lr=o["lr"], bounds=pixel_bounds() if o["bounds"] else None, callback=callback)
+        vgg, content=net(content) if o.content_weight > 0 else None, style_grams=grams,
+        content_weight=o.content_weight, style_weight=o.style_weight, tv_weight=o.tv_weight,
+        content_layers=o.content_layers, style_layers=o.style_layers,
+        style_layer_weights=o.style_layer_weights, term_scales=spec["term_scales"])
+    result = optimize(o, objective, net(init), spec["iters"], callback)
     img = deprocess(result.x)
     if luminance:
         img = color.restore_colors(img, content)
@@ -155,8 +152,9 @@ _NETWORK = {}                # a Dask worker's network: (weights file, size, mti
 
 
 def _worker_network(o):
-    """The network a tile task runs on, loaded once per worker process (the weights file found as the
-    batch's workers find it: ``weighting.weights_file``) and the file's SHA-256."""
+    """The network a tile task runs on (o: the run's settings as a dict), loaded once per worker process
+    (the weights file found as the batch's workers find it: ``weighting.weights_file``) and the file's
+    SHA-256."""
     import os  # noqa: PLC0415
     from ..run.network import load_network  # noqa: PLC0415
     from ..run.weighting import attach_normalization, weights_file  # noqa: PLC0415
@@ -204,11 +202,11 @@ def tile_task(spec, grams):
     start = time.perf_counter()
     try:
         set_num_threads(spec.get("threads") or available_cores())
-        vgg, sha = _worker_network(spec["options"])
+        vgg, sha = _worker_network(spec["settings"])
         if spec.get("weights_sha256") and spec["weights_sha256"] != sha:
             return {"status": "failed", "error": "the weights file on this worker differs from the client's"}
         cancelled = _cancel_check(spec.get("cancel_event"))
-        before = set_tf32(bool(spec["options"].get("tf32")))
+        before = set_tf32(bool(spec["settings"]["tf32"]))
         try:
             image, result = refine_tile(spec, grams, vgg, callback=lambda rec, _get: cancelled())
         finally:
@@ -224,7 +222,8 @@ def tile_task(spec, grams):
     if result.stop == STOP_NONFINITE:
         return {"status": "failed", "error": result.message}
     last = result.history[-1] if result.history else {"loss": result.loss}
-    return {"status": "done", "image": image, "record": dict(last), "iterations": result.iterations,
+    return {"status": "done", "image": image, "record": {**last, "lbfgs_impl": result.impl},
+            "iterations": result.iterations,
             "seconds": time.perf_counter() - start}
 
 
@@ -237,7 +236,7 @@ def cluster_run(tiles, make_spec, grams, plan, on_done, say, state):
     from ..batch.cluster import (free_memory, local_client, quiet_dask_logs, remote_client, require_dask,  # noqa: PLC0415
                           scheduler_address, size_local_cluster)
     require_dask()
-    c = dict(plan.options["tile_cluster"])
+    c = dict(plan.settings.tile_cluster)
     run = (lambda client: _drive(client, tiles, make_spec, grams, on_done, state, c.get("retries", 1)))
     with quiet_dask_logs():
         if c.get("client") is not None:
@@ -248,7 +247,7 @@ def cluster_run(tiles, make_spec, grams, plan, on_done, say, state):
                 say(f"tiles on the Dask scheduler at {address}")
                 return run(client)
         n, t, limit = size_local_cluster(plan.tiles.memory, len(tiles), available_cores(), c.get("workers"),
-                                         c.get("threads"), free_memory(), plan.options["check_memory"])
+                                         c.get("threads"), free_memory(), plan.settings.check_memory)
         with local_client(n, t, limit) as client:
             say(f"tiles on a local cluster: {n} worker{'s' * (n > 1)} x {t} thread{'s' * (t > 1)}")
             state["threads"] = t

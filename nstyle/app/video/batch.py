@@ -63,8 +63,8 @@ def run_clip(spec):
     try:
         set_num_threads(_worker_threads(spec.get("threads")))
         vplan = prepare_video(spec["input"], spec["styles"], spec["output"], **spec["options"])
-        o = vplan.plan.options
-        vgg, _ = worker_network(o["weights"], o["pooling"], o["device"], o["engine"])
+        o = vplan.plan.settings
+        vgg, _ = worker_network(o.weights, o.pooling, o.device, o.engine)
         cancelled = _stop_check(spec.get("cancel_event"))
         result = run_video(vplan, vgg=vgg, callback=lambda rec, get: cancelled())
     except VideoInterrupted as exc:

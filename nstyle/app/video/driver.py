@@ -22,13 +22,13 @@ predecessor warped onto it, over the pixels the flow finds reliable; averaged ov
 import os
 from dataclasses import dataclass, field
 
-from PIL import Image
-
 from ...errors import InputError
 from ...validate import finite_number, whole_number
 from ..figures.cells import image_fingerprint
 from ..files.outputs import check_output_path, read_paths, same_file
-from ..run.stylize import prepare, stylize
+from ..run.plan import input_fingerprint
+from ..run.settings import DEFAULTS
+from ..run.stylize import prepare
 from ..batch.worker import file_sha256
 from .flow import FLOWS, require_cv2
 from .media import check_writable_video, open_source, output_kind, require_av
@@ -38,7 +38,6 @@ from .store import FrameStore, work_folder
 DEFAULT_TEMPORAL_WEIGHT = 3e7   # bench/bench_video.py: the largest weight whose style loss stays within 5%
 DEFAULT_BLEND = 0.5             # Ruder et al.'s delta for the multi-pass start
 MIN_FLOW_SIDE = 12              # OpenCV's DIS refuses smaller frames
-_NOT_PICTURE = ("weights", "max_pixels", "check_memory", "device", "engine")
 
 
 @dataclass
@@ -123,7 +122,7 @@ def prepare_video(input, style, output, *, temporal_weight=DEFAULT_TEMPORAL_WEIG
     reads = read_paths([input, *styles], options.get("weights"))
     if output is not None:  # None: only checking (--dry-run)
         _check_output(output, kind, reads)
-    max_pixels = options.get("max_pixels", stylize.__kwdefaults__["max_pixels"])
+    max_pixels = options.get("max_pixels", DEFAULTS.max_pixels)
     source = open_source(input, start, frames, fps, max_pixels)
     plan = prepare(next(source.frames()), style, **options)   # every stylize option checked, styles decoded
     if getattr(plan, "tiles", None):
@@ -133,14 +132,11 @@ def prepare_video(input, style, output, *, temporal_weight=DEFAULT_TEMPORAL_WEIG
         w, h = plan.output_size
         raise InputError(f"frames of {w}x{h} are too small for the optical flow, which needs {MIN_FLOW_SIDE} "
                          "pixels on each side", hint="use a larger --size")
-    picture = {k: v for k, v in plan.options.items() if k not in _NOT_PICTURE}
-    for key in ("init", "content_mask"):
-        if isinstance(picture.get(key), Image.Image):
-            picture[key] = image_fingerprint(picture[key])
+    picture = plan.settings.picture(lambda item: input_fingerprint(item, plan.settings.max_pixels))
     settings = {"input": _fingerprint(source), "start": start, "frames": source.count, "fps": str(source.fps),
                 "styles": [image_fingerprint(s) for s in plan.styles], "options": picture,
                 "temporal_weight": weight, "flow": flow, "passes": passes, "blend": blend,
-                "weights": _weights_id(plan.options["weights"])}
+                "weights": _weights_id(plan.settings.weights)}
     store = None
     if output is not None:
         store = FrameStore(work_folder(output, kind), settings, passes)

@@ -1,21 +1,17 @@
-"""One video frame's stylisation: ``stylize``'s stages (coarse to fine, colours, regions) with the
-temporal term added to each stage's objective and the frame's own starting image.
-
-This is ``app/run/stylize.py``'s stage loop with two differences: the objective of every stage gets
-the temporal term (resized to the stage), and a stop -- Ctrl-C, the callback, a NaN --
-gives up the frame instead of keeping its best image: a video keeps whole frames only.
+"""One video frame's stylisation: the stage loop every run uses (``app/run/stages.py``: coarse to fine,
+colours, regions) with the frame's two differences as its parameters -- the temporal term added to each
+stage's objective (``objective.add_term``: the term resized to the stage) and the frame's own starting
+image -- and with ``keep_best=False``: a stop (Ctrl-C, the callback, a NaN) gives up the frame instead of
+keeping its best image, since a video keeps whole frames only.
 """
 import numpy as np
 
 from ..run import color
-from ..files.imageio import pixel_bounds, preprocess
-from ...optim.optimize import STOP_CONVERGED, STOP_INTERRUPTED, STOP_REQUESTED, adam, lbfgs
-from ..run.stops import StylizeInterrupted, raise_for_stop
-from ..run.stylize import _setup_stage
+from ..files.imageio import preprocess
+from ..run.stages import run_stages
+from ..run.stops import RunStopped
 
-
-class FrameStopped(Exception):
-    """The callback asked to stop during a frame (the frame is not kept)."""
+FrameStopped = RunStopped   # the callback asked to stop during a frame (the frame is not kept)
 
 
 def to_network(img, mode):
@@ -30,44 +26,22 @@ def stylize_frame(plan, vgg, start=None, term=None, weight=0.0, callback=None, l
     size; None: the plan's init) with ``weight`` * the temporal ``term`` (objective.TemporalTerm or None).
 
     Returns (image, x, breakdown): the output PIL image, its network-space pixels at the output size and
-    the last iteration's record. Raises StylizeInterrupted (Ctrl-C), FrameStopped (the callback) or
-    NonFiniteLoss, none of which keeps the frame.
+    the last iteration's record (with ``lbfgs_impl``: whose L-BFGS-B ran). Raises StylizeInterrupted
+    (Ctrl-C), FrameStopped (the callback) or NonFiniteLoss, none of which keeps the frame.
     """
-    o = plan.options
-    x_prev, previous, last, done = start, None, {}, 0
-    for k, stage in enumerate(plan.stages, 1):
-        images, objective, x0 = _setup_stage(plan, stage, vgg, x_prev)
-        for note in objective.notes:
-            if note not in plan.notes:
-                plan.notes.append(note)
-                if log is not None:
-                    log(note)
-        if term is not None and weight > 0:
+    last = {}
+    temporal = term is not None and weight > 0
+
+    def extend(objective, stage):
+        if temporal:
             objective.add_term(term.at(stage.content_size), weight)
-        if stage.iters == 0:
-            x_prev, previous = x0, images
-            continue
+        return objective
 
-        def on_iteration(rec, get_x, k=k, stage=stage, images=images, before=done):
-            rec.update(stage=k, stages=len(plan.stages), size=stage.size, step=before + rec["iter"],
-                       total_steps=plan.total_iters,
-                       temporal=weight * rec.get("paper/temporal", 0.0) if term is not None else 0.0)
-            last.clear()
-            last.update(rec)
-            return bool(callback(rec, lambda: images.finish(get_x()))) if callback is not None else False
+    def on_iteration(rec, get_image):
+        rec["temporal"] = weight * rec.get("paper/temporal", 0.0) if term is not None else 0.0
+        last.clear()
+        last.update(rec)
+        return bool(callback(rec, get_image)) if callback is not None else False
 
-        if o["optimizer"] == "lbfgs":
-            result = lbfgs(objective, x0, iters=stage.iters, bounds=pixel_bounds() if o["bounds"] else None, callback=on_iteration)
-        else:
-            result = adam(objective, x0, iters=stage.iters, lr=o["lr"], bounds=pixel_bounds() if o["bounds"] else None, callback=on_iteration)
-        if result.stop == STOP_REQUESTED:
-            raise FrameStopped("stopped by the callback")
-        if result.stop == STOP_INTERRUPTED:
-            raise StylizeInterrupted(None, done + result.iterations, "interrupted")
-        raise_for_stop(result, lambda: images.finish(result.x), done,
-                       f" (stage {k} of {len(plan.stages)})" if len(plan.stages) > 1 else "")
-        if result.stop == STOP_CONVERGED and log is not None:
-            log(result.message)
-        done += result.iterations
-        x_prev, previous = result.x, images
-    return previous.finish(x_prev), np.asarray(x_prev, dtype=np.float32), last
+    out = run_stages(plan, vgg, on_iteration, log, start=start, extend=extend, keep_best=False)
+    return out.image, np.asarray(out.x, dtype=np.float32), {**last, "lbfgs_impl": out.impl}

@@ -56,12 +56,14 @@ class _Runner:
     def __init__(self, vplan, vgg, callback, progress, log):
         self.v, self.vgg, self.callback, self.progress, self.log = vplan, vgg, callback, progress, log
         self.size = vplan.plan.output_size
-        self.mode = vplan.plan.options["original_colors"]
+        self.mode = vplan.plan.settings.original_colors
         self.estimator = FlowEstimator(vplan.flow)
         self.small = []        # the input frames at the output size (kept for the later passes)
         self.links = {}        # (a, b) -> Link warping frame a onto frame b (kept for the later passes)
         self.notes = list(vplan.plan.notes)
         self.iterations = []   # every iteration's record, for the JSON log
+        # whose L-BFGS-B every frame runs: resolved once, for this network (and recorded per frame)
+        self.options = {**vplan.options, "lbfgs_impl": vplan.plan.on_network(vgg).settings.lbfgs_impl}
 
     # -- helpers ------------------------------------------------------------------------------------
     def _small(self, frame):
@@ -81,7 +83,7 @@ class _Runner:
 
     def _stylize(self, content, start, term, k, p):
         v = self.v
-        plan = prepare(content, v.plan.styles, **v.options)
+        plan = prepare(content, v.plan.styles, **self.options)
         plan.notes = self.notes  # said once for the run, not once per frame
         self.progress.start_frame()
         began = time.perf_counter()
@@ -96,7 +98,7 @@ class _Runner:
                                        on_iteration, self.log)
         record = {key: float(last.get(key, 0.0)) for key in ("loss", "content", "style", "tv", "temporal")}
         record.update(iterations=int(last.get("step", 0)), seconds=time.perf_counter() - began,
-                      temporal_error=None)
+                      temporal_error=None, lbfgs_impl=last.get("lbfgs_impl"))
         return image, x, record
 
     def _save(self, k, p, image, record):
@@ -203,7 +205,7 @@ def _write_output(vplan, log):
 def run_video(vplan, vgg=None, callback=None, log=None, progress=None):
     """Run a prepared video plan; returns a VideoResult. Raises VideoInterrupted (holding
     the result of the frames done, which are written) on Ctrl-C or when the callback returns True."""
-    o = vplan.plan.options
+    o = vplan.plan.settings
     progress = progress or VideoProgress(vplan.frames, vplan.passes, mode="quiet")
     log = log or progress.log
     began = time.perf_counter()
@@ -211,9 +213,9 @@ def run_video(vplan, vgg=None, callback=None, log=None, progress=None):
     try:
         progress.kept(vplan.store.open(log))
         if vgg is None:
-            vgg = load_network(o["weights"], pooling=o["pooling"], device=o["device"], engine=o["engine"], log=log)
+            vgg = load_network(o.weights, pooling=o.pooling, device=o.device, engine=o.engine, log=log)
         if not hasattr(vgg, "normalization"):
-            attach_normalization(vgg, o["weights"])
+            attach_normalization(vgg, o.weights)
         runner = _Runner(vplan, vgg, callback, progress, log)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), _tf32(o):
             runner.first_pass()
