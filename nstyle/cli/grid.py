@@ -5,8 +5,8 @@ from ..app.batch.run_batch import BatchInterrupted
 from ..app.figures.cells import CellsInterrupted
 from ..app.figures.grid import make_grid
 from ..app.files.progress import say
-from .args import (add_lbfgs_impl_option, add_network_options, count, layers, list_of, positive_float,
-                   positive_int, print_path)
+from .args import (add_lbfgs_impl_option, add_network_options, add_style_loss_option, count, layers, list_of,
+                   positive_float, positive_int, print_path)
 from .checks import check_run
 from .commands import summary
 
@@ -34,6 +34,7 @@ def add_parser(sub):
                    help=f"start of every cell (default {d['init']}, as in the paper)")
     p.add_argument("--seed", type=count, default=d["seed"], help=f"white-noise seed (default {d['seed']})")
     add_lbfgs_impl_option(p, d)
+    add_style_loss_option(p, d)
     p.add_argument("--content-layer", default=d["content_layer"])
     p.add_argument("--style-layers", type=layers, default=d["style_layers"],
                    help="the layers whose prefixes the depths count (default " + ",".join(d["style_layers"]) + ")")
@@ -66,7 +67,7 @@ def run(args):
                   content_layer=args.content_layer, style_layers=args.style_layers, pooling=args.pooling,
                   device=args.device, engine=args.engine, weights=args.weights, restart=args.restart,
                   check_memory=args.check_memory, weight_scaling=args.weight_scaling, lbfgs_impl=args.lbfgs_impl,
-                  callback=progress, log=say,
+                  style_loss=args.style_loss, callback=progress, log=say,
                   batch={k: v for k, v in (("workers", args.workers), ("scheduler", args.scheduler)) if v} or None)
     except (CellsInterrupted, BatchInterrupted) as exc:
         say(exc.message)

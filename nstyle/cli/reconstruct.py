@@ -7,7 +7,8 @@ from ..app.files.progress import say
 from ..app.figures.reconstruct import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, reconstruct, reconstruct_sheet
 from ..app.run.stylize import NonFiniteLoss, StylizeInterrupted
 from ..errors import InputError
-from .args import add_lbfgs_impl_option, add_network_options, count, layers, positive_int, print_path
+from .args import (add_lbfgs_impl_option, add_network_options, add_style_loss_option, count, layers, positive_int,
+                   print_path)
 from .checks import check_run
 from .commands import summary
 
@@ -36,6 +37,7 @@ def add_parser(sub):
     p.add_argument("--seed", type=count, default=d["seed"], help=f"white-noise seed (default {d['seed']})")
     p.add_argument("--no-bounds", dest="bounds", action="store_false", help="let pixels leave 0..255")
     add_lbfgs_impl_option(p, d)
+    add_style_loss_option(p, d)
     p.add_argument("--mask", default=None, metavar="SEG",
                    help="colour-coded segmentation of the image: a guided style reconstruction, each region "
                         "keeping its own statistics (Gatys et al. 2017)")
@@ -63,7 +65,7 @@ def run(args):
     options = {"size": args.size, "iters": args.iters, "seed": args.seed, "bounds": args.bounds,
                "pooling": args.pooling, "device": args.device, "engine": args.engine, "weights": args.weights,
                "check_memory": args.check_memory, "mask": args.mask, "mask_mode": args.mask_mode,
-               "weight_scaling": args.weight_scaling, "lbfgs_impl": args.lbfgs_impl}
+               "weight_scaling": args.weight_scaling, "lbfgs_impl": args.lbfgs_impl, "style_loss": args.style_loss}
     check_run(reads=[args.image] + ([args.mask] if args.mask else []), weights=args.weights, device=args.device,
               outputs=[(args.output, "sheet" if args.all else "output", True)])
     if args.all:

@@ -15,8 +15,8 @@ from ..app.run.settings import DEFAULTS, INITS, OPTIMIZERS, ORIGINAL_COLORS
 from ..app.run.stylize import NonFiniteLoss, StylizeInterrupted, prepare, run as run_plan
 from ..app.tiles.run import discard, tiles_folder
 from ..errors import InputError
-from .args import (add_lbfgs_impl_option, add_network_options, add_reporting_options, count, iters_list, join,
-                   layers, list_of, positive_float, positive_int, print_path, weight)
+from .args import (add_lbfgs_impl_option, add_network_options, add_reporting_options, add_style_loss_option, count,
+                   iters_list, join, layers, list_of, positive_float, positive_int, print_path, weight)
 from .checks import check_run
 from .commands import summary
 
@@ -83,6 +83,7 @@ def add_parser(sub):
                    help="invariant: the weights mean at every size (and on a normalised network) what they "
                         "mean at 512 pixels; paper: the paper's loss literally, whose balance moves with the "
                         f"size (default: {d['weight_scaling']})")
+    add_style_loss_option(g, d)
     g = p.add_argument_group("spatial control (Gatys et al. 2017)")
     g.add_argument("--content-mask", default=d["content_mask"], metavar="SEG",
                    help="colour-coded segmentation of the content image, one flat colour per region")
@@ -121,8 +122,8 @@ def add_parser(sub):
     g.add_argument("--init", default=d["init"], metavar="|".join(INITS) + "|PATH",
                    help=f"starting image (default: {d['init']}; paper: noise)")
     g.add_argument("--seed", type=count, default=d["seed"], metavar="N",
-                   help=f"random seed for the noise start; same seed and inputs give the same bytes on "
-                        f"the CPU (default: {d['seed']})")
+                   help=f"random seed for the noise start and the style losses' random draws; same seed and "
+                        f"inputs give the same bytes on the CPU (default: {d['seed']})")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"],
                    help=f"default: {d['optimizer']} (L-BFGS-B; the paper used L-BFGS)")
     add_lbfgs_impl_option(g, d)

@@ -30,6 +30,8 @@ from .terms.distribution import DistributionTerm, loss_seed, style_features
 GRAM = "gram"
 DEFAULT_STYLE_LOSS = GRAM
 OPTIONS = ("quantile_rule", "directions", "fourier_features")  # what style_loss_options may set
+# The choices besides Gram, for help texts that must not import the terms (the command line's).
+OTHER_STYLE_LOSSES = ("mean_std", "histogram", "sliced_wasserstein", "mmd_linear", "mmd_polynomial", "mmd_gaussian")
 
 
 def style_losses():
@@ -64,6 +66,11 @@ def parse_style_loss(spec):
     if not out:
         raise InputError("the style loss weights are all zero (set --style-weight 0 to leave style out)")
     return out
+
+
+def gram_only(spec):
+    """Whether a choice is the Gram loss alone (at any weight): what masks and shared statistics take."""
+    return list(parse_style_loss(spec)) == [GRAM]
 
 
 def format_style_loss(losses):
