@@ -22,7 +22,7 @@ class HistogramTerm(DistributionTerm):
     """E at ``layer`` against the mixture's per-channel quantile table."""
 
     name = "histogram"
-    default_weight = 1.0
+    default_weight = 2.0e4  # calibrated: docs/style_losses.md, "Default weights"
     quantile_table = True
 
     @classmethod

@@ -76,16 +76,16 @@ def _linear_factor(mean, s):
 @register
 class MMDLinearTerm(MMDTerm):
     name, kernel = "mmd_linear", "linear"
-    default_weight = 1.0
+    default_weight = 62.0
 
 
 @register
 class MMDPolynomialTerm(MMDTerm):
     name, kernel = "mmd_polynomial", "polynomial"
-    default_weight = 1.0
+    default_weight = 9.6e-7
 
 
 @register
 class MMDGaussianTerm(MMDTerm):
     name, kernel = "mmd_gaussian", "gaussian"
-    default_weight = 1.0
+    default_weight = 5.7e9
