@@ -12,7 +12,8 @@ weights mean the same at every image size). The targets are computed once, at co
 content responses P_l, and per style layer each style image's Gram matrix, from which the target for
 an output of M_l positions is A_l = M_l * sum_s b_s (F_s F_s^T) / M_s,l (``terms/gram.py``). With
 masks (``content_masks``, ``style_masks``) each style layer's term is the guided one
-(``terms/guided_gram.py``).
+(``terms/guided_gram.py``). The style terms may be another style loss, or a weighted sum of several,
+instead of the Gram loss (``style_loss.py``; ``terms/distribution/``): E_l is then that loss at layer l.
 
 One evaluation is one forward to the deepest layer any term reads and one backward sweep from all the
 tap gradients (several terms on one layer add theirs), then the pixel terms' gradients added.

@@ -31,7 +31,7 @@ import zlib
 import numpy as np
 
 from ....backend import to_device, to_host
-from ....reference.style_losses.mixture import feature_matrix
+from ....reference.style_losses.mixture import feature_matrix, row_dots
 from ..base import Term, net_input
 
 
@@ -55,11 +55,12 @@ def loss_seed(seed, stage, layer_index, name):
 
 
 def second_moments(features, blend):
-    """The mixture's mean of f_c^2 per channel (N,), host float64: sum_s b_s mean_j S_s[c, j]^2."""
+    """The mixture's mean of f_c^2 per channel (N,), host float64: sum_s b_s mean_j S_s[c, j]^2 (summed
+    where the features are, row by row: no copy of them)."""
     total = 0.0
     for S, b in zip(features, blend):
-        Sm = np.asarray(to_host(feature_matrix(S)), dtype=np.float64)
-        total = total + b * (Sm * Sm).mean(axis=1)
+        Sm = feature_matrix(S)
+        total = total + b * np.asarray(to_host(row_dots(Sm, Sm)), dtype=np.float64) / Sm.shape[1]
     return total
 
 
