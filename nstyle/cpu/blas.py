@@ -14,6 +14,7 @@ reproduced ``np.matmul`` on a small strided product; where there is none (anothe
 :func:`accumulate` falls back to NumPy, with the temporary: same result, one more pass.
 """
 import ctypes
+import threading
 
 import numpy as np
 
@@ -24,6 +25,7 @@ _NAMES = (("scipy_cblas_{}gemm64_", ctypes.c_int64), ("cblas_{}gemm64_", ctypes.
 _SCALARS = {np.dtype(np.float32): ("s", ctypes.c_float), np.dtype(np.float64): ("d", ctypes.c_double)}
 
 _gemms = {}
+_bind_lock = threading.Lock()
 
 
 def openblas_paths():
@@ -58,13 +60,19 @@ def _bind(dtype):
 
 
 def _gemm(dtype):
-    """The checked CBLAS GEMM for this dtype, or None."""
+    """The checked CBLAS GEMM for this dtype, or None.
+
+    Bound on first use, under a lock: the first use is often inside the tasks of ``threads.py``, and
+    a task that found the binding half made would take NumPy's path, which rounds the sum differently
+    (a product, then an add) -- the same gradient would come out in other bits.
+    """
     dtype = np.dtype(dtype)
     if dtype not in _SCALARS:
         return None
     if dtype not in _gemms:
-        _gemms[dtype] = None  # while checking, and for good if the check fails
-        _gemms[dtype] = _bind(dtype)
+        with _bind_lock:
+            if dtype not in _gemms:
+                _gemms[dtype] = _bind(dtype)  # None for good if no binding passes the check
     return _gemms[dtype]
 
 

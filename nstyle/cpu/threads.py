@@ -6,20 +6,32 @@ their own threading, coarsely, with NumPy releasing the GIL inside each call:
 
 - :func:`for_each_task` hands whole bands of a convolution -- gather or transform, matrix product,
   inverse transform, epilogue -- to the threads, which take the next band as soon as they are free.
-  Inside those bands the BLAS runs single-threaded (OpenBLAS's per-thread setting, see
-  :func:`blas_thread_control`), so there is one synchronisation per layer instead of one per NumPy
-  call: that keeps the cores busy, and keeps a loaded machine (other processes competing for the
-  cores) from stalling every step on the slowest thread.
+  Inside those bands the BLAS runs single-threaded (see :func:`blas_thread_control`), so there is one
+  synchronisation per layer instead of one per NumPy call: that keeps the cores busy, and keeps a
+  loaded machine (other processes competing for the cores) from stalling every step on the slowest
+  thread.
 - :func:`parallel_ranges` splits a plain element-wise step (pooling, a mask product) by channels.
 
-Where the BLAS's thread count cannot be set per thread (not OpenBLAS >= 0.3.27, or not found),
-bands run one after another on the calling thread with the BLAS's own threading.
+Which thread takes which task depends on timing; the bits must not (DESIGN.md, "Determinism"). Every
+task writes its own part of the result, and the sums cut between tasks (``losses.gram``) are added in
+task order, so what remains is the BLAS: OpenBLAS picks its kernel and cuts a product by its thread
+count (64 x 577 x 1500 rounds differently on one thread and on two), and that count is one setting for
+the whole process (``openblas_set_num_threads_local`` included, in the pthreads builds NumPy ships).
+So the calling thread sets it to 1 *before* it hands out the first task and sets it back only *after*
+the last one has finished, under a lock (:func:`single_threaded_blas`): every task's products run on
+one BLAS thread, and the caller's products between pool calls on the count the process had. (Two
+evaluations at once in one process -- threads of one Dask worker -- would still share that count: one's
+products between pool calls could meet the other's 1. nstyle's own workers run one task per process.)
+
+Where the BLAS's thread count cannot be set (not OpenBLAS >= 0.3.27, or not found), bands run one
+after another on the calling thread with the BLAS's own threading.
 
 The thread count is the first of these that is set: :func:`set_num_threads`, the environment variables
 ``NSTYLE_NUM_THREADS``, ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``; otherwise
 every core this process may run on. (OpenBLAS reads the same variables for its own threads, so one
 setting governs both.) The environment is read once, at first use.
 """
+import contextlib
 import contextvars
 import ctypes
 import itertools
@@ -38,6 +50,9 @@ ENV_VARS = ("NSTYLE_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
 MIN_PARALLEL_ELEMENTS = 1 << 16
 
 _lock = threading.Lock()
+# Held while the BLAS is set single-threaded for the pool: two callers in one process would otherwise
+# set and restore that one process-wide setting across each other's tasks.
+_blas_lock = threading.RLock()
 _pool = None
 _pool_size = 0
 _override = None
@@ -91,13 +106,15 @@ def set_num_threads(n):
 def blas_thread_control():
     """OpenBLAS's ``openblas_set_num_threads_local`` for the library NumPy uses, or None.
 
-    It sets the BLAS thread count of the calling thread only (OpenBLAS >= 0.3.27) and returns the
-    previous one. Found by looking through the shared objects this process has loaded (Linux).
+    It sets the BLAS thread count and returns the previous one (OpenBLAS >= 0.3.27). Despite its name
+    the count is the whole process's in the pthreads builds NumPy's wheels carry (checked with 0.3.31:
+    a worker thread's call changes what the main thread gets); :func:`single_threaded_blas` is written
+    for either reading. Found by looking through the shared objects this process has loaded (Linux).
     """
     global _blas_control
     if _blas_control != "unknown":
         return _blas_control
-    _blas_control = None
+    found = None  # published once whole: another thread must never see None while this one looks
     for path in openblas_paths():  # NumPy's own copy first: that is the one np.matmul calls
         try:
             lib = ctypes.CDLL(path)
@@ -105,12 +122,36 @@ def blas_thread_control():
         except (OSError, AttributeError):
             continue
         fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-        _blas_control = fn
+        found = fn
         break
+    _blas_control = found
     return _blas_control
 
 
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run the block with the BLAS single-threaded, and restore its thread count after.
+
+    Under a lock, so that the count one caller restores is the one it found, never another caller's 1.
+    Tasks must be handed to the pool inside the block and joined before it ends: a task that ran
+    before the count was set, or after it was restored, would run its products multi-threaded and
+    round them differently (see the module docstring).
+    """
+    control = blas_thread_control()
+    if control is None:
+        yield
+        return
+    with _blas_lock:
+        previous = control(1)
+        try:
+            yield
+        finally:
+            control(previous)
+
+
 def _worker_init():
+    # Where the setting is per thread after all, the pool's threads need it too; where it is the
+    # process's (OpenBLAS's pthreads builds), this runs inside single_threaded_blas and changes nothing.
     control = blas_thread_control()
     if control is not None:
         control(1)
@@ -151,11 +192,22 @@ def _join(futures):
         raise error
 
 
+def _as_task(fn, *args):
+    """fn(*args) marked as running inside a task: the parallel calls it makes run inline."""
+    outer = getattr(_in_task, "active", False)
+    _in_task.active = True
+    try:
+        return fn(*args)
+    finally:
+        _in_task.active = outer
+
+
 def parallel_ranges(fn, n, work=None):
     """Call ``fn(lo, hi)`` over pieces of range(n), on the pool when that pays.
 
-    For element-wise work (no BLAS calls inside). work: total elements the call touches (decides
-    whether threads are worth starting; default n). Runs inline when called from inside a task.
+    For element-wise work. work: total elements the call touches (decides whether threads are worth
+    starting; default n). Runs inline when called from inside a task. On the pool the BLAS is
+    single-threaded, as in :func:`for_each_task`, should fn use it.
     """
     threads = num_threads()
     if (threads <= 1 or n <= 1 or getattr(_in_task, "active", False)
@@ -164,11 +216,12 @@ def parallel_ranges(fn, n, work=None):
         return
     pieces = split(n, threads)
     pool = _get_pool(threads - 1)
-    futures = [pool.submit(contextvars.copy_context().run, fn, lo, hi) for lo, hi in pieces[1:]]
-    try:
-        fn(*pieces[0])
-    finally:
-        _join(futures)
+    with single_threaded_blas():
+        futures = [pool.submit(contextvars.copy_context().run, _as_task, fn, lo, hi) for lo, hi in pieces[1:]]
+        try:
+            _as_task(fn, *pieces[0])
+        finally:
+            _join(futures)
 
 
 def scratch(key, shape, dtype):
@@ -199,38 +252,30 @@ def for_each_task(fn, n_tasks):
     """
     threads = min(num_threads(), n_tasks)
     control = blas_thread_control()
-    in_task = getattr(_in_task, "active", False)
-    if in_task or threads <= 1 or control is None:
+    if getattr(_in_task, "active", False) or control is None or threads <= 1:
         # Here, one after another. Inside a task the BLAS is single-threaded already; with one thread
         # asked for it is made so too, so that every product has the shape and the threading it has
         # on a one-thread Dask worker (and gives the same bits); without the control it keeps its own.
-        single = control is not None and not in_task and num_threads() <= 1
-        previous = control(1) if single else None
-        try:
+        single = control is not None and not getattr(_in_task, "active", False) and num_threads() <= 1
+        with single_threaded_blas() if single else contextlib.nullcontext():
             for i in range(n_tasks):
                 fn(i)
-        finally:
-            if single:
-                control(previous)
         return
     counter = itertools.count()
 
     def drain():
-        _in_task.active = True
-        try:
-            for i in iter(lambda: next(counter), None):
-                if i >= n_tasks:
-                    break
-                fn(i)
-        finally:
-            _in_task.active = False
+        for i in iter(lambda: next(counter), None):
+            if i >= n_tasks:
+                break
+            fn(i)
 
     pool = _get_pool(threads - 1)
-    # Each worker runs in a copy of the caller's context, so settings such as np.errstate carry over.
-    futures = [pool.submit(contextvars.copy_context().run, drain) for _ in range(threads - 1)]
-    previous = control(1)
-    try:
-        drain()
-    finally:
-        control(previous)
-        _join(futures)
+    # The BLAS goes single-threaded before the first task is handed out and back only once every
+    # task has finished (single_threaded_blas). Each worker runs in a copy of the caller's context,
+    # so settings such as np.errstate carry over.
+    with single_threaded_blas():
+        futures = [pool.submit(contextvars.copy_context().run, _as_task, drain) for _ in range(threads - 1)]
+        try:
+            _as_task(drain)
+        finally:
+            _join(futures)
