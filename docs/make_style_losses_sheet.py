@@ -67,8 +67,8 @@ def table(title, values, start):
     lines = [f"**{title}**", "", "| made by \\ judged by | " + " | ".join(SHORT[k] for k in LOSSES) + " |",
              "| --- |" + " ---: |" * len(LOSSES)]
     for made in LOSSES:
-        cells = [values[made][k] / start[k] for k in LOSSES]
-        lines.append(f"| {SHORT[made]} | " + " | ".join(f"**{c:.2f}**" if k == made else f"{c:.2f}"
+        cells = [f"{100 * values[made][k] / start[k]:.2g}%" for k in LOSSES]
+        lines.append(f"| {SHORT[made]} | " + " | ".join(f"**{c}**" if k == made else c
                                                         for c, k in zip(cells, LOSSES)) + " |")
     return "\n".join(lines)
 
@@ -108,8 +108,8 @@ def main():
     noise_start = style_values(vgg, white_noise(*style.size, args.seed), style, args.seed)
     cross = {k: style_values(vgg, painted[k], style, args.seed) for k in LOSSES}
     cross_tex = {k: style_values(vgg, textures[k], style, args.seed) for k in LOSSES}
-    print(table(f"Stylised ({args.size} px, {args.iters} iterations): style loss left, as a fraction of the "
-                "photo's", cross, start))
+    print(table(f"Stylised ({args.size} px, {args.iters} iterations): style loss left, in % of the photo's",
+                cross, start))
     print()
     print(table("Texture synthesis: style loss left, as a fraction of the noise start's", cross_tex, noise_start))
     os.makedirs(args.out, exist_ok=True)

@@ -114,7 +114,7 @@ class DistributionTerm(Term):
         return cls(layer, target, layer_weight, draws, record, second_moments(features, blend), sources)
 
     def bind(self, vgg):
-        """A target given on the host (shared by tiles, or made elsewhere) moves to the network's device;
+        """A target made elsewhere (on the host) moves to the network's device;
         its dtypes stay (the losses cast what they read)."""
         fields = {f.name: getattr(self.target, f.name) for f in dataclasses.fields(self.target)}
         moved = {k: to_device(v, vgg.device) for k, v in fields.items() if isinstance(v, np.ndarray)}
