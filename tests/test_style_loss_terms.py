@@ -70,7 +70,10 @@ def test_the_objective_with_each_loss_is_differentiable(rng, style_loss):
     obj = objective(rng, style_loss, tv_weight=1e-3)
     x = random_image(rng, 24, 32)
     _, g = obj.value_and_grad(x)
-    err = directional_check(obj.value, g, x, rng, eps=1e-3, directions=3)
+    # Steps of 1e-4 pixels: a sorting loss is smooth only between changes of a channel's order, and the
+    # network's 1e-3 steps cross enough of them (768 close values per channel at relu1_1) to bend the
+    # differences at the 1e-6 level; float64 rounding stays far below the tolerance either way.
+    err = directional_check(obj.value, g, x, rng, eps=1e-4, directions=3)
     assert err < 1e-6, f"{style_loss}: {err:.2e}"
 
 
