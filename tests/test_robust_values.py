@@ -59,7 +59,7 @@ def test_a_long_error_line_is_cut_keeping_its_start_and_its_reason(tmp_path, ima
     result = nstyle(tmp_path, "stylize", name, style, "-o", "out.png")
     assert_one_line_error(result, 2, "no such file")
     line = next(l for l in result.err.splitlines() if l.startswith("nstyle: error:"))
-    assert len(line) <= 400, len(line)
+    assert len(line) <= 500, len(line)
     assert "content image xxx" in line and " ... " in line
 
 

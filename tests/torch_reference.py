@@ -2,6 +2,8 @@
 
 Nothing in the nstyle package imports this (or torch).
 """
+import numpy as np
+
 from nstyle.model.arch import LAYER_NAMES
 
 
@@ -147,12 +149,38 @@ def _temporal_term(torch, term, x):
     return (_t(torch, term.c, x) * (x - _t(torch, term.omega, x)) ** 2).sum() / x.numel()
 
 
+def _distribution_term(name):
+    """The twin of a style loss term built with its sources (as every check case is): the loss written
+    afresh in torch (``tests/test_style_losses_oracle.py: torch_loss``) from the style features, with the
+    term's own random draws."""
+    def twin(torch, term, F):
+        from nstyle.backend import to_host  # noqa: PLC0415
+
+        from .test_style_losses_oracle import torch_loss  # noqa: PLC0415 -- that module imports this one
+
+        features, blend = term.sources
+        params = dict(term.draws)
+        if "directions" in params:
+            params["directions"] = np.asarray(to_host(params["directions"]))
+        rule = getattr(term.target, "rule", "midpoint")
+        label = name + ("_bin_mean" if rule == "bin_mean" else "")
+        return torch_loss(torch, label, [torch.as_tensor(S, dtype=F.dtype) for S in features], blend, params)(F)
+    return twin
+
+
+def _style_sum_term(torch, term, F):
+    return sum(c * TORCH_TERMS[name](torch, part, F) for name, part, c in term.parts)
+
+
 TORCH_TERMS = {
     "content": lambda torch, term, F: 0.5 * ((F - _t(torch, term.target, F)) ** 2).sum(),
     "gram": _gram_term,
     "guided_gram": _guided_gram_term,
     "tv": _tv_term,
     "temporal": _temporal_term,
+    **{name: _distribution_term(name) for name in ("mean_std", "histogram", "sliced_wasserstein", "mmd_linear",
+                                                   "mmd_polynomial", "mmd_gaussian")},
+    "style_sum": _style_sum_term,
     # the example term of docs/backprop.md ("Adding a loss"), registered by tests/test_terms.py
     "channel_mean": lambda torch, term, F: ((F.mean(dim=(0, 2, 3)) - _t(torch, term.target, F)) ** 2).sum()
     / F.shape[1],

@@ -129,6 +129,26 @@ def add_lbfgs_impl_option(p, defaults):
                         f"{defaults['lbfgs_impl']})")
 
 
+@_checked
+def style_loss(text):
+    """--style-loss: one loss, or a weighted sum 'gram:1,histogram:0.5', in its one spelling."""
+    from ..model.style_loss import format_style_loss, parse_style_loss  # noqa: PLC0415 -- the model, when parsed
+
+    return format_style_loss(parse_style_loss(text))
+
+
+def add_style_loss_option(p, defaults):
+    """--style-loss (default: the API's)."""
+    from ..model.style_loss import DEFAULT_STYLE_LOSS, OTHER_STYLE_LOSSES  # noqa: PLC0415
+
+    p.add_argument("--style-loss", type=style_loss, default=defaults.get("style_loss", DEFAULT_STYLE_LOSS),
+                   metavar="LOSS[:W,...]",
+                   help=f"the style statistics to match: gram (the paper's), {', '.join(OTHER_STYLE_LOSSES)}; or a "
+                        "weighted sum like gram:1,histogram:0.5 (each weight relative to that loss's calibrated "
+                        "default, so 1 pulls about as hard as the Gram default; random draws come from --seed, "
+                        "new at each stage; see docs/style_losses.md) (default: gram)")
+
+
 def add_reporting_options(p, print_every=0):
     p.add_argument("--print-every", type=count, default=print_every, metavar="N",
                    help=f"print the loss breakdown every N iterations (default: {print_every}; 0: off)")

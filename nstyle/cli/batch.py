@@ -34,7 +34,7 @@ _METAVARS = {"int": "N", "ints": "N", "float": "W", "floats": "W,...", "names": 
 _NAMED_METAVARS = {"scales": "N,N,...", "style_scale": "F", "lr": "F", "original_colors": "none|luminance|match",
                    "weight_scaling": "invariant|paper", "optimizer": "lbfgs|adam", "lbfgs_impl": "auto|scipy|nstyle", "pooling": "avg|max",
                    "mask_mode": "inside|all|simple", "region_styles": "COLOR=I,...",
-                   "region_weights": "COLOR=W,..."}
+                   "region_weights": "COLOR=W,...", "style_loss": "LOSS[:W,...]"}
 
 
 def _default_text(name):

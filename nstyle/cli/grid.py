@@ -8,6 +8,7 @@ from ..app.files.progress import say
 from .args import (
     add_lbfgs_impl_option,
     add_network_options,
+    add_style_loss_option,
     count,
     layers,
     list_of,
@@ -44,6 +45,7 @@ def add_parser(sub):
                    help=f"start of every cell (default {d['init']}, as in the paper)")
     p.add_argument("--seed", type=count, default=d["seed"], help=f"white-noise seed (default {d['seed']})")
     add_lbfgs_impl_option(p, d)
+    add_style_loss_option(p, d)
     p.add_argument("--content-layer", default=d["content_layer"])
     p.add_argument("--style-layers", type=layers, default=d["style_layers"],
                    help="the layers whose prefixes the depths count (default " + ",".join(d["style_layers"]) + ")")

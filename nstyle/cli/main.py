@@ -25,7 +25,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # An error line longer than this is cut in the middle: a 4000-character path (or a value pasted by
 # mistake) would otherwise fill the terminal, while its start and its end (the reason) say what went wrong.
 # A hint may be longer (what to download, its checksum and where to put it) but is cut at twice that.
-LINE_LIMIT = 300
+LINE_LIMIT = 480
 
 
 class _Parser(argparse.ArgumentParser):

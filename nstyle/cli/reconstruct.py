@@ -7,7 +7,15 @@ from ..app.files.imageio import save_image
 from ..app.files.progress import say
 from ..app.run.stylize import NonFiniteLoss, StylizeInterrupted
 from ..errors import InputError
-from .args import add_lbfgs_impl_option, add_network_options, count, layers, positive_int, print_path
+from .args import (
+    add_lbfgs_impl_option,
+    add_network_options,
+    add_style_loss_option,
+    count,
+    layers,
+    positive_int,
+    print_path,
+)
 from .checks import check_run
 from .commands import summary
 
@@ -36,6 +44,7 @@ def add_parser(sub):
     p.add_argument("--seed", type=count, default=d["seed"], help=f"white-noise seed (default {d['seed']})")
     p.add_argument("--no-bounds", dest="bounds", action="store_false", help="let pixels leave 0..255")
     add_lbfgs_impl_option(p, d)
+    add_style_loss_option(p, d)
     p.add_argument("--mask", default=None, metavar="SEG",
                    help="colour-coded segmentation of the image: a guided style reconstruction, each region "
                         "keeping its own statistics (Gatys et al. 2017)")

@@ -20,6 +20,7 @@ from .args import (
     add_lbfgs_impl_option,
     add_network_options,
     add_reporting_options,
+    add_style_loss_option,
     count,
     iters_list,
     join,
@@ -96,6 +97,7 @@ def add_parser(sub):
                    help="invariant: the weights mean at every size (and on a normalised network) what they "
                         "mean at 512 pixels; paper: the paper's loss literally, whose balance moves with the "
                         f"size (default: {d['weight_scaling']})")
+    add_style_loss_option(g, d)
     g = p.add_argument_group("spatial control (Gatys et al. 2017)")
     g.add_argument("--content-mask", default=d["content_mask"], metavar="SEG",
                    help="colour-coded segmentation of the content image, one flat colour per region")
@@ -134,8 +136,8 @@ def add_parser(sub):
     g.add_argument("--init", default=d["init"], metavar="|".join(INITS) + "|PATH",
                    help=f"starting image (default: {d['init']}; paper: noise)")
     g.add_argument("--seed", type=count, default=d["seed"], metavar="N",
-                   help=f"random seed for the noise start; same seed and inputs give the same bytes on "
-                        f"the CPU (default: {d['seed']})")
+                   help=f"random seed for the noise start and the style losses' random draws; same seed and "
+                        f"inputs give the same bytes on the CPU (default: {d['seed']})")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"],
                    help=f"default: {d['optimizer']} (L-BFGS-B; the paper used L-BFGS)")
     add_lbfgs_impl_option(g, d)

@@ -12,7 +12,8 @@ weights mean the same at every image size). The targets are computed once, at co
 content responses P_l, and per style layer each style image's Gram matrix, from which the target for
 an output of M_l positions is A_l = M_l * sum_s b_s (F_s F_s^T) / M_s,l (``terms/gram.py``). With
 masks (``content_masks``, ``style_masks``) each style layer's term is the guided one
-(``terms/guided_gram.py``).
+(``terms/guided_gram.py``). The style terms may be another style loss, or a weighted sum of several,
+instead of the Gram loss (``style_loss.py``; ``terms/distribution/``): E_l is then that loss at layer l.
 
 One evaluation is one forward to the deepest layer any term reads and one backward sweep from all the
 tap gradients (several terms on one layer add theirs), then the pixel terms' gradients added.
@@ -21,9 +22,10 @@ import numpy as np
 
 from ..backend import get_xp
 from ..errors import InputError
-from ..validate import distinct, normalised_weights, scaled_weights, weight
+from ..validate import distinct, normalised_weights, scaled_weights, weight, whole_number
 from .arch import layer_positions  # noqa: F401 -- re-exported: callers import it from here
-from .terms import ContentTerm, GramTerm, GuidedGramTerm, Taps, TVTerm
+from .style_loss import GRAM, build_style_terms, check_options, draws_record, format_style_loss, parse_style_loss
+from .terms import ContentTerm, GramTerm, GuidedGramTerm, Parts, Taps, TVTerm
 from .terms.base import net_input
 from .vgg import check_layer_names
 
@@ -80,6 +82,14 @@ class StyleObjective:
     style_grams: ``{layer: (N, N) array}``, the per-position statistics sum_s b_s G_s / M_s computed
     elsewhere (a tiled run computes them once, for every tile); they replace styles and style_blend.
 
+    style_loss: which style loss (``style_loss.py``): "gram" (default, the paper's), "mean_std",
+    "histogram", "sliced_wasserstein", "mmd_linear", "mmd_polynomial", "mmd_gaussian", or a weighted
+    sum such as ``{"gram": 1.0, "histogram": 0.5}`` / ``"gram:1,histogram:0.5"`` (weights relative to
+    each loss's calibrated default); style_loss_options: ``{"quantile_rule": "midpoint" | "bin_mean",
+    "directions": K, "fourier_features": D}``; seed, stage: where the random draws of sliced Wasserstein
+    and the Gaussian MMD come from (one generator per seed, stage, layer and loss; ``style_draws``
+    records them). Masks and shared statistics work with the Gram loss only (InputError otherwise).
+
     ``terms``: the terms, in the order they are evaluated (content layers, style layers, pixel terms);
     ``term_weights``: their group weights by key. More terms: :meth:`add_term`.
     """
@@ -89,7 +99,7 @@ class StyleObjective:
                  tv_weight=DEFAULT_TV_WEIGHT, content_layers=DEFAULT_CONTENT_LAYERS,
                  style_layers=DEFAULT_STYLE_LAYERS, style_layer_weights=None, term_scales=None,
                  content_masks=None, style_masks=None, region_weights=None, mask_mode="inside",
-                 style_grams=None):
+                 style_grams=None, style_loss=None, style_loss_options=None, seed=0, stage=0):
         self.vgg = vgg
         self.content_weight = weight("content weight", content_weight)  # finite, >= 0, not subnormal
         self.style_weight = weight("style weight", style_weight)
@@ -112,6 +122,9 @@ class StyleObjective:
             raise InputError("nothing to optimise: content, style and tv weights are all zero")
         self.notes = []
         self.terms, self.term_weights, self.taps = [], {}, ()
+        self.style_loss = parse_style_loss(style_loss)
+        self.style_loss_options = check_options(style_loss_options)
+        self.seed, self.stage = whole_number("seed", seed), whole_number("stage", stage)
 
         if self.content_layers:
             if content is None:
@@ -119,9 +132,9 @@ class StyleObjective:
             for term in ContentTerm.from_image(vgg, content, self.content_layers):
                 self.add_term(term, self.content_weight)
         if self.style_layers:
-            for term in self._style_terms(content, styles, style_blend, style_grams, content_masks, style_masks,
-                                          region_weights, mask_mode):
-                self.add_term(term, self.style_weight)
+            for term, factor in self._style_terms(content, styles, style_blend, style_grams, content_masks,
+                                                  style_masks, region_weights, mask_mode):
+                self.add_term(term, self.style_weight * factor)
         if self.tv_weight > 0:
             self.add_term(TVTerm(), self.tv_weight)
         vgg.release_buffers()  # buffers kept at the target images' sizes would sit idle in every evaluation
@@ -130,30 +143,48 @@ class StyleObjective:
 
     def _style_terms(self, content, styles, style_blend, style_grams, content_masks, style_masks, region_weights,
                      mode):
-        """One style term per style layer: guided (masks) or Gram, from the images or given statistics."""
+        """[(term, factor)]: one style term per style layer -- guided (masks), Gram, another style loss or
+        a sum of several (``style_loss.py``), from the images or given statistics -- and the factor on
+        the style weight (the chosen loss's weight times its calibrated default)."""
+        losses = self.style_loss
+        only_gram = list(losses) == [GRAM]
         if style_grams is not None:  # statistics computed elsewhere: one per-position set, weight 1
+            if not only_gram:
+                raise InputError(f"shared Gram statistics (a tiled run) serve the gram style loss only, not "
+                                 f"{format_style_loss(losses)}")
             styles, style_blend = (None,), None
         if len(styles) == 0:
             raise InputError("at least one style image is needed when the style weight is above zero")
         self.style_blend = normalise_blend(style_blend, len(styles))
         if content_masks is not None:
+            if not only_gram:
+                raise InputError(f"content masks work with the gram style loss only; the style loss "
+                                 f"{format_style_loss(losses)} has no guided form")
             terms, self.notes = GuidedGramTerm.from_images(
                 self.vgg, styles, self.style_blend, self.style_layers, self.style_layer_weights, content_masks,
                 style_masks, region_weights, mode, None if content is None else tuple(content.shape[2:]))
-            return terms
+            return [(term, losses[GRAM]) for term in terms]
         if style_masks is not None:
             raise InputError("style masks need a content mask (which region of the output takes "
                              "which region of the styles)")
-        if style_grams is None:
-            terms = GramTerm.from_images(self.vgg, styles, self.style_blend, self.style_layers,
-                                         self.style_layer_weights)
+        if style_grams is not None:
+            terms = [(GramTerm.from_statistic(name, net_input(self.vgg, style_grams[name]),
+                                              self.style_layer_weights[name]), losses[GRAM])
+                     for name in self.style_layers]
         else:
-            terms = [GramTerm.from_statistic(name, net_input(self.vgg, style_grams[name]),
-                                             self.style_layer_weights[name]) for name in self.style_layers]
+            terms = build_style_terms(self.vgg, styles, self.style_blend, self.style_layers,
+                                      self.style_layer_weights, losses, self.seed, self.stage,
+                                      self.style_loss_options)
         if content is not None:  # the output is normally the content's size: targets ready now
-            for term in terms:
+            for term, _ in terms:
                 term.prepare(content.shape[2], content.shape[3])
         return terms
+
+    @property
+    def style_draws(self):
+        """{layer: {loss: record}}: the seeds, bandwidths and sizes of the style losses' random draws
+        (``style_loss.draws_record``), for the log."""
+        return draws_record(self.terms)
 
     def add_term(self, term, weight):
         """Add ``weight`` * ``term`` to the loss (a video frame's temporal term, a loss of your own: any
@@ -193,6 +224,10 @@ class StyleObjective:
         """Enter one term's value into the breakdown; returns its factor weight * w_l * s."""
         key, group, layer_weight = term.key, term.group, term.layer_weight
         w = self.term_weights[key] * layer_weight * self.term_scales.get(key, 1.0)
+        for name, (c, part) in getattr(value, "parts", {}).items():  # a sum of style losses: each beside it
+            breakdown[f"paper/{key}/{name}"] = part
+            breakdown[f"{key}/{name}"] = w * c * part
+        value = float(value) if isinstance(value, Parts) else value
         breakdown[f"paper/{key}"] = value
         breakdown[key] = w * value
         if key != group:  # a layer's term: its group sums them (a pixel term is its group)
@@ -228,13 +263,13 @@ class StyleObjective:
                     continue
                 value, g = term.evaluate(taps)
                 w = self._record(breakdown, term, value)
-                if g is not None:
-                    g *= g.dtype.type(w)  # a factored Gram gradient scales its small factor instead
-                    tap_grads.setdefault(term.layer, []).append(g)
+                for part in (g if isinstance(g, list) else [] if g is None else [g]):
+                    part *= part.dtype.type(w)  # a factored Gram gradient scales its small factor instead
+                    tap_grads.setdefault(term.layer, []).append(part)
             # the engine may reuse the taps' buffers once nothing else holds them (a factored style
             # gradient holds its tap: the loop's last g too)
             del feats, taps
-            g = None
+            g = part = None
             if tap_grads:
                 grad = self.vgg.backward(trace, tap_grads)
             del tap_grads

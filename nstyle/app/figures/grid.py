@@ -80,8 +80,8 @@ def cell_options(cell):
 def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), depths=(1, 2, 3, 4, 5), size=256,
               iters=300, init="noise", seed=0, content_layer=DEFAULT_CONTENT_LAYERS[0],
               style_layers=DEFAULT_STYLE_LAYERS, pooling="avg", device="cpu", engine="auto", weights=None, vgg=None,
-              restart=False, check_memory=True, weight_scaling="invariant", lbfgs_impl="auto", callback=None, log=None,
-              batch=None):
+              restart=False, check_memory=True, weight_scaling="invariant", lbfgs_impl="auto", style_loss="gram",
+              callback=None, log=None, batch=None):
     """Stylise ``content`` with ``style`` at every (ratio, depth) and lay the results out as a sheet.
 
     content, style: path, PIL image or uint8 RGB array. out: the sheet's path; when given, cells are
@@ -91,7 +91,8 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
     size, iters, init ("noise", "content" or "style"), seed, pooling, device, engine, weights, vgg: as in
     ``stylize``. check_memory: refuse up front a grid whose cells would not fit in memory.
     weight_scaling: as in ``stylize``; with "invariant" (the default) the ratios mean what the paper's
-    mean at 512 pixels, whatever ``size`` is. lbfgs_impl: whose L-BFGS-B, as in ``stylize``.
+    mean at 512 pixels, whatever ``size`` is. lbfgs_impl: whose L-BFGS-B, style_loss: which style
+    statistics, as in ``stylize``.
     content_layer: the one content layer. callback(cell, record, get_image) follows each
     iteration; log(message) gets one line per cell. Returns (sheet, cells).
     batch: None (the cells run here, one after another) or ``batch.run_batch``'s cluster options
@@ -112,7 +113,7 @@ def make_grid(content, style, *, out=None, ratios=(1e-5, 1e-4, 1e-3, 1e-2), dept
     plans = {cell.name: prepare(original, style_img, size=size, iters=iters, content_weight=1.0, init=init,
                                 seed=seed, content_layers=(content_layer,), pooling=pooling, device=device,
                                 engine=engine, weights=weights, weight_scaling=weight_scaling,
-                                lbfgs_impl=lbfgs_impl, **cell_options(cell))
+                                lbfgs_impl=lbfgs_impl, style_loss=style_loss, **cell_options(cell))
              for cell in cells}
     if check_memory:
         max(plans.values(), key=lambda p: p.memory.total).check_memory()

@@ -59,30 +59,31 @@ def reconstruction_objective(vgg, x, content_layer=None, style_layers=None):
 
 def plan_reconstruction(image, *, content_layer=None, style_layers=None, size=256, iters=300, seed=0,
                         bounds=True, pooling="avg", device="cpu", engine="auto", weights=None, mask=None,
-                        mask_mode="inside", weight_scaling="invariant", lbfgs_impl="auto"):
+                        mask_mode="inside", weight_scaling="invariant", lbfgs_impl="auto", style_loss="gram"):
     """A reconstruction as a stylize plan: the image (resized so its longest side is ``size``) is both
     the content and the style, the start is seeded white noise, one of the two terms weighs 0. So a
     reconstruction gets every check a stylisation gets (sizes, reach of the layers, memory). mask: a
-    segmentation of the image: a guided style reconstruction, each region matching its own statistics."""
+    segmentation of the image: a guided style reconstruction, each region matching its own statistics.
+    style_loss: the style statistics a style reconstruction matches (``stylize``'s): texture synthesis."""
     image = as_image(image, "image")  # resized by the run, once the memory check has passed
     return prepare(image, image, size=whole_number("size", size, 1), iters=iters, init="noise", seed=seed,
                    bounds=bounds, pooling=pooling, device=device, engine=engine, weights=weights, content_mask=mask,
                    style_masks=None if mask is None else [mask], mask_mode=mask_mode,
-                   weight_scaling=weight_scaling, lbfgs_impl=lbfgs_impl,
+                   weight_scaling=weight_scaling, lbfgs_impl=lbfgs_impl, style_loss=style_loss,
                    **reconstruction_options(content_layer, style_layers))
 
 
 def reconstruct(image, *, content_layer=None, style_layers=None, size=256, iters=300, seed=0, bounds=True,
                 pooling="avg", device="cpu", engine="auto", weights=None, mask=None, mask_mode="inside",
-                weight_scaling="invariant", lbfgs_impl="auto", check_memory=True, vgg=None, callback=None,
-                log=None):
+                weight_scaling="invariant", lbfgs_impl="auto", style_loss="gram", check_memory=True, vgg=None,
+                callback=None, log=None):
     """Reconstruct ``image`` from white noise using only one layer's content or some layers' Grams.
 
     image: path, PIL image or uint8 RGB array, resized so its longest side is ``size``.
     content_layer: one layer name (content reconstruction); or style_layers: a list of layer names
     (style reconstruction) -- exactly one of the two. iters: L-BFGS-B iterations from seeded white
     noise (``seed``). bounds, pooling, device, engine, weights, check_memory, vgg, callback(record,
-    get_image), log, mask_mode, weight_scaling, lbfgs_impl: as in ``stylize``. mask: a colour-coded segmentation of
+    get_image), log, mask_mode, weight_scaling, lbfgs_impl, style_loss: as in ``stylize``. mask: a colour-coded segmentation of
     the image for a guided style reconstruction (each region keeps its own statistics). Returns a PIL image of the resized image's size. Raises
     InputError before any work for bad input, StylizeInterrupted (holding the best image) on Ctrl-C
     and NonFiniteLoss on NaN/Inf.
@@ -90,7 +91,7 @@ def reconstruct(image, *, content_layer=None, style_layers=None, size=256, iters
     plan = plan_reconstruction(image, content_layer=content_layer, style_layers=style_layers, size=size,
                                iters=iters, seed=seed, bounds=bounds, pooling=pooling, device=device,
                                engine=engine, weights=weights, mask=mask, mask_mode=mask_mode,
-                               weight_scaling=weight_scaling, lbfgs_impl=lbfgs_impl)
+                               weight_scaling=weight_scaling, lbfgs_impl=lbfgs_impl, style_loss=style_loss)
     if check_memory:
         plan.check_memory()
     return run(plan, vgg=vgg, callback=callback, log=log)
@@ -130,7 +131,7 @@ def reconstruct_sheet(image, *, content_layers=PAPER_CONTENT_LAYERS, style_layer
     out: the sheet's path. When given, every finished cell is also written to ``<out stem>_cells/``
     and reused by a later call with the same settings (restart=True discards cells made with other
     settings), and the sheet is rewritten after each cell. options: ``reconstruct``'s keywords (size,
-    iters, seed, bounds, pooling, device, engine, weights, lbfgs_impl, check_memory, vgg). callback(cell, record,
+    iters, seed, bounds, pooling, device, engine, weights, lbfgs_impl, style_loss, check_memory, vgg). callback(cell, record,
     get_image) follows each
     iteration. Returns (sheet, cells).
     """

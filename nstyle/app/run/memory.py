@@ -18,7 +18,8 @@ import functools
 from dataclasses import dataclass, field
 
 from ...cpu.fastconv import choose_kernel
-from ...model.arch import CONV_SHAPES, LAYER_INDEX, LAYER_NAMES, channels
+from ...model.arch import CONV_SHAPES, LAYER_INDEX, LAYER_NAMES, channels, layer_positions
+from ...model.style_loss import GRAM, parse_style_loss, style_loss_bytes
 from .available import available_bytes, gpu_available_bytes  # noqa: F401 -- re-exported
 
 # Python with nstyle, NumPy, SciPy (without scipy.optimize), Pillow and h5py imported, before any image
@@ -214,32 +215,39 @@ def normalize_estimate(height, width, params=20_024_384, itemsize=4):
 
 def estimate(height, width, content_layers, style_layers, style_shapes=(), pooling="avg",
              optimizer="lbfgs", history_size=10, image_bytes=0, device="cpu", itemsize=4, engine=None,
-             regions=0):
+             regions=0, style_loss=None, style_loss_options=None):
     """Bytes a run at (height, width) needs at its peak, by part (a new MemoryEstimate each call).
 
     Walking the layers takes milliseconds, which a batch of a million rows would pay a million times:
-    equal arguments (and thread count) reuse the parts computed the first time.
+    equal arguments (and thread count) reuse the parts computed the first time (the style losses' parts
+    are added outside that cache).
 
-    style_shapes: (h, w) of each style image as the network sees it; image_bytes: the decoded input
-    images (their pixel counts times 3 bytes, times 2 for the RGB copy). Parts: base, weights,
-    network (one evaluation, or a style image's forward if larger), targets, optimizer, images; on the
-    CPU engine also the kernels' weight forms and the threads' band buffers. engine: "cpu", "gpu" or
-    "reference" (default: the device's fast engine). regions: the number of regions of a guided run
-    (spatial control): each adds a target per style layer and per style image, its guides at every
-    style layer, and the guided loss works on a masked copy of each style tap (part "guides").
+    style_shapes: (h, w) of each style image as the network sees it; image_bytes: the decoded input images
+    (their pixel counts times 3 bytes, times 2 for the RGB copy). Parts: base, weights, network (one
+    evaluation, or a style image's forward if larger), targets, optimizer, images; on the CPU engine also
+    the kernels' weight forms and the threads' band buffers. engine: "cpu", "gpu" or "reference" (default:
+    the device's fast engine). regions: the number of regions of a guided run (spatial control): each adds
+    a target per style layer and per style image, its guides at every style layer, and the guided loss
+    works on a masked copy of each style tap (part "guides"). style_loss, style_loss_options: the
+    objective's; the losses beyond Gram add their parts (``model.style_loss.style_loss_bytes``).
     """
     from ...cpu.threads import num_threads  # noqa: PLC0415
     engine = engine or device
-    found = _estimate(int(height), int(width), tuple(content_layers), tuple(style_layers),
-                      tuple(tuple(int(v) for v in shape) for shape in style_shapes), pooling, optimizer,
-                      history_size, int(image_bytes), device, itemsize, engine, regions,
-                      num_threads() if engine == "cpu" else 1)
-    return MemoryEstimate(parts=dict(found.parts), device=found.device, per_thread=found.per_thread)
+    shapes = tuple(tuple(int(v) for v in shape) for shape in style_shapes)
+    found = _estimate(int(height), int(width), tuple(content_layers), tuple(style_layers), shapes, pooling,
+                      optimizer, history_size, int(image_bytes), device, itemsize, engine, regions,
+                      num_threads() if engine == "cpu" else 1, GRAM in parse_style_loss(style_loss))
+    parts = dict(found.parts)
+    extra = style_loss_bytes(style_loss, style_loss_options, height, width, style_layers, shapes, itemsize)
+    if extra:
+        parts.update(extra)
+        parts["other"] = int(OTHER_FRACTION * sum(v for k, v in parts.items() if k != "other"))
+    return MemoryEstimate(parts=parts, device=found.device, per_thread=found.per_thread)
 
 
 @functools.lru_cache(maxsize=256)
 def _estimate(height, width, content_layers, style_layers, style_shapes, pooling, optimizer, history_size,
-              image_bytes, device, itemsize, engine, regions, threads):
+              image_bytes, device, itemsize, engine, regions, threads, gram=True):
     taps = tuple(dict.fromkeys(tuple(content_layers) + tuple(style_layers)))
     pixels = 3 * height * width
     parts = {"base": BASE_BYTES}
@@ -261,12 +269,8 @@ def _estimate(height, width, content_layers, style_layers, style_shapes, pooling
         per_thread, main = cpu_winograd_scratch_bytes(deepest, itemsize, [(height, width), *style_shapes], threads)
         per_thread_bytes = CPU_SCRATCH_BYTES_PER_THREAD + per_thread
         parts["thread buffers"] = per_thread_bytes * threads + CPU_SCRATCH_BYTES_MAIN + main
-    targets = 0
-    for name in content_layers:
-        for lname, _, c_out, h, w in _walk(height, width, name):
-            if lname == name:
-                targets += c_out * h * w * itemsize
-    for name in style_layers:
+    targets = sum(channels(name) * layer_positions(height, width, name) * itemsize for name in content_layers)
+    for name in style_layers if gram else ():
         c = channels(name)
         # target Gram, the evaluation's Gram and its difference; each style image's own Gram (kept to
         # rebuild the target at another output size); per region a target and each image's guided Gram

@@ -11,6 +11,7 @@ from PIL import Image
 
 from ...errors import InputError
 from ...model.arch import LAYER_INDEX, pools_before
+from ...model.style_loss import gram_only
 from ...model.vgg import resolve_engine
 from ...optim.optimize import resolve_lbfgs_impl
 from ...validate import whole_number
@@ -134,7 +135,7 @@ class Plan:
                         o.style_layers if o.style_weight > 0 else (), style_shapes,
                         pooling=o.pooling, optimizer=o.optimizer, image_bytes=images,
                         device=self.device, engine=self.engine,
-                        regions=len(self.regions.keys) if self.regions else 0)
+                        regions=len(self.regions.keys) if self.regions else 0, style_loss=o.style_loss)
 
     def memory_report(self):
         """(needed, free, source, largest size that fits or None)."""
@@ -215,6 +216,7 @@ class Plan:
             lines.append(f"content layers   {', '.join(o.content_layers)} (weight {o.content_weight:g})")
         if o.style_weight > 0:
             lines.append(f"style layers     {', '.join(o.style_layers)} (weight {o.style_weight:g})")
+            lines.append(f"style loss       {o.style_loss}" + ("" if gram_only(o.style_loss) else f" (seed {o.seed})"))
         lines.append(f"weight scaling   {o.weight_scaling}")
         if self.regions:
             lines.append(f"regions          {', '.join(self.regions.keys)} (mask mode {self.regions.mode})")
@@ -288,6 +290,9 @@ def make_plan(content, style, settings):
     biggest = max(stages, key=lambda st: st.content_size[0] * st.content_size[1])
     plan.memory = plan._estimate_at(biggest.size)
     plan.tiles, base = plan_tiles(plan)  # None unless the tile option asks for tiles
+    if plan.tiles and settings.style_weight > 0 and not gram_only(settings.style_loss):  # --tile auto chose tiles
+        raise InputError(f"this run needs tiles to fit in memory, and tiles work with the gram style loss only "
+                         f"(not {settings.style_loss})", hint="use a smaller --size, or --style-loss gram")
     if plan.tiles:  # a tiled run's one stage is the base the tiles start from
         plan.stages = [Stage(*base)]
         plan.memory = plan._estimate_at(base[0])

@@ -39,6 +39,7 @@ from ...model.objective import (
     DEFAULT_STYLE_WEIGHT,
     DEFAULT_TV_WEIGHT,
 )
+from ...model.style_loss import DEFAULT_STYLE_LOSS, GRAM, format_style_loss, parse_style_loss
 from ...model.vgg import ENGINES, check_layer_names
 from ...optim.optimize import LBFGS_IMPLS, METHODS
 from ...validate import choice, distinct, finite_number, normalised_weights, scaled_weights, weight, whole_number
@@ -99,6 +100,7 @@ class Settings(Mapping):
     region_styles: object = option(None, "text", listed=True)
     region_weights: object = option(None, "text", listed=True)
     mask_mode: str = option("inside", "text")
+    style_loss: str = option(DEFAULT_STYLE_LOSS, "text", listed=True)  # "gram", "histogram", "gram:1,histogram:0.5"
     # -- one run's own ---------------------------------------------------------------------------------
     tile: object = option(None, scope="run")               # pixels, "auto", or None (one piece)
     tile_base: object = option(None, scope="run")
@@ -207,6 +209,15 @@ def _check(o):
         o["style_blend"] = [finite_number("style blend weight", b) for b in o["style_blend"]]
         normalised_weights("style blend weight", o["style_blend"])  # one that would vanish, or a sum that overflows
     o["weight_scaling"] = check_scaling(o["weight_scaling"])
+    losses = parse_style_loss(o["style_loss"])
+    o["style_loss"] = format_style_loss(losses)  # one spelling: "gram", or "name:weight,..."
+    if list(losses) != [GRAM] and o["style_weight"] > 0:
+        if o["content_mask"] is not None:
+            raise InputError(f"--content-mask works with the gram style loss only; --style-loss {o['style_loss']} "
+                             "has no guided form")
+        if o["tile"] is not None and o["tile"] != "auto":
+            raise InputError(f"--tile works with the gram style loss only (its tiles share one set of Gram "
+                             f"statistics); --style-loss {o['style_loss']} is not tiled")
     return o
 
 

@@ -81,8 +81,9 @@ def bounds_of(settings):
     return pixel_bounds() if settings.bounds else None
 
 
-def setup_stage(plan, stage, vgg, x_prev):
-    """The stage's images, objective and starting point (the previous result upsampled, or the init)."""
+def setup_stage(plan, stage, vgg, x_prev, index=0):
+    """The stage's images, objective and starting point (the previous result upsampled, or the init).
+    index: the stage's place in the run (0 first): the style losses' random draws are new each stage."""
     o = plan.settings
     images = StageImages(plan, stage)
     content_layers = o.content_layers if o.content_weight > 0 else ()
@@ -95,7 +96,8 @@ def setup_stage(plan, stage, vgg, x_prev):
         content_weight=o.content_weight, style_weight=o.style_weight, tv_weight=o.tv_weight,
         content_layers=o.content_layers, style_layers=o.style_layers,
         style_layer_weights=o.style_layer_weights, term_scales=scales, content_masks=masks[0],
-        style_masks=masks[1], region_weights=masks[2], mask_mode=o.mask_mode)
+        style_masks=masks[1], region_weights=masks[2], mask_mode=o.mask_mode, style_loss=o.style_loss,
+        seed=o.seed, stage=index)
     if o.weight_scaling == "invariant":  # a normalised network: the terms' sizes of the plain one
         compensate_normalization(objective, network_normalization(vgg))
     if x_prev is None:
@@ -142,7 +144,7 @@ def run_stages(plan, vgg, callback=None, log=None, *, start=None, extend=None, k
             log(f"stage {k}/{n_stages}: {stage.content_size[0]}x{stage.content_size[1]}, "
                 f"{stage.iters} iterations")
         try:
-            images, objective, x0 = setup_stage(plan, stage, vgg, x_prev)
+            images, objective, x0 = setup_stage(plan, stage, vgg, x_prev, k - 1)
         except KeyboardInterrupt:
             if previous is None or not keep_best:
                 raise  # nothing computed yet, or nothing to keep
@@ -153,6 +155,7 @@ def run_stages(plan, vgg, callback=None, log=None, *, start=None, extend=None, k
                 plan.notes.append(note)
                 if log is not None:
                     log(note)
+        draws = objective.style_draws  # the stage's random draws (seeds, bandwidths): its first record keeps them
         if extend is not None:
             objective = extend(objective, stage)
         if stage.iters == 0:  # nothing to optimise: the stage's start is its result
@@ -160,9 +163,11 @@ def run_stages(plan, vgg, callback=None, log=None, *, start=None, extend=None, k
             continue
         offset = time.perf_counter() - began
 
-        def on_iteration(rec, get_x, k=k, stage=stage, images=images, offset=offset, before=done):
+        def on_iteration(rec, get_x, k=k, stage=stage, images=images, offset=offset, before=done, draws=draws):
             rec.update(stage=k, stages=n_stages, size=stage.size, step=before + rec["iter"],
                        total_steps=plan.total_iters, seconds=offset + rec["seconds"])
+            if draws and rec["iter"] == 1:
+                rec["style_draws"] = draws
             if callback is None:
                 return False
             return callback(rec, lambda: images.finish(get_x()))

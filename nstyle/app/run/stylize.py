@@ -60,7 +60,7 @@ def stylize(content, style, *, size=D.size, iters=D.iters, scales=D.scales, cont
             style_layers=D.style_layers, style_layer_weights=D.style_layer_weights, style_blend=D.style_blend,
             style_scale=D.style_scale, original_colors=D.original_colors, weight_scaling=D.weight_scaling,
             content_mask=D.content_mask, style_masks=D.style_masks, region_styles=D.region_styles,
-            region_weights=D.region_weights, mask_mode=D.mask_mode, tile=D.tile, tile_base=D.tile_base,
+            region_weights=D.region_weights, mask_mode=D.mask_mode, style_loss=D.style_loss, tile=D.tile, tile_base=D.tile_base,
             tile_overlap=D.tile_overlap, tile_passes=D.tile_passes, tile_iters=D.tile_iters, tile_dir=D.tile_dir,
             tile_cluster=D.tile_cluster, device=D.device, engine=D.engine, tf32=D.tf32, weights=D.weights,
             max_pixels=D.max_pixels, check_memory=D.check_memory, vgg=None, callback=None, log=None):
@@ -87,6 +87,11 @@ def stylize(content, style, *, size=D.size, iters=D.iters, scales=D.scales, cont
     number, 1-based}: the region takes the whole image); region_weights {colour: weight} (default
     equal); mask_mode "inside", "all" or "simple" (how masks follow the network: ``reference/guides.py``).
     Colours: names (red, green, blue, black, white, yellow, grey, cyan, magenta) or "#rrggbb".
+    style_loss: "gram" (the paper's), "mean_std", "histogram", "sliced_wasserstein", "mmd_linear",
+    "mmd_polynomial", "mmd_gaussian", or a weighted sum ("gram:1,histogram:0.5" or {"gram": 1, ...}),
+    each weight relative to that loss's calibrated default (``model/style_loss.py``); the random draws of
+    sliced Wasserstein and the Gaussian MMD come from ``seed``, new at each stage. Content masks and
+    tiles take the Gram loss only.
     device: "cpu", "gpu" or "auto". engine: "auto" or "fast" (the device's fast engine) or "reference"
     (the readable layer loop of ``nstyle/reference``). tf32: allow TensorFloat-32 tensor cores for the GPU's
     float32 products during the run (faster on Ampere and newer; inputs rounded to 10 mantissa bits).

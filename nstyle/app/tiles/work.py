@@ -139,7 +139,8 @@ def refine_tile(spec, grams, vgg, callback=None):
         vgg, content=net(content) if o.content_weight > 0 else None, style_grams=grams,
         content_weight=o.content_weight, style_weight=o.style_weight, tv_weight=o.tv_weight,
         content_layers=o.content_layers, style_layers=o.style_layers,
-        style_layer_weights=o.style_layer_weights, term_scales=spec["term_scales"])
+        style_layer_weights=o.style_layer_weights, term_scales=spec["term_scales"],
+        style_loss=o.style_loss)  # the Gram loss alone (settings refuse others), at its weight
     result = optimize(o, objective, net(init), spec["iters"], callback)
     img = deprocess(result.x)
     if luminance:

@@ -42,6 +42,16 @@ Declaration = namedtuple("Declaration", "key scaling layer")
 # the engine's own forms may read, and the engine.
 Taps = namedtuple("Taps", "features trace engine")
 
+class Parts(float):
+    """A term's value that is a weighted sum of named parts (``terms/style_sum.py``): the float is the
+    sum, ``parts`` {name: (coefficient, unweighted value)}; the breakdown records each part beside it."""
+
+    def __new__(cls, value, parts):
+        obj = super().__new__(cls, value)
+        obj.parts = dict(parts)
+        return obj
+
+
 TERMS = {}  # name -> Term subclass, in the order they were registered (gradcheck's reading order)
 
 
@@ -94,7 +104,8 @@ class Term:
 
     def evaluate(self, taps):
         """(value, gradient) inside the objective: ``loss`` on the plain array of its layer. Override to
-        use a faster form that the engine (``taps.engine``) offers for this term's work."""
+        use a faster form that the engine (``taps.engine``) offers for this term's work. The gradient
+        may be a list of gradients, which the backward sweep adds (a sum of terms, each in its own form)."""
         return self.loss(taps.features[self.layer])
 
     @classmethod

@@ -29,6 +29,7 @@ class GramTerm(Term):
     (the blend sums to 1). layer_weight: w_l."""
 
     name, group, scaling = "gram", "style", "mean"
+    default_weight = 1.0  # a choosable style loss (model/style_loss.py), the one the others are calibrated on
 
     def __init__(self, layer, grams, positions, blend, layer_weight=1.0):
         self.layer, self.layer_weight = layer, layer_weight
