@@ -55,6 +55,37 @@ def clip_images(**kw):
     return [Image.fromarray(a, "RGB") for a in moving_square_clip(**kw)]
 
 
+def still_background_clip(frames=6, width=64, height=48, seed=0):
+    """A still textured background and a reddish textured square (width * 5/16 on a side) moving by
+    (width/32, width/64) pixels per frame (at least 1): the same motion at every size, in proportion.
+
+    Returns (frames, still): the (height, width, 3) uint8 frames, and for each consecutive pair an
+    (height, width) bool mask of the background the square covers in neither frame -- the pixels that
+    stand still, where a stylisation should stand still too."""
+    side = max(4, width * 5 // 16)
+    step = (max(1, width // 32), max(1, width // 64))
+    background = np.clip(np.rint(texture(height, width, seed)), 0, 255).astype(np.uint8)
+    square = np.clip(np.rint(texture(side, side, seed + 1) * 0.5 + np.array([150.0, 30.0, 30.0]) * 0.5),
+                     0, 255).astype(np.uint8)
+    out, covered = [], []
+    for i in range(frames):
+        f, cover = background.copy(), np.zeros((height, width), bool)
+        x0, y0 = width // 10 + step[0] * i, height // 6 + step[1] * i
+        h, w = max(0, min(side, height - y0)), max(0, min(side, width - x0))
+        f[y0:y0 + h, x0:x0 + w] = square[:h, :w]
+        cover[y0:y0 + h, x0:x0 + w] = True
+        out.append(f)
+        covered.append(cover)
+    return out, [~(a | b) for a, b in zip(covered, covered[1:])]
+
+
+def still_flicker(frames, still):
+    """The flicker of still pixels: for each consecutive pair of (H, W, 3) frames, the mean squared
+    difference (8-bit values) over the pixels its ``still`` mask marks; averaged over the pairs."""
+    frames = [np.asarray(f, dtype=np.float64) for f in frames]
+    return float(np.mean([((b - a)[m] ** 2).mean() for a, b, m in zip(frames, frames[1:], still)]))
+
+
 def write_clip_with_audio(path, images, fps=10, seconds=None):
     """An MP4 with the frames and a 440 Hz AAC tone as long as the video."""
     out = av.open(str(path), "w")
@@ -78,6 +109,17 @@ def write_clip_with_audio(path, images, fps=10, seconds=None):
     for p in a.encode():
         out.mux(p)
     out.close()
+
+
+def test_still_background_clip_moves_only_the_square():
+    frames, still = still_background_clip(frames=4, width=64, height=48)
+    assert len(frames) == 4 and len(still) == 3 and frames[0].shape == (48, 64, 3)
+    for a, b, m in zip(frames, frames[1:], still):
+        assert np.array_equal(a[m], b[m]), "the background stands still"
+        assert not np.array_equal(a[~m], b[~m]), "the square moves"
+        assert 0.6 < m.mean() < 0.95
+    assert still_flicker(frames, still) == 0.0
+    assert still_flicker(frames, [np.ones((48, 64), bool)] * 3) > 0.0
 
 
 def test_clip_moves_as_stated():

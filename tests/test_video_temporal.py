@@ -58,14 +58,15 @@ def test_reliability_of_a_pure_translation():
 
 def test_reliability_marks_disocclusions_and_motion_boundaries():
     """A square moving 4 px right over a still background: the strip it uncovers is disoccluded (the
-    flows disagree there), and its edges are motion boundaries."""
+    flows disagree there), and its edges are motion boundaries on the moving side."""
     h, w = 40, 50
     forward, backward = np.zeros((h, w, 2)), np.zeros((h, w, 2))
     forward[10:30, 10:30, 0] = 4     # frame i-1: the square at x 10..29 moves to 14..33
     backward[10:30, 14:34, 0] = -4   # frame i: the square's pixels come from 4 px to the left
     c = reliability(forward, backward)
     assert not c[15:25, 10:14].any(), "uncovered background: the backward flow says still, forward says +4"
-    assert not c[15:25, 13:15].any() and not c[15:25, 33:35].any(), "the square's left and right edges"
+    assert not c[15:25, 13:15].any() and not c[15:25, 33].any(), "the square's left and right edges"
+    assert c[15:25, 34].all(), "beside the edge, still: its zero flow is no boundary's"
     assert c[15:25, 18:30].all() and c[:8].all() and c[:, 38:].all(), "inside the square and the still background"
 
 

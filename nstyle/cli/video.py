@@ -51,7 +51,7 @@ def add_parser(sub):
     g = p.add_argument_group("video")
     g.add_argument("--temporal-weight", type=weight, default=DEFAULT_TEMPORAL_WEIGHT, metavar="W",
                    help=f"lambda of the temporal loss (default: {DEFAULT_TEMPORAL_WEIGHT:g}, chosen by measurement: "
-                        "bench/bench_video.py); 0 stylises every frame on its own")
+                        "bench/bench_video.py, bench/bench_video_still.py); 0 stylises every frame on its own")
     g.add_argument("--flow", choices=FLOWS, default="medium",
                    help="optical flow: OpenCV's DIS at its medium or fast preset, or Farneback (default: medium)")
     g.add_argument("--passes", type=positive_int, default=1, metavar="N",

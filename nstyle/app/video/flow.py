@@ -9,7 +9,7 @@ stylised ones: the motion is the video's, not the painting's.
 import numpy as np
 
 from ...errors import InputError
-from ...reference.temporal import reliability, temporal_error, warp
+from ...reference.temporal import new_content, prefer_still, reliability, temporal_error, warp
 
 FLOWS = ("medium", "fast", "farneback")
 
@@ -25,7 +25,7 @@ def require_cv2():
 
 
 class FlowEstimator:
-    """flows(a, b) -> (forward a->b, backward b->a), each (H, W, 2) float32, for RGB uint8 frames."""
+    """flows(a, b) -> (forward a->b, backward b->a), each (H, W, 2) float64, for RGB uint8 frames."""
 
     def __init__(self, method="medium"):
         if method not in FLOWS:
@@ -46,17 +46,21 @@ class FlowEstimator:
         return self.dis.calc(a, b, None)
 
     def flows(self, a, b):
+        """The estimated flows, each set to 0 where standing still explains the frames at least as well
+        (``temporal.prefer_still``: no drag around moving objects, no noise on a still background)."""
         ga, gb = self._grey(a), self._grey(b)
-        return self._flow(ga, gb), self._flow(gb, ga)
+        return prefer_still(self._flow(ga, gb), a, b), prefer_still(self._flow(gb, ga), b, a)
 
 
 class Link:
     """How frame i relates to a neighbour j (the previous one, or the next in a backward pass): the
-    backward flow from i to j and the reliability c of warping j onto i."""
+    backward flow from i to j, the reliability c of warping j onto i, and ``new``, where frame i shows
+    what j did not (disoccluded, or come in over the border: ``temporal.new_content``)."""
 
     def __init__(self, forward, backward):
         self.flow = np.asarray(backward, dtype=np.float64)
         self.c = reliability(forward, backward)
+        self.new = new_content(forward, backward).astype(np.float64)
 
     @classmethod
     def between(cls, estimator, neighbour, frame):

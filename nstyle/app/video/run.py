@@ -123,7 +123,10 @@ class _Runner:
                 if link is not None and weight > 0:
                     omega, c = link.warp_network(prev_x), link.c
                     content = self._network(Image.fromarray(self.small[-1]))
-                    start = (c * omega + (1 - c) * content).astype(np.float32)  # content where c = 0
+                    # the warped previous result, but the content where it is new (Ruder et al. start from
+                    # the warp everywhere): a pixel the flow only doubts (c = 0 at a motion boundary, or
+                    # from the flow's noise on a still background) keeps last frame's paint
+                    start = (link.new * content + (1 - link.new) * omega).astype(np.float32)
                     term = TemporalTerm(omega, c)
                 image, x, record = self._stylize(frame, start, term, k, 1)
                 if link is not None and v.passes == 1:
