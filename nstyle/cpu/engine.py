@@ -28,7 +28,8 @@ from . import padded
 from .buffers import BufferPool
 from .fastconv import PreparedConv3x3
 from .losses import bordered_style_loss
-from .steps import (mask_shape, relu_epilogue, grad_mask_epilogue, relu_with_mask, apply_mask, add_interior, add_flat, copy_in, avg_pool, max_pool, pool_backward)
+from .threads import pool_owns_cores
+from .steps import (mask_shape, relu_epilogue, grad_mask_epilogue, relu_with_mask, apply_mask, masked_product, add_interior, add_flat, copy_in, avg_pool, max_pool, pool_backward)
 
 
 # --- forward and backward -------------------------------------------------------------------------
@@ -169,9 +170,16 @@ def backward(trace, grads):
         if kind == "relu":
             mask, h, w = data
             if not masked:
-                dh = _accumulate(dh, tap_grad(name), h, w, dtype, pool)
-                if dh is not None:
-                    apply_mask(dh, mask, h, w)
+                g = tap_grad(name, factored=dh is None)
+                if hasattr(g, "rows_into"):  # the deepest tap's style gradient: multiplied out, masked
+                    dh = masked_product(pool.take(padded.padded_shape(g.shape[1], h, w), dtype), g, mask, h, w)
+                    g.release()
+                    _recycle_taps(trace)
+                else:
+                    dh = _accumulate(dh, g, h, w, dtype, pool)
+                    if dh is not None:
+                        apply_mask(dh, mask, h, w)
+                del g
             masked = False
             pool.give(mask)
         elif kind == "conv":
@@ -268,6 +276,13 @@ class CpuEngine:
         if name not in self._prepared:
             self._prepared[name] = PreparedConv3x3(*self.params[name], winograd=self.winograd)
         return self._prepared[name]
+
+    def evaluation(self):
+        """A context around one whole evaluation (forward, losses, backward): with more than one thread
+        the BLAS stays single-threaded throughout, and only the pool spreads work over the cores
+        (``threads.pool_owns_cores``: a BLAS thread woken between pool calls would poll on the
+        pool's core)."""
+        return pool_owns_cores()
 
     def forward(self, x, names, want):
         if x.shape[0] != 1 or x.dtype != self.dtype:

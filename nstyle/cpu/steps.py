@@ -81,6 +81,22 @@ def grad_mask_epilogue(dx, tap_grad, mask, w):
     return RowEpilogue(work, dx.shape[0], wp)
 
 
+def masked_product(dx, tap_grad, mask, h, w):
+    """dx = the factored gradient (``losses.GramGradient``) multiplied out, times the ReLU mask: the whole
+    padded buffer, channels shared out between the threads.
+
+    The backward's first step when the deepest tap is a style layer (relu5_1): one pass on the pool,
+    where the product on the calling thread, a copy into the buffer and a mask pass made three.
+    """
+    def work(lo, hi):
+        rows = dx[lo:hi]
+        tap_grad.rows_into(rows, lo, hi, 0, h + 3)
+        np.multiply(rows, unpack_rows(mask, lo, hi, 0, h + 3, w + 2), out=rows)
+
+    parallel_ranges(work, dx.shape[0], work=dx.size)
+    return dx
+
+
 def relu_with_mask(buf, h, mask):
     def work(lo, hi):
         rows = buf[lo:hi, 1:h + 1]

@@ -19,9 +19,18 @@ count (64 x 577 x 1500 rounds differently on one thread and on two), and that co
 the whole process (``openblas_set_num_threads_local`` included, in the pthreads builds NumPy ships).
 So the calling thread sets it to 1 *before* it hands out the first task and sets it back only *after*
 the last one has finished, under a lock (:func:`single_threaded_blas`): every task's products run on
-one BLAS thread, and the caller's products between pool calls on the count the process had. (Two
-evaluations at once in one process -- threads of one Dask worker -- would still share that count: one's
-products between pool calls could meet the other's 1. nstyle's own workers run one task per process.)
+one BLAS thread.
+
+Between pool calls the BLAS should not get its threads back either: an OpenBLAS worker thread, once
+woken by a multi-threaded call, polls for more work for about 0.1 s (2^28 cycles) before it sleeps,
+on the core the pool's own worker needs. At 128 px a few small products and dot products on the
+calling thread between the forward and the backward (the losses) kept it polling through most of
+every evaluation: 159 -> 117 ms per evaluation once they ran single-threaded (bench/NOTES.md, section
+15). So the CPU engine holds :func:`pool_owns_cores` around a whole evaluation: with more than one
+thread the BLAS stays single-threaded from the forward's start to the backward's end, and the work
+that should use both cores goes through the pool. The same lock serialises two evaluations at once in
+one process (threads of one Dask worker), which would otherwise set and restore that one count across
+each other; nstyle's own workers run one task per process.
 
 Where the BLAS's thread count cannot be set (not OpenBLAS >= 0.3.27, or not found), bands run one
 after another on the calling thread with the BLAS's own threading.
@@ -147,6 +156,17 @@ def single_threaded_blas():
             yield
         finally:
             control(previous)
+
+
+def pool_owns_cores():
+    """A context for a whole evaluation on the CPU engine: with more than one thread (and the BLAS's
+    count under control) the BLAS is single-threaded throughout -- in the pool's tasks and between
+    them -- so that no BLAS thread polls for work on a core the pool needs (see the module docstring).
+    With one thread it changes nothing: one-thread bits stay what they were whatever the BLAS's count.
+    """
+    if num_threads() <= 1 or blas_thread_control() is None:
+        return contextlib.nullcontext()
+    return single_threaded_blas()
 
 
 def _worker_init():
