@@ -69,6 +69,7 @@ _default = None  # the environment's (or the cores') count, read once: os.enviro
 _in_task = threading.local()
 _scratch = threading.local()
 _blas_control = "unknown"
+_blas_path = None  # the library _blas_control belongs to
 
 
 def available_cores():
@@ -120,7 +121,7 @@ def blas_thread_control():
     a worker thread's call changes what the main thread gets); :func:`single_threaded_blas` is written
     for either reading. Found by looking through the shared objects this process has loaded (Linux).
     """
-    global _blas_control
+    global _blas_control, _blas_path
     if _blas_control != "unknown":
         return _blas_control
     found = None  # published once whole: another thread must never see None while this one looks
@@ -131,7 +132,7 @@ def blas_thread_control():
         except (OSError, AttributeError):
             continue
         fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-        found = fn
+        found, _blas_path = fn, path
         break
     _blas_control = found
     return _blas_control
@@ -167,6 +168,38 @@ def pool_owns_cores():
     if num_threads() <= 1 or blas_thread_control() is None:
         return contextlib.nullcontext()
     return single_threaded_blas()
+
+
+@contextlib.contextmanager
+def other_blas_single_threaded():
+    """Every OpenBLAS this process has loaded besides NumPy's (SciPy's wheels bundle a copy of their
+    own) set to one thread for the block, and back after.
+
+    SciPy's L-BFGS-B does its few passes over the pixels per iteration in SciPy's copy; with two
+    threads that copy's worker then polls for about 0.1 s (see the module docstring) -- through most
+    of the next evaluation at small sizes, on a core nstyle's threads need. NumPy's BLAS, the one the
+    kernels call, is left alone.
+    """
+    found = []
+    numpy_blas = blas_thread_control() and _blas_path
+    for path in openblas_paths() if numpy_blas else ():  # (NumPy's not known: nothing is changed)
+        if path == numpy_blas:
+            continue
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+        found.append(fn)
+    if not found:
+        yield
+        return
+    previous = [fn(1) for fn in found]
+    try:
+        yield
+    finally:
+        for fn, n in zip(found, previous):
+            fn(n)
 
 
 def _worker_init():
