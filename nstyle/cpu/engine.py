@@ -107,8 +107,7 @@ def forward(engine, x, names, want, pool):
             if min(h, w) < 2:
                 raise too_small(name, h, w)
             ho, wo = h // 2, w // 2
-            out = pool.take(padded.padded_shape(buf.shape[0], ho, wo), dtype)
-            padded.zero_border(out, ho, wo)
+            out = pool.take(padded.padded_shape(buf.shape[0], ho, wo), dtype)  # border: by the pool step
             winner = None
             if engine.pooling == "avg":
                 avg_pool(buf, h, w, out)

@@ -93,7 +93,8 @@ def masked_product(dx, tap_grad, mask, h, w):
         tap_grad.rows_into(rows, lo, hi, 0, h + 3)
         np.multiply(rows, unpack_rows(mask, lo, hi, 0, h + 3, w + 2), out=rows)
 
-    parallel_ranges(work, dx.shape[0], work=dx.size)
+    # work: the product's N multiply-adds per element count as a pass over about N / 16 elements
+    parallel_ranges(work, dx.shape[0], work=dx.size * (1 + tap_grad.S.shape[1] // 16))
     return dx
 
 
@@ -132,13 +133,12 @@ def add_flat(buf, g):
 def copy_in(buf, g, h, w):
     """Fill a padded buffer from g: (C, H, W) into the interior (border zeroed), or padded as a whole."""
     whole = g.shape[1:] == buf.shape[1:]
-    if not whole:
-        padded.zero_border(buf, h, w)
 
     def work(lo, hi):
         if whole:
             buf[lo:hi] = g[lo:hi]
         else:
+            padded.zero_border(buf[lo:hi], h, w)
             buf[lo:hi, 1:h + 1, 1:w + 1] = g[lo:hi]
 
     parallel_ranges(work, buf.shape[0], work=buf.size)
@@ -153,12 +153,14 @@ def windows(buf, ho, wo):
 
 
 def avg_pool(buf, h, w, out):
-    """2x2 average pooling: the two rows of each window added first (contiguous rows, one pass),
-    then the two columns of that sum (every other element)."""
+    """2x2 average pooling into the padded ``out`` (its border zeroed here, by the threads too): the two
+    rows of each window added first (contiguous rows, one pass), then the two columns of that sum
+    (every other element)."""
     ho, wo = h // 2, w // 2
     quarter = buf.dtype.type(0.25)
 
     def work(lo, hi):
+        padded.zero_border(out[lo:hi], ho, wo)
         pairs = buf[lo:hi, 1:1 + 2 * ho].reshape(hi - lo, ho, 2, buf.shape[2])
         rows = scratch("pool.rows", (hi - lo, ho, buf.shape[2]), buf.dtype)
         np.add(pairs[:, :, 0], pairs[:, :, 1], out=rows)
@@ -173,6 +175,7 @@ def max_pool(buf, h, w, out, winner):
     ho, wo = h // 2, w // 2
 
     def work(lo, hi):
+        padded.zero_border(out[lo:hi], ho, wo)
         views = windows(buf[lo:hi], ho, wo)
         dst = out[lo:hi, 1:ho + 1, 1:wo + 1]
         np.copyto(dst, views[0])
@@ -196,12 +199,12 @@ def pool_backward(dout, h, w, winner, dx, mask=None):
     pool needs no pass of its own.
     """
     ho, wo = h // 2, w // 2
-    padded.zero_border(dx, h, w)
     chunk = max(1, MASK_CHUNK_ELEMS // dx[0].size)
 
     def work(lo, hi):
         for c0 in range(lo, hi, chunk):
             c1 = min(hi, c0 + chunk)
+            padded.zero_border(dx[c0:c1], h, w)
             g = dout[c0:c1, 1:ho + 1, 1:wo + 1]
             if h % 2:
                 dx[c0:c1, h, :] = 0  # rows and columns that no window covers get no gradient
