@@ -1,4 +1,5 @@
-"""How many CPU threads nstyle's own kernels use, and the small pool that runs them.
+"""How many CPU threads nstyle's own kernels use, and how work is shared out between them (the threads
+themselves: ``team.py``).
 
 NumPy's element-wise operations run on one core and only the matrix products go through the
 multi-threaded BLAS. The CPU fast paths (``conv3x3.py``, ``winograd.py``, ``vgg_cpu.py``) therefore do
@@ -11,6 +12,8 @@ their own threading, coarsely, with NumPy releasing the GIL inside each call:
   loaded machine (other processes competing for the cores) from stalling every step on the slowest
   thread.
 - :func:`parallel_ranges` splits a plain element-wise step (pooling, a mask product) by channels.
+
+Either way the calling thread works too, beside ``num_threads() - 1`` threads of the team.
 
 Which thread takes which task depends on timing; the bits must not (DESIGN.md, "Determinism"). Every
 task writes its own part of the result, and the sums cut between tasks (``losses.gram``) are added in
@@ -46,11 +49,11 @@ import ctypes
 import itertools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .blas import openblas_paths
+from .team import Team
 
 ENV_VARS = ("NSTYLE_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -62,8 +65,10 @@ _lock = threading.Lock()
 # Held while the BLAS is set single-threaded for the pool: two callers in one process would otherwise
 # set and restore that one process-wide setting across each other's tasks.
 _blas_lock = threading.RLock()
-_pool = None
-_pool_size = 0
+_team = None
+# Held while a region runs on the team: a second caller (only possible without the BLAS lock, i.e.
+# without BLAS control) runs its region on its own thread instead.
+_team_lock = threading.Lock()
 _override = None
 _default = None  # the environment's (or the cores') count, read once: os.environ lookups are slow
 _in_task = threading.local()
@@ -210,16 +215,14 @@ def _worker_init():
         control(1)
 
 
-def _get_pool(workers):
-    global _pool, _pool_size
+def _get_team(workers):
+    global _team
     with _lock:
-        if _pool is None or _pool_size < workers:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nstyle",
-                                       initializer=_worker_init)
-            _pool_size = workers
-        return _pool
+        if _team is None or not _team.usable(workers):
+            if _team is not None:
+                _team.retire()
+            _team = Team(workers, "nstyle", initializer=_worker_init)
+        return _team
 
 
 def split(n, parts):
@@ -234,15 +237,27 @@ def split(n, parts):
     return bounds
 
 
-def _join(futures):
-    error = None
-    for f in futures:
-        try:
-            f.result()
-        except BaseException as exc:  # keep waiting for the others, then re-raise the first
-            error = error or exc
-    if error is not None:
-        raise error
+def _drain(fn, n_tasks, threads):
+    """fn(i) for i in range(n_tasks) on this thread and ``threads - 1`` of the team's, each taking the
+    next i when it is free; returns once all have finished (re-raising the first error). Each thread
+    runs in a copy of the caller's context, so settings such as np.errstate carry over."""
+    counter = itertools.count()
+
+    def drain():
+        for i in iter(counter.__next__, None):
+            if i >= n_tasks:
+                break
+            fn(i)
+
+    if not _team_lock.acquire(blocking=False):  # another caller's region holds the team
+        _as_task(drain)
+        return
+    try:
+        team = _get_team(threads - 1)
+        jobs = [lambda ctx=contextvars.copy_context(): ctx.run(_as_task, drain) for _ in range(threads - 1)]
+        team.run(jobs, lambda: _as_task(drain))
+    finally:
+        _team_lock.release()
 
 
 def _as_task(fn, *args):
@@ -268,13 +283,8 @@ def parallel_ranges(fn, n, work=None):
         fn(0, n)
         return
     pieces = split(n, threads)
-    pool = _get_pool(threads - 1)
     with single_threaded_blas():
-        futures = [pool.submit(contextvars.copy_context().run, _as_task, fn, lo, hi) for lo, hi in pieces[1:]]
-        try:
-            _as_task(fn, *pieces[0])
-        finally:
-            _join(futures)
+        _drain(lambda i: fn(*pieces[i]), len(pieces), len(pieces))
 
 
 def scratch(key, shape, dtype):
@@ -314,21 +324,7 @@ def for_each_task(fn, n_tasks):
             for i in range(n_tasks):
                 fn(i)
         return
-    counter = itertools.count()
-
-    def drain():
-        for i in iter(lambda: next(counter), None):
-            if i >= n_tasks:
-                break
-            fn(i)
-
-    pool = _get_pool(threads - 1)
     # The BLAS goes single-threaded before the first task is handed out and back only once every
-    # task has finished (single_threaded_blas). Each worker runs in a copy of the caller's context,
-    # so settings such as np.errstate carry over.
+    # task has finished (single_threaded_blas).
     with single_threaded_blas():
-        futures = [pool.submit(contextvars.copy_context().run, _as_task, drain) for _ in range(threads - 1)]
-        try:
-            _as_task(drain)
-        finally:
-            _join(futures)
+        _drain(fn, n_tasks, threads)
