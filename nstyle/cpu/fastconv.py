@@ -1,11 +1,13 @@
 """Which CPU kernel runs a 3x3 / stride-1 / padding-1 convolution, and its weights in that kernel's form.
 
-The kernels (``conv3x3.py``: direct GEMM and multiply-then-shift; ``winograd.py``: F(4x4, 3x3) and
+The kernels (``conv3x3.py``: direct GEMM -- with a column matrix, or as nine products in place from
+TAPS_MIN_CHANNELS input channels up -- and multiply-then-shift; ``winograd.py``: F(4x4, 3x3) and
 F(2x2, 3x3)) all read and write the padded layout of ``padded.py``. :class:`PreparedConv3x3` picks one
 per call from the channel counts and the map size (:func:`choose_kernel`), and keeps each weight form it
 has made, so a network transforms its weights once.
 """
-from .conv3x3 import conv3x3_direct, conv3x3_shift, flip_transpose, shift_matrix, tap_matrix
+from . import blas
+from .conv3x3 import conv3x3_direct, conv3x3_shift, conv3x3_taps, flip_transpose, shift_matrix, tap_matrix
 from .winograd import conv3x3_winograd, small_map, transposed_form, winograd_form
 
 # Winograd pays once both channel counts reach WINOGRAD_MIN_CHANNELS and their product
@@ -22,6 +24,10 @@ WINOGRAD4_MIN_TILES = 64
 WINOGRAD2_MIN_PIXELS = 4
 # Below this many output channels, multiply-then-shift beats the column matrix (conv1_1's dx: 3).
 SHIFT_MAX_CHANNELS = 16
+# A "direct" convolution with at least this many input channels runs as nine products in place
+# (conv3x3.conv3x3_taps: 16 to 128 channels measured, none slower); with fewer (conv1_1's 3) the
+# products are too thin and the column matrix is small.
+TAPS_MIN_CHANNELS = 16
 
 
 WINOGRAD_POLICIES = ("auto", "always", "f2", "never")
@@ -114,7 +120,11 @@ class PreparedConv3x3:
         elif inputs is not None:
             raise ValueError(f"inputs transformed ahead but the {kind} kernel runs this convolution")
         elif kind == "direct":
-            conv3x3_direct(xbuf, self.form("direct_b" if bias else "direct" + suffix), outbuf, h, w, epilogue)
+            form = self.form("direct_b" if bias else "direct" + suffix)
+            if xbuf.shape[0] >= TAPS_MIN_CHANNELS and blas.available(xbuf.dtype):
+                conv3x3_taps(xbuf, form, outbuf, h, w, epilogue)
+            else:
+                conv3x3_direct(xbuf, form, outbuf, h, w, epilogue)
         else:  # multiply-then-shift serves the few-output-channel input gradient; a bias there is rare
             inner = epilogue
             if bias:
