@@ -26,10 +26,10 @@ one BLAS thread.
 
 Between pool calls the BLAS should not get its threads back either: an OpenBLAS worker thread, once
 woken by a multi-threaded call, polls for more work for about 0.1 s (2^28 cycles) before it sleeps,
-on the core the pool's own worker needs. At 128 px a few small products and dot products on the
-calling thread between the forward and the backward (the losses) kept it polling through most of
-every evaluation: 159 -> 117 ms per evaluation once they ran single-threaded (bench/NOTES.md, section
-15). So the CPU engine holds :func:`pool_owns_cores` around a whole evaluation: with more than one
+on the core the pool's own worker needs. At 128 px a few products on the calling thread between the
+forward and the backward (the deepest style tap's Gram matrix and gradient) kept it polling through
+most of every evaluation: 159 -> 117 ms per evaluation once they ran single-threaded (bench/NOTES.md,
+section 15). So the CPU engine holds :func:`pool_owns_cores` around a whole evaluation: with more than one
 thread the BLAS stays single-threaded from the forward's start to the backward's end, and the work
 that should use both cores goes through the pool. The same lock serialises two evaluations at once in
 one process (threads of one Dask worker), which would otherwise set and restore that one count across
