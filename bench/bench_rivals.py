@@ -95,12 +95,31 @@ def whole_run(fn, content, iters, own=False):
     from scipy.optimize import Bounds, minimize
     shape = content.shape
     if own:
+        from nstyle.cpu.threads import blas_thread_control
         from nstyle.optim.lbfgsb import minimize_lbfgsb
         lo, hi = rc.lbfgs_bounds(shape)
         x0 = content.astype(np.float64).ravel()
+        # as nstyle's own driver runs it (optim/nstyle_driver.py): the optimizer's vector work with
+        # NumPy's BLAS on one thread -- a second BLAS thread would poll through the evaluations
+        set_threads = blas_thread_control()
+        usual = set_threads(1) if set_threads else None
+
+        def own_fn(v):
+            if set_threads:
+                set_threads(usual)
+            try:
+                loss, grad = fn(v.reshape(shape).astype(np.float32))
+            finally:
+                if set_threads:
+                    set_threads(1)
+            return loss, np.asarray(grad, np.float64).ravel()
+
         t0 = time.perf_counter()
-        res = minimize_lbfgsb(lambda v: (lambda r: (r[0], np.asarray(r[1], np.float64).ravel()))(
-            fn(v.reshape(shape).astype(np.float32))), x0, lo, hi, maxiter=iters, maxfun=iters * 4)
+        try:
+            res = minimize_lbfgsb(own_fn, x0, lo, hi, maxiter=iters, maxfun=iters * 4)
+        finally:
+            if set_threads:
+                set_threads(usual)
         seconds = time.perf_counter() - t0
         return {"run_s": seconds, "final_loss": float(res.fun), "start_loss": float(fn(content)[0]),
                 "nit": int(res.nit), "nfev": int(res.nfev), "message": str(res.message),

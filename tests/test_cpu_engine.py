@@ -123,3 +123,39 @@ def test_pool_steps_against_the_reference_and_the_fused_mask(rng, pooling, h, w,
     steps.apply_mask(plain, mask, h, w)
     assert np.array_equal(fused, plain)
     assert fused[:, 1:h + 1, 1:w + 1].any() and not np.isnan(fused).any()
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+@pytest.mark.parametrize("taps", [("relu2_1", "relu4_1"), ("conv2_2", "pool2", "relu3_1", "relu4_2")])
+def test_chained_steps_give_the_bits_of_the_unchained_engine(rng, pooling, taps, monkeypatch):
+    """On small maps with two threads the engine pools and transforms each channel range where the
+    range is made (cpu/chain.py): the same calls on the same ranges, so the same bits -- and fewer
+    regions. Taps that take gradients in between (a convolution's output, a pool) stop the chain there."""
+    from nstyle.cpu import chain, team  # noqa: PLC0415
+
+    regions = []
+    run = team.Team.run
+    monkeypatch.setattr(team.Team, "run", lambda self, jobs, own: (regions.append(1), run(self, jobs, own))[1])
+    params = {k: (w.astype(np.float32), b.astype(np.float32)) for k, (w, b) in random_vgg_params(rng).items()}
+    x = random_image(rng, 32, 24).astype(np.float32)
+    results = []
+    threads.set_num_threads(2)
+    try:
+        for chained in (False, True):
+            monkeypatch.setattr(chain, "CHAIN", chained)
+            vgg = VGG19(params, pooling=pooling, engine=cpu_winograd_always)
+            regions.clear()
+            feats, trace = vgg.forward(x, taps)
+            forward_regions = len(regions)
+            grads = {t: np.random.default_rng(5).standard_normal(feats[t].shape).astype(np.float32) for t in feats}
+            copies = {t: np.array(f) for t, f in feats.items()}
+            del feats
+            regions.clear()
+            dx = vgg.backward(trace, grads)
+            results.append((copies, dx, forward_regions, len(regions)))
+    finally:
+        threads.set_num_threads(None)
+    (f0, dx0, fw0, bw0), (f1, dx1, fw1, bw1) = results
+    assert all(np.array_equal(f0[t], f1[t]) for t in taps)
+    assert np.array_equal(dx0, dx1)
+    assert fw1 < fw0 and bw1 < bw0, (fw0, fw1, bw0, bw1)

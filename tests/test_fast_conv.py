@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nstyle.cpu import padded, threads
-from nstyle.cpu.conv3x3 import conv3x3_direct, conv3x3_shift, flip_transpose, shift_matrix, tap_matrix
+from nstyle.cpu.conv3x3 import conv3x3_direct, conv3x3_shift, conv3x3_taps, flip_transpose, shift_matrix, tap_matrix
 from nstyle.cpu.fastconv import PreparedConv3x3, choose_kernel
 from nstyle.cpu.winograd import conv3x3_winograd, winograd_form
 from nstyle.model.gradcheck import rel_error
@@ -21,7 +21,7 @@ WINOGRAD_SHAPES = SHAPES + [(7, 5, 12, 2), (3, 3, 1, 1), (2, 3, 3, 5), (4, 2, 13
 # float32 against float64 on standard-normal data: F(4x4)'s transforms (entries from 1/15 to 8)
 # round about ten times more than direct convolution; on the wide layers, where it runs, the bound of
 # test_winograd_float32_accuracy_on_wide_layers holds for both Winograd kernels.
-FLOAT32_BOUND = {"direct": 2e-6, "shift": 2e-6, "winograd2": 2e-6, "winograd4": 1e-5}
+FLOAT32_BOUND = {"direct": 2e-6, "taps": 2e-6, "shift": 2e-6, "winograd2": 2e-6, "winograd4": 1e-5}
 
 
 def reference(x, w):
@@ -44,6 +44,8 @@ def run_kernel(kind, x, w, rows):
     xbuf = padded.to_padded(x)
     if kind == "direct":
         conv3x3_direct(xbuf, tap_matrix(w), out, h, wd, epilogue, rows=rows)
+    elif kind == "taps":
+        conv3x3_taps(xbuf, tap_matrix(w), out, h, wd, epilogue, rows=rows)
     elif kind == "shift":
         conv3x3_shift(xbuf, shift_matrix(w), out, h, wd, epilogue, rows=rows)
     else:
@@ -68,7 +70,7 @@ def check_kernel(rng, kind, shape, rows):
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("rows", [1, 2, None])
-@pytest.mark.parametrize("kind", ["direct", "shift"])
+@pytest.mark.parametrize("kind", ["direct", "taps", "shift"])
 def test_gemm_kernels_match_naive(rng, kind, shape, rows):
     check_kernel(rng, kind, shape, rows)
 
@@ -80,7 +82,7 @@ def test_winograd_matches_naive(rng, kind, shape, rows):
     check_kernel(rng, kind, shape, rows)
 
 
-@pytest.mark.parametrize("kind", ["direct", "winograd2", "winograd4"])
+@pytest.mark.parametrize("kind", ["direct", "taps", "winograd2", "winograd4"])
 def test_kernels_add_the_bias(rng, kind):
     c, o, h, w = 3, 5, 10, 8
     x = rng.standard_normal((c, h, w))
@@ -88,8 +90,9 @@ def test_kernels_add_the_bias(rng, kind):
     b = rng.standard_normal(o)
     want = conv2d_forward_naive(x[None], wt, b, 1, 1)[0][0]
     out = np.full(padded.padded_shape(o, h, w), np.nan)
-    if kind == "direct":
-        conv3x3_direct(padded.to_padded(x), tap_matrix(wt, b), out, h, w, rows=2)
+    if kind in ("direct", "taps"):
+        kernel = conv3x3_direct if kind == "direct" else conv3x3_taps
+        kernel(padded.to_padded(x), tap_matrix(wt, b), out, h, w, rows=2)
     else:
         conv3x3_winograd(padded.to_padded(x), winograd_form(wt, int(kind[-1])), out, h, w, rows=1, bias=b)
     assert rel_error(padded.interior(out, h, w), want) < 1e-12, kind

@@ -15,6 +15,7 @@ anew every time; kept three per shape, the pool held every resolution's three at
 Only arrays taken from the pool go back to it, and a buffer must not be given back while anything
 else can still read it.
 """
+import bisect
 import sys
 import weakref
 
@@ -29,7 +30,9 @@ class BufferPool:
 
     def __init__(self, slack=SLACK):
         self.slack = slack
-        self._free = []                             # blocks (1-D uint8 arrays owning their memory)
+        self._free = []                             # blocks (1-D uint8 arrays owning their memory), by size
+        self._sizes = []                            # their sizes, ascending (for bisect)
+        self._free_ids = set()                      # id() of each free block
         self._ours = weakref.WeakValueDictionary()  # id -> block, every block this pool made
         self.blocks_made = 0
 
@@ -37,18 +40,18 @@ class BufferPool:
         """An array of that shape and dtype, contents undefined: a view of the smallest free block it
         fits in (within the slack), or of a new block."""
         dtype = np.dtype(dtype)
-        need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        best = None
-        for i, block in enumerate(self._free):
-            if need <= block.nbytes <= self.slack * max(need, 1):
-                if best is None or block.nbytes < self._free[best].nbytes:
-                    best = i
-        if best is None:
+        need = dtype.itemsize
+        for d in shape:
+            need *= int(d)
+        i = bisect.bisect_left(self._sizes, need)
+        if i < len(self._sizes) and self._sizes[i] <= self.slack * max(need, 1):
+            del self._sizes[i]
+            block = self._free.pop(i)
+            self._free_ids.discard(id(block))
+        else:
             block = np.empty(max(need, 1), np.uint8)
             self._ours[id(block)] = block
             self.blocks_made += 1
-        else:
-            block = self._free.pop(best)
         return block[:need].view(dtype).reshape(shape)
 
     def _block_of(self, array):
@@ -61,8 +64,11 @@ class BufferPool:
         """Keep the block under ``array`` (taken from this pool) for a later take; anything else is
         ignored."""
         block = self._block_of(array)
-        if block is not None and all(b is not block for b in self._free):
-            self._free.append(block)
+        if block is not None and id(block) not in self._free_ids:
+            i = bisect.bisect_right(self._sizes, block.nbytes)
+            self._sizes.insert(i, block.nbytes)
+            self._free.insert(i, block)
+            self._free_ids.add(id(block))
 
     def give_if_unused(self, array, known_refs):
         """Give ``array`` back only if nothing but the ``known_refs`` references the caller holds see
@@ -81,6 +87,8 @@ class BufferPool:
 
     def clear(self):
         self._free.clear()
+        self._sizes.clear()
+        self._free_ids.clear()
 
     def nbytes(self):
         return sum(block.nbytes for block in self._free)

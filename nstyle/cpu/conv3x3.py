@@ -18,11 +18,13 @@ result straight into the output buffer.
 """
 import numpy as np
 
-from . import padded
+from . import blas, padded
 from .threads import for_each_task, num_threads, parallel_ranges, scratch
 
 # Elements of the (9*C, band) column matrix per band (4 MB of float32; bench/NOTES.md, sections 1 and 13).
 DIRECT_BAND_ELEMS = 1 << 20
+# Elements of a band's input and output rows in conv3x3_taps (1 MB of float32: half a core's L2).
+TAPS_BAND_ELEMS = 1 << 18
 
 
 def flip_transpose(w):
@@ -94,6 +96,43 @@ def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, rows=None):
         np.matmul(wtaps, cols[:, :n - 1], out=of[:, base + q0:base + q0 + n - 1])
 
     return _run_bands(band, outbuf, h, w, rows or balanced_band_rows(h, k * wp, DIRECT_BAND_ELEMS), epilogue)
+
+
+def conv3x3_taps(xbuf, wtaps, outbuf, h, w, epilogue=None, rows=None):
+    """The convolution of :func:`conv3x3_direct` without its column matrix: per band, nine products of
+    depth C, one per tap, each reading the tap's window of the flat input where it lies (a contiguous
+    slice of every channel's row, see ``padded.py``) and adding into the output band in place
+    (``blas.accumulate``: GEMM with beta = 1). Same weights (:func:`tap_matrix`; tap t's block is
+    columns t*C .. t*C+C-1, read in place), same arguments.
+
+    The column matrix is nine copies of the band's input, written and read back through the cache;
+    here the input is read where it lies. Where memory traffic is dear the products win more than their
+    smaller depth costs: 64 -> 64 channels with its ReLU epilogue, 2 threads, Intel Xeon (AVX-512,
+    shared host): 128 x 128 8.0 -> 7.0 ms, 512 x 512 142 -> 125 ms, 256 x 256 equal; on the AMD EPYC of
+    bench/NOTES.md section 13 they tied (section 15). Each output is then a sum of nine partial sums of
+    depth C (and the bias first) instead of one of depth 9C: other roundings than the direct kernel's.
+    """
+    c = xbuf.shape[0]
+    o = wtaps.shape[0]
+    wp = w + 2
+    xf = xbuf.reshape(c, -1)
+    of = outbuf.reshape(o, -1)
+    base = padded.out_flat_offset(w)
+    offsets = padded.tap_offsets(w)
+    with_bias = wtaps.shape[1] == 9 * c + 1
+
+    def band(q0, n):
+        target = of[:, base + q0:base + q0 + n - 1]  # n - 1: see conv3x3_direct
+        first = 0
+        if with_bias:
+            np.copyto(target, wtaps[:, 9 * c:])
+        else:
+            np.matmul(wtaps[:, :c], xf[:, q0 + offsets[0]:q0 + offsets[0] + n - 1], out=target)
+            first = 1
+        for t in range(first, 9):
+            blas.accumulate(wtaps[:, t * c:(t + 1) * c], xf[:, q0 + offsets[t]:q0 + offsets[t] + n - 1], target)
+
+    return _run_bands(band, outbuf, h, w, rows or balanced_band_rows(h, (c + o) * wp, TAPS_BAND_ELEMS), epilogue)
 
 
 def _run_bands(band, outbuf, h, w, rows, epilogue):

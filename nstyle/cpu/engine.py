@@ -24,11 +24,12 @@ import numpy as np
 
 from ..reference.engine import ReferenceEngine, too_small
 from ..reference.losses import gram_matrix
-from . import padded
+from . import chain, padded
 from .buffers import BufferPool
 from .fastconv import PreparedConv3x3
 from .losses import bordered_style_loss
 from .steps import (
+    ChannelChain,
     add_flat,
     add_interior,
     apply_mask,
@@ -36,11 +37,13 @@ from .steps import (
     copy_in,
     grad_mask_epilogue,
     mask_shape,
+    masked_product,
     max_pool,
     pool_backward,
     relu_epilogue,
     relu_with_mask,
 )
+from .threads import pool_owns_cores
 
 # --- forward and backward -------------------------------------------------------------------------
 
@@ -84,6 +87,7 @@ def forward(engine, x, names, want, pool):
         if not any(b is t for t in taps):
             pool.give(b)
 
+    chained, ahead = {}, {}  # pools made by the step before them; convolutions' inputs transformed ahead
     i = 0
     while i < len(names):
         name = names[i]
@@ -98,7 +102,19 @@ def forward(engine, x, names, want, pool):
                 mask = pool.take(mask_shape(prep.o, h, w), np.uint8)
                 mask[:, 0] = 0  # the epilogue fills rows 1..h
                 mask[:, h + 1:] = 0
-            prep.run(buf, out, h, w, epilogue=relu_epilogue(out, mask, w) if fuse else None, bias=True)
+            epilogue = relu_epilogue(out, mask, w) if fuse else None
+            if fuse and prep.small_map(h, w):  # its threads own channel ranges: chain what follows
+                steps, pooled, next_input = chain.forward_ahead(engine, names, i + 2, out, h, w, pool, dtype)
+                if steps:
+                    epilogue = ChannelChain(epilogue, steps)
+                if pooled:
+                    chained[pooled[0]] = pooled[1:]
+                if next_input:
+                    ahead[next_input[0]] = next_input[1]
+            inputs = ahead.pop(name, None)
+            prep.run(buf, out, h, w, epilogue=epilogue, bias=True, inputs=inputs)
+            for b in inputs or ():
+                pool.give(b)
             done_with(buf)
             records.append(("conv", name, (prep, h, w)))
             if name in want:
@@ -117,14 +133,20 @@ def forward(engine, x, names, want, pool):
             if min(h, w) < 2:
                 raise too_small(name, h, w)
             ho, wo = h // 2, w // 2
-            out = pool.take(padded.padded_shape(buf.shape[0], ho, wo), dtype)
-            padded.zero_border(out, ho, wo)
-            winner = None
-            if engine.pooling == "avg":
-                avg_pool(buf, h, w, out)
+            if name in chained:  # pooled already, by the convolution's threads
+                out, winner = chained.pop(name)
             else:
-                winner = pool.take((buf.shape[0], ho, wo), np.uint8)
-                max_pool(buf, h, w, out, winner)
+                out = pool.take(padded.padded_shape(buf.shape[0], ho, wo), dtype)  # border: by the pool step
+                steps, _, next_input = chain.forward_ahead(engine, names, i + 1, out, ho, wo, pool, dtype,
+                                                           with_pool=False)
+                if next_input:
+                    ahead[next_input[0]] = next_input[1]
+                winner = None
+                if engine.pooling == "avg":
+                    avg_pool(buf, h, w, out, steps)
+                else:
+                    winner = pool.take((buf.shape[0], ho, wo), np.uint8)
+                    max_pool(buf, h, w, out, winner, steps)
             done_with(buf)
             records.append(("pool", name, (h, w, winner)))
             buf, h, w = out, ho, wo
@@ -175,14 +197,24 @@ def backward(trace, grads):
 
     dh = None        # gradient at the output of the current record, padded
     masked = False   # the relu about to be visited was already applied by a fused epilogue
+    chained, ahead = {}, {}  # by record index: pools run, inputs transformed by the step before them
     for idx in range(len(records) - 1, -1, -1):
         kind, name, data = records[idx]
         if kind == "relu":
             mask, h, w = data
             if not masked:
-                dh = _accumulate(dh, tap_grad(name), h, w, dtype, pool)
-                if dh is not None:
-                    apply_mask(dh, mask, h, w)
+                g = tap_grad(name, factored=dh is None)
+                if hasattr(g, "rows_into"):  # the deepest tap's style gradient: multiplied out, masked
+                    dh = pool.take(padded.padded_shape(g.shape[1], h, w), dtype)
+                    steps = _chain_behind(records, idx - 1, grads, dh, h, w, pool, dtype, chained, ahead)
+                    masked_product(dh, g, mask, h, w, steps)
+                    g.release()
+                    _recycle_taps(trace)
+                else:
+                    dh = _accumulate(dh, g, h, w, dtype, pool)
+                    if dh is not None:
+                        apply_mask(dh, mask, h, w)
+                del g
             masked = False
             pool.give(mask)
         elif kind == "conv":
@@ -191,13 +223,20 @@ def backward(trace, grads):
             if dh is None:
                 continue
             dx = pool.take(padded.padded_shape(prep.c, h, w), dtype)
-            epilogue, below_grad = None, None
+            epilogue, below_grad, below = None, None, idx - 1
             if idx > 0 and records[idx - 1][0] == "relu":
                 below_name, (below_mask, _, _) = records[idx - 1][1], records[idx - 1][2]
                 below_grad = tap_grad(below_name, factored=True)
                 epilogue = grad_mask_epilogue(dx, below_grad, below_mask, w)
-                masked = True
-            prep.run(dh, dx, h, w, transposed=True, epilogue=epilogue)
+                masked, below = True, idx - 2
+            if prep.small_map(h, w, transposed=True):  # its threads own channel ranges: chain what follows
+                steps = _chain_behind(records, below, grads, dx, h, w, pool, dtype, chained, ahead)
+                if steps:
+                    epilogue = ChannelChain(epilogue, steps)
+            inputs = ahead.pop(idx, None)
+            prep.run(dh, dx, h, w, transposed=True, epilogue=epilogue, inputs=inputs)
+            for b in inputs or ():
+                pool.give(b)
             pool.give(dh)
             dh = dx
             if hasattr(below_grad, "release"):
@@ -211,9 +250,14 @@ def backward(trace, grads):
             below_mask = None
             if idx > 0 and records[idx - 1][0] == "relu" and not grads.get(records[idx - 1][1]):
                 below_mask = records[idx - 1][2][0]  # that ReLU has no tap gradient: mask it here
-            if dh is not None:
-                dx = pool_backward(dh, h, w, winner, pool.take(padded.padded_shape(dh.shape[0], h, w), dtype),
-                                   mask=below_mask)
+            if idx in chained:  # run already, by the threads of the convolution above
+                pool.give(dh)
+                dh, masked = chained.pop(idx), True
+            elif dh is not None:
+                dx = pool.take(padded.padded_shape(dh.shape[0], h, w), dtype)
+                steps = _chain_behind(records, idx - 2, grads, dx, h, w, pool, dtype, chained, ahead) \
+                    if below_mask is not None else ()
+                dx = pool_backward(dh, h, w, winner, dx, mask=below_mask, then=steps)
                 pool.give(dh)
                 dh = dx
                 masked = below_mask is not None
@@ -228,6 +272,17 @@ def backward(trace, grads):
     grads.clear()
     _recycle_taps(trace)
     return dx
+
+
+def _chain_behind(records, j, grads, src, h, w, pool, dtype, chained, ahead):
+    """The steps the backward can chain after the one making ``src`` (the gradient at record j's output):
+    ``chain.backward_ahead``'s, with what they make entered in ``chained`` and ``ahead``."""
+    steps, pooled, next_input = chain.backward_ahead(records, j, grads, src, h, w, pool, dtype)
+    if pooled:
+        chained[pooled[0]] = pooled[1]
+    if next_input:
+        ahead[next_input[0]] = next_input[1]
+    return steps
 
 
 def _sum_contributions(contributions, dtype):
@@ -279,6 +334,13 @@ class CpuEngine:
         if name not in self._prepared:
             self._prepared[name] = PreparedConv3x3(*self.params[name], winograd=self.winograd)
         return self._prepared[name]
+
+    def evaluation(self):
+        """A context around one whole evaluation (forward, losses, backward): with more than one thread
+        the BLAS stays single-threaded throughout, and only the pool spreads work over the cores
+        (``threads.pool_owns_cores``: a BLAS thread woken between pool calls would poll on the
+        pool's core)."""
+        return pool_owns_cores()
 
     def forward(self, x, names, want):
         if x.shape[0] != 1 or x.dtype != self.dtype:

@@ -1,12 +1,14 @@
 """Which CPU kernel runs a 3x3 / stride-1 / padding-1 convolution, and its weights in that kernel's form.
 
-The kernels (``conv3x3.py``: direct GEMM and multiply-then-shift; ``winograd.py``: F(4x4, 3x3) and
+The kernels (``conv3x3.py``: direct GEMM -- with a column matrix, or as nine products in place from
+TAPS_MIN_CHANNELS input channels up -- and multiply-then-shift; ``winograd.py``: F(4x4, 3x3) and
 F(2x2, 3x3)) all read and write the padded layout of ``padded.py``. :class:`PreparedConv3x3` picks one
 per call from the channel counts and the map size (:func:`choose_kernel`), and keeps each weight form it
 has made, so a network transforms its weights once.
 """
-from .conv3x3 import conv3x3_direct, conv3x3_shift, flip_transpose, shift_matrix, tap_matrix
-from .winograd import conv3x3_winograd, transposed_form, winograd_form
+from . import blas
+from .conv3x3 import conv3x3_direct, conv3x3_shift, conv3x3_taps, flip_transpose, shift_matrix, tap_matrix
+from .winograd import conv3x3_winograd, small_map, transposed_form, winograd_form
 
 # Winograd pays once both channel counts reach WINOGRAD_MIN_CHANNELS and their product
 # WINOGRAD_MIN_PRODUCT: F(4x4) is 1.15x (64 -> 128) to 2x (256 -> 256) faster than the direct kernel;
@@ -22,6 +24,10 @@ WINOGRAD4_MIN_TILES = 64
 WINOGRAD2_MIN_PIXELS = 4
 # Below this many output channels, multiply-then-shift beats the column matrix (conv1_1's dx: 3).
 SHIFT_MAX_CHANNELS = 16
+# A "direct" convolution with at least this many input channels runs as nine products in place
+# (conv3x3.conv3x3_taps: 16 to 128 channels measured, none slower); with fewer (conv1_1's 3) the
+# products are too thin and the column matrix is small.
+TAPS_MIN_CHANNELS = 16
 
 
 WINOGRAD_POLICIES = ("auto", "always", "f2", "never")
@@ -84,10 +90,24 @@ class PreparedConv3x3:
                 self._forms[kind] = makers[base](flip_transpose(self.w) if transposed else self.w)
         return self._forms[kind]
 
-    def run(self, xbuf, outbuf, h, w, transposed=False, epilogue=None, bias=False):
+    def small_map(self, h, w, transposed=False):
+        """m when this convolution (transposed: its input gradient) on an h x w map runs on the Winograd
+        kernel's small-map path -- its threads sharing out its input transform and its output by
+        channel ranges (``winograd.small_map``) -- else None. There a step before it may transform its
+        input (``winograd.input_step``, passed on as ``inputs``) and its epilogue may carry more steps
+        (``steps.ChannelChain``)."""
+        c_in, c_out = (self.o, self.c) if transposed else (self.c, self.o)
+        kind = choose_kernel(c_in, c_out, h, w, self.winograd)
+        if not kind.startswith("winograd"):
+            return None
+        m = 4 if kind == "winograd4" else 2
+        return m if small_map(c_in, c_out, h, w, m) else None
+
+    def run(self, xbuf, outbuf, h, w, transposed=False, epilogue=None, bias=False, inputs=None):
         """Convolve (or, transposed, run the input-gradient convolution) between padded buffers.
 
         bias: add the layer's bias (forward only), inside the kernel, before the epilogue sees the rows.
+        inputs: the input already transformed, for the small-map path (see :meth:`small_map`).
         """
         c_out = self.c if transposed else self.o
         kind = choose_kernel(xbuf.shape[0], c_out, h, w, self.winograd)
@@ -95,9 +115,16 @@ class PreparedConv3x3:
         bias = bias and not transposed and self.b is not None
         if kind.startswith("winograd"):
             conv3x3_winograd(xbuf, self.form(kind), outbuf, h, w, epilogue, transposed=transposed,
-                             bias=self.b if bias else None, ut=self.form(kind + "_t") if transposed else None)
+                             bias=self.b if bias else None, ut=self.form(kind + "_t") if transposed else None,
+                             inputs=inputs)
+        elif inputs is not None:
+            raise ValueError(f"inputs transformed ahead but the {kind} kernel runs this convolution")
         elif kind == "direct":
-            conv3x3_direct(xbuf, self.form("direct_b" if bias else "direct" + suffix), outbuf, h, w, epilogue)
+            form = self.form("direct_b" if bias else "direct" + suffix)
+            if xbuf.shape[0] >= TAPS_MIN_CHANNELS and blas.available(xbuf.dtype):
+                conv3x3_taps(xbuf, form, outbuf, h, w, epilogue)
+            else:
+                conv3x3_direct(xbuf, form, outbuf, h, w, epilogue)
         else:  # multiply-then-shift serves the few-output-channel input gradient; a bias there is rare
             inner = epilogue
             if bias:

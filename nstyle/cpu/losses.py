@@ -91,6 +91,14 @@ class GramGradient:
             np.matmul(self.S[lo:hi], rows, out=work.reshape(hi - lo, -1))
             target += work
 
+    def rows_into(self, target, lo, hi, r_lo, r_hi):
+        """target = channels lo..hi-1, rows r_lo..r_hi-1 of S F (written, not added), target laid out as
+        those rows of F's (1, N, H', W') layout with each channel's rows contiguous (a block of the
+        engine's padded buffers). With all rows and channels it is the product ``np.asarray`` makes,
+        the same call: the same bits."""
+        rows = self.F[0, :, r_lo:r_hi].reshape(self.F.shape[1], -1)
+        np.matmul(self.S[lo:hi], rows, out=np.reshape(target, (hi - lo, -1), copy=False))
+
     def release(self):
         """Drop the reference to F once the gradient has been used (it may then be freed or reused)."""
         self.F = None

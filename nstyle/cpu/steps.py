@@ -42,6 +42,28 @@ class RowEpilogue:
         self.work(lo, hi, r_lo, r_hi)
 
 
+class ChannelChain:
+    """An epilogue that runs more steps on each channel range after the layer's own epilogue work.
+
+    For a kernel whose threads each own a range of output channels (the Winograd kernel on small maps,
+    :meth:`RowEpilogue.channels`): the thread that has just made channels [lo, hi) of a layer's output
+    also pools them, and transforms them as the next convolution's input -- steps that otherwise were
+    regions of their own, each a hand-off to the other thread and a wait for it (bench/NOTES.md,
+    section 15). ``first``: the layer's own epilogue (a RowEpilogue) or None; ``then``: callables
+    (lo, hi). Only the channel protocol exists: the engine chains steps only where the kernel
+    shares out channels (``PreparedConv3x3.small_map``).
+    """
+
+    def __init__(self, first, then):
+        self.first, self.then = first, list(then)
+
+    def channels(self, lo, hi, r_lo, r_hi):
+        if self.first is not None:
+            self.first.channels(lo, hi, r_lo, r_hi)
+        for step in self.then:
+            step(lo, hi)
+
+
 def relu_epilogue(out, mask, w):
     """Rectify rows [r_lo, r_hi) in place and record their packed mask (the kernel added the bias).
 
@@ -81,6 +103,23 @@ def grad_mask_epilogue(dx, tap_grad, mask, w):
     return RowEpilogue(work, dx.shape[0], wp)
 
 
+def masked_product(dx, tap_grad, mask, h, w, then=()):
+    """dx = the factored gradient (``losses.GramGradient``) multiplied out, times the ReLU mask: the whole
+    padded buffer, channels shared out between the threads.
+
+    The backward's first step when the deepest tap is a style layer (relu5_1): one pass on the pool,
+    where the product on the calling thread, a copy into the buffer and a mask pass made three.
+    """
+    def work(lo, hi):
+        rows = dx[lo:hi]
+        tap_grad.rows_into(rows, lo, hi, 0, h + 3)
+        np.multiply(rows, unpack_rows(mask, lo, hi, 0, h + 3, w + 2), out=rows)
+
+    # work: the product's N multiply-adds per element count as a pass over about N / 16 elements
+    _over_channels(work, dx.shape[0], dx.size * (1 + tap_grad.S.shape[1] // 16), then)
+    return dx
+
+
 def relu_with_mask(buf, h, mask):
     def work(lo, hi):
         rows = buf[lo:hi, 1:h + 1]
@@ -116,13 +155,12 @@ def add_flat(buf, g):
 def copy_in(buf, g, h, w):
     """Fill a padded buffer from g: (C, H, W) into the interior (border zeroed), or padded as a whole."""
     whole = g.shape[1:] == buf.shape[1:]
-    if not whole:
-        padded.zero_border(buf, h, w)
 
     def work(lo, hi):
         if whole:
             buf[lo:hi] = g[lo:hi]
         else:
+            padded.zero_border(buf[lo:hi], h, w)
             buf[lo:hi, 1:h + 1, 1:w + 1] = g[lo:hi]
 
     parallel_ranges(work, buf.shape[0], work=buf.size)
@@ -136,13 +174,28 @@ def windows(buf, ho, wo):
     return [buf[:, 1 + di:1 + di + 2 * ho:2, 1 + dj:1 + dj + 2 * wo:2] for di in (0, 1) for dj in (0, 1)]
 
 
-def avg_pool(buf, h, w, out):
-    """2x2 average pooling: the two rows of each window added first (contiguous rows, one pass),
-    then the two columns of that sum (every other element)."""
+def _over_channels(step, n, work, then):
+    """step(lo, hi) over channel ranges of [0, n) on the threads, each range followed by the ``then``
+    steps on the same channels (see :class:`ChannelChain`)."""
+    if then:
+        def chained(lo, hi):
+            step(lo, hi)
+            for more in then:
+                more(lo, hi)
+        parallel_ranges(chained, n, work=work)
+    else:
+        parallel_ranges(step, n, work=work)
+
+
+def avg_pool_step(buf, h, w, out):
+    """2x2 average pooling into the padded ``out`` on channels [lo, hi) (its border zeroed too): the two
+    rows of each window added first (contiguous rows, one pass), then the two columns of that sum
+    (every other element). Returns the step, a callable (lo, hi)."""
     ho, wo = h // 2, w // 2
     quarter = buf.dtype.type(0.25)
 
     def work(lo, hi):
+        padded.zero_border(out[lo:hi], ho, wo)
         pairs = buf[lo:hi, 1:1 + 2 * ho].reshape(hi - lo, ho, 2, buf.shape[2])
         rows = scratch("pool.rows", (hi - lo, ho, buf.shape[2]), buf.dtype)
         np.add(pairs[:, :, 0], pairs[:, :, 1], out=rows)
@@ -150,13 +203,19 @@ def avg_pool(buf, h, w, out):
         np.add(rows[:, :, 1:2 * wo:2], rows[:, :, 2:2 * wo + 1:2], out=dst)
         dst *= quarter
 
-    parallel_ranges(work, buf.shape[0], work=buf.size)
+    return work
 
 
-def max_pool(buf, h, w, out, winner):
+def avg_pool(buf, h, w, out, then=()):
+    _over_channels(avg_pool_step(buf, h, w, out), buf.shape[0], buf.size, then)
+
+
+def max_pool_step(buf, h, w, out, winner):
+    """2x2 max pooling on channels [lo, hi); ``winner`` records which corner won. Returns the step."""
     ho, wo = h // 2, w // 2
 
     def work(lo, hi):
+        padded.zero_border(out[lo:hi], ho, wo)
         views = windows(buf[lo:hi], ho, wo)
         dst = out[lo:hi, 1:ho + 1, 1:wo + 1]
         np.copyto(dst, views[0])
@@ -166,26 +225,28 @@ def max_pool(buf, h, w, out, winner):
             np.copyto(winner[lo:hi], idx, where=better)
             np.copyto(dst, views[idx], where=better)
 
-    parallel_ranges(work, buf.shape[0], work=buf.size)
+    return work
+
+
+def max_pool(buf, h, w, out, winner, then=()):
+    _over_channels(max_pool_step(buf, h, w, out, winner), buf.shape[0], buf.size, then)
 
 
 # Elements of a pooling gradient masked at a time, a few channels, while still in cache (512 KB of float32).
 MASK_CHUNK_ELEMS = 1 << 17
 
 
-def pool_backward(dout, h, w, winner, dx, mask=None):
-    """Gradient on the (C, h, w) map before a 2x2/2 pool, from the padded gradient after it.
-
-    mask: the packed ReLU mask of that map (``mask_shape``), applied on the way -- the ReLU below a
-    pool needs no pass of its own.
-    """
+def pool_backward_step(dout, h, w, winner, dx, mask=None):
+    """Gradient on channels [lo, hi) of the (C, h, w) map before a 2x2/2 pool, from the padded gradient
+    after it. mask: the packed ReLU mask of that map (``mask_shape``), applied on the way -- the ReLU
+    below a pool needs no pass of its own. Returns the step."""
     ho, wo = h // 2, w // 2
-    padded.zero_border(dx, h, w)
     chunk = max(1, MASK_CHUNK_ELEMS // dx[0].size)
 
     def work(lo, hi):
         for c0 in range(lo, hi, chunk):
             c1 = min(hi, c0 + chunk)
+            padded.zero_border(dx[c0:c1], h, w)
             g = dout[c0:c1, 1:ho + 1, 1:wo + 1]
             if h % 2:
                 dx[c0:c1, h, :] = 0  # rows and columns that no window covers get no gradient
@@ -200,5 +261,10 @@ def pool_backward(dout, h, w, winner, dx, mask=None):
                 rows = dx[c0:c1]
                 np.multiply(rows, unpack_rows(mask, c0, c1, 0, h + 3, w + 2), out=rows)
 
-    parallel_ranges(work, dx.shape[0], work=dx.size)
+    return work
+
+
+def pool_backward(dout, h, w, winner, dx, mask=None, then=()):
+    """:func:`pool_backward_step` on every channel, on the threads; returns dx."""
+    _over_channels(pool_backward_step(dout, h, w, winner, dx, mask), dx.shape[0], dx.size, then)
     return dx

@@ -1,4 +1,5 @@
-"""How many CPU threads nstyle's own kernels use, and the small pool that runs them.
+"""How many CPU threads nstyle's own kernels use, and how work is shared out between them (the threads
+themselves: ``team.py``).
 
 NumPy's element-wise operations run on one core and only the matrix products go through the
 multi-threaded BLAS. The CPU fast paths (``conv3x3.py``, ``winograd.py``, ``vgg_cpu.py``) therefore do
@@ -12,6 +13,8 @@ their own threading, coarsely, with NumPy releasing the GIL inside each call:
   thread.
 - :func:`parallel_ranges` splits a plain element-wise step (pooling, a mask product) by channels.
 
+Either way the calling thread works too, beside ``num_threads() - 1`` threads of the team.
+
 Which thread takes which task depends on timing; the bits must not (DESIGN.md, "Determinism"). Every
 task writes its own part of the result, and the sums cut between tasks (``losses.gram``) are added in
 task order, so what remains is the BLAS: OpenBLAS picks its kernel and cuts a product by its thread
@@ -19,9 +22,18 @@ count (64 x 577 x 1500 rounds differently on one thread and on two), and that co
 the whole process (``openblas_set_num_threads_local`` included, in the pthreads builds NumPy ships).
 So the calling thread sets it to 1 *before* it hands out the first task and sets it back only *after*
 the last one has finished, under a lock (:func:`single_threaded_blas`): every task's products run on
-one BLAS thread, and the caller's products between pool calls on the count the process had. (Two
-evaluations at once in one process -- threads of one Dask worker -- would still share that count: one's
-products between pool calls could meet the other's 1. nstyle's own workers run one task per process.)
+one BLAS thread.
+
+Between pool calls the BLAS should not get its threads back either: an OpenBLAS worker thread, once
+woken by a multi-threaded call, polls for more work for about 0.1 s (2^28 cycles) before it sleeps,
+on the core the pool's own worker needs. At 128 px a few products on the calling thread between the
+forward and the backward (the deepest style tap's Gram matrix and gradient) kept it polling through
+most of every evaluation: 159 -> 117 ms per evaluation once they ran single-threaded (bench/NOTES.md,
+section 15). So the CPU engine holds :func:`pool_owns_cores` around a whole evaluation: with more than one
+thread the BLAS stays single-threaded from the forward's start to the backward's end, and the work
+that should use both cores goes through the pool. The same lock serialises two evaluations at once in
+one process (threads of one Dask worker), which would otherwise set and restore that one count across
+each other; nstyle's own workers run one task per process.
 
 Where the BLAS's thread count cannot be set (not OpenBLAS >= 0.3.27, or not found), bands run one
 after another on the calling thread with the BLAS's own threading.
@@ -37,11 +49,11 @@ import ctypes
 import itertools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .blas import openblas_paths
+from .team import Team
 
 ENV_VARS = ("NSTYLE_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -53,13 +65,16 @@ _lock = threading.Lock()
 # Held while the BLAS is set single-threaded for the pool: two callers in one process would otherwise
 # set and restore that one process-wide setting across each other's tasks.
 _blas_lock = threading.RLock()
-_pool = None
-_pool_size = 0
+_team = None
+# Held while a region runs on the team: a second caller (only possible without the BLAS lock, i.e.
+# without BLAS control) runs its region on its own thread instead.
+_team_lock = threading.Lock()
 _override = None
 _default = None  # the environment's (or the cores') count, read once: os.environ lookups are slow
 _in_task = threading.local()
 _scratch = threading.local()
 _blas_control = "unknown"
+_blas_path = None  # the library _blas_control belongs to
 
 
 def available_cores():
@@ -111,7 +126,7 @@ def blas_thread_control():
     a worker thread's call changes what the main thread gets); :func:`single_threaded_blas` is written
     for either reading. Found by looking through the shared objects this process has loaded (Linux).
     """
-    global _blas_control
+    global _blas_control, _blas_path
     if _blas_control != "unknown":
         return _blas_control
     found = None  # published once whole: another thread must never see None while this one looks
@@ -122,7 +137,7 @@ def blas_thread_control():
         except (OSError, AttributeError):
             continue
         fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-        found = fn
+        found, _blas_path = fn, path
         break
     _blas_control = found
     return _blas_control
@@ -149,6 +164,49 @@ def single_threaded_blas():
             control(previous)
 
 
+def pool_owns_cores():
+    """A context for a whole evaluation on the CPU engine: with more than one thread (and the BLAS's
+    count under control) the BLAS is single-threaded throughout -- in the pool's tasks and between
+    them -- so that no BLAS thread polls for work on a core the pool needs (see the module docstring).
+    With one thread it changes nothing: one-thread bits stay what they were whatever the BLAS's count.
+    """
+    if num_threads() <= 1 or blas_thread_control() is None:
+        return contextlib.nullcontext()
+    return single_threaded_blas()
+
+
+@contextlib.contextmanager
+def other_blas_single_threaded():
+    """Every OpenBLAS this process has loaded besides NumPy's (SciPy's wheels bundle a copy of their
+    own) set to one thread for the block, and back after.
+
+    SciPy's L-BFGS-B does its few passes over the pixels per iteration in SciPy's copy; with two
+    threads that copy's worker then polls for about 0.1 s (see the module docstring) -- through most
+    of the next evaluation at small sizes, on a core nstyle's threads need. NumPy's BLAS, the one the
+    kernels call, is left alone.
+    """
+    found = []
+    numpy_blas = blas_thread_control() and _blas_path
+    for path in openblas_paths() if numpy_blas else ():  # (NumPy's not known: nothing is changed)
+        if path == numpy_blas:
+            continue
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+        found.append(fn)
+    if not found:
+        yield
+        return
+    previous = [fn(1) for fn in found]
+    try:
+        yield
+    finally:
+        for fn, n in zip(found, previous):
+            fn(n)
+
+
 def _worker_init():
     # Where the setting is per thread after all, the pool's threads need it too; where it is the
     # process's (OpenBLAS's pthreads builds), this runs inside single_threaded_blas and changes nothing.
@@ -157,16 +215,14 @@ def _worker_init():
         control(1)
 
 
-def _get_pool(workers):
-    global _pool, _pool_size
+def _get_team(workers):
+    global _team
     with _lock:
-        if _pool is None or _pool_size < workers:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nstyle",
-                                       initializer=_worker_init)
-            _pool_size = workers
-        return _pool
+        if _team is None or not _team.usable(workers):
+            if _team is not None:
+                _team.retire()
+            _team = Team(workers, "nstyle", initializer=_worker_init)
+        return _team
 
 
 def split(n, parts):
@@ -181,15 +237,27 @@ def split(n, parts):
     return bounds
 
 
-def _join(futures):
-    error = None
-    for f in futures:
-        try:
-            f.result()
-        except BaseException as exc:  # keep waiting for the others, then re-raise the first
-            error = error or exc
-    if error is not None:
-        raise error
+def _drain(fn, n_tasks, threads):
+    """fn(i) for i in range(n_tasks) on this thread and ``threads - 1`` of the team's, each taking the
+    next i when it is free; returns once all have finished (re-raising the first error). Each thread
+    runs in a copy of the caller's context, so settings such as np.errstate carry over."""
+    counter = itertools.count()
+
+    def drain():
+        for i in iter(counter.__next__, None):
+            if i >= n_tasks:
+                break
+            fn(i)
+
+    if not _team_lock.acquire(blocking=False):  # another caller's region holds the team
+        _as_task(drain)
+        return
+    try:
+        team = _get_team(threads - 1)
+        jobs = [lambda ctx=contextvars.copy_context(): ctx.run(_as_task, drain) for _ in range(threads - 1)]  # noqa: B008 -- a copy per job, made here
+        team.run(jobs, lambda: _as_task(drain))
+    finally:
+        _team_lock.release()
 
 
 def _as_task(fn, *args):
@@ -215,13 +283,8 @@ def parallel_ranges(fn, n, work=None):
         fn(0, n)
         return
     pieces = split(n, threads)
-    pool = _get_pool(threads - 1)
     with single_threaded_blas():
-        futures = [pool.submit(contextvars.copy_context().run, _as_task, fn, lo, hi) for lo, hi in pieces[1:]]
-        try:
-            _as_task(fn, *pieces[0])
-        finally:
-            _join(futures)
+        _drain(lambda i: fn(*pieces[i]), len(pieces), len(pieces))
 
 
 def scratch(key, shape, dtype):
@@ -261,21 +324,7 @@ def for_each_task(fn, n_tasks):
             for i in range(n_tasks):
                 fn(i)
         return
-    counter = itertools.count()
-
-    def drain():
-        for i in iter(lambda: next(counter), None):
-            if i >= n_tasks:
-                break
-            fn(i)
-
-    pool = _get_pool(threads - 1)
     # The BLAS goes single-threaded before the first task is handed out and back only once every
-    # task has finished (single_threaded_blas). Each worker runs in a copy of the caller's context,
-    # so settings such as np.errstate carry over.
+    # task has finished (single_threaded_blas).
     with single_threaded_blas():
-        futures = [pool.submit(contextvars.copy_context().run, _as_task, drain) for _ in range(threads - 1)]
-        try:
-            _as_task(drain)
-        finally:
-            _join(futures)
+        _drain(fn, n_tasks, threads)

@@ -154,6 +154,40 @@ def band_plan(c, o, h, w, m, threads=None):
     return "bands", balanced_band_rows(th, a * a * max(c, o) * tw, budget, threads)
 
 
+def small_map(c, o, h, w, m):
+    """Whether :func:`conv3x3_winograd` runs this convolution as one band, the threads sharing out its
+    input transform by ``split(c, threads)`` and the rest by ``split(o, threads)`` (its epilogue's
+    ``channels``), so that steps around it may work on the same channel ranges."""
+    return band_plan(c, o, h, w, m)[0] == "small"
+
+
+def input_arrays(c, h, w, m):
+    """Shapes of (D, V) for a small map's input transform: the whole map as one band."""
+    th, tw = -(-h // m), -(-w // m)
+    d, v, _, _ = band_shapes(c, c, th, tw, m)
+    return d, v
+
+
+def input_step(xbuf, d, v, m, h, w, transposed=False):
+    """Steps 1 and 2 (gather, input transform) of a small map's convolution as a step on channel
+    ranges: a callable (lo, hi) that transforms input channels [lo, hi) of ``xbuf`` into ``v``, one
+    ``split(c, threads)`` part at a time -- the very products :func:`conv3x3_winograd` makes for them
+    (the same shapes: the same bits), so the step before it can do them on its own channel ranges.
+    The convolution then takes ``inputs=(d, v)``."""
+    a = m + 2
+    kb = matrices(m, xbuf.dtype).input[transposed]
+    th = -(-h // m)
+    parts = split(xbuf.shape[0], num_threads())
+
+    def step(lo, hi):
+        for plo, phi in parts:
+            if lo <= plo and phi <= hi:
+                _gather(xbuf, d, 0, th, plo, phi, m, h, w)
+                np.matmul(kb, d[:, plo:phi].reshape(a * a, -1), out=v[:, plo:phi].reshape(a * a, -1))
+
+    return step
+
+
 def band_shapes(c, o, tb, tw, m):
     """Shapes of a band's work arrays (D, V, M, Y) for ``tb`` tile rows of ``tw`` tiles."""
     a = m + 2
@@ -166,7 +200,8 @@ def scratch_elements(c, o, h, w, m, rows):
     return tuple(int(np.prod(shape)) for shape in shapes)
 
 
-def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, rows=None, bias=None, ut=None):
+def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, rows=None, bias=None, ut=None,
+                     inputs=None):
     """3x3 / stride 1 / padding 1 convolution between padded buffers by Winograd F(m x m, 3x3).
 
     xbuf: (C, H+3, W+2) padded input (zero border). u: (a*a, O, C) from :func:`winograd_form` (m
@@ -175,7 +210,8 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
     direction's :func:`transposed_form` of it, if the caller keeps one. outbuf: (O, H+3, W+2),
     any contents; on return it holds the output with a zero border. epilogue(r_lo, r_hi): called when
     buffer rows [r_lo, r_hi) are final. bias: (O,) added to every output, or None. rows: tile rows (m
-    output rows each) per band; bands run on the thread pool.
+    output rows each) per band; bands run on the thread pool. inputs: (D, V) of :func:`input_arrays`
+    with V made already by :func:`input_step` (a small map only): the input transform is skipped.
     """
     m = tile_of(u)
     a = m + 2
@@ -210,6 +246,8 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
         # each takes a range of output channels through the products, the output transform, the
         # scatter and the epilogue (when it can run on a channel range): two hand-offs per layer.
         d, v, mm, y = arrays("winograd.small", th)
+        if inputs is not None:
+            d, v = inputs
         c_parts, o_parts = split(c, threads), split(o, threads)
         by_channels = hasattr(epilogue, "channels")
 
@@ -221,11 +259,14 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
             if by_channels:
                 epilogue.channels(lo, hi, 1, 1 + h)
 
-        for_each_task(lambda i: transform_in(d, v, 0, th, *c_parts[i]), len(c_parts))
+        if inputs is None:
+            for_each_task(lambda i: transform_in(d, v, 0, th, *c_parts[i]), len(c_parts))
         for_each_task(finish, len(o_parts))
         if epilogue is not None and not by_channels:
             epilogue(1, 1 + h)
         return outbuf
+    if inputs is not None:
+        raise ValueError("inputs transformed ahead serve a small map's single band only")
     rows = rows or planned
     starts = list(range(0, th, rows))
 

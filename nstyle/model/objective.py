@@ -235,6 +235,26 @@ class StyleObjective:
             breakdown[group] = breakdown.get(group, 0.0) + w * value
         return w
 
+    def _sweep(self, x, breakdown):
+        """The forward to the taps, the layer terms (entered into ``breakdown``) and the backward from
+        all their gradients: dL/dx from the layer terms, or None when none has a gradient."""
+        feats, trace = self.vgg.forward(x, self.taps)
+        taps = Taps(feats, trace, self.vgg.engine)
+        tap_grads = {}  # layer -> its terms' gradients (a layer may be a content and a style tap)
+        for term in self.terms:
+            if term.layer is None:
+                continue
+            value, g = term.evaluate(taps)
+            w = self._record(breakdown, term, value)
+            for part in (g if isinstance(g, list) else [] if g is None else [g]):
+                part *= part.dtype.type(w)  # a factored Gram gradient scales its small factor instead
+                tap_grads.setdefault(term.layer, []).append(part)
+        # the engine may reuse the taps' buffers once nothing else holds them (a factored style
+        # gradient holds its tap: the loop's last g too)
+        del feats, taps
+        g = part = None
+        return self.vgg.backward(trace, tap_grads) if tap_grads else None
+
     def value_and_grad(self, x):
         """Total loss at x (1, 3, H, W) and its gradient (same shape, network's dtype and device).
 
@@ -255,24 +275,8 @@ class StyleObjective:
         breakdown.update({f"paper/{group}": 0.0 for group in PAPER_GROUPS})
         grad = None
         if self.taps:
-            feats, trace = self.vgg.forward(x, self.taps)
-            taps = Taps(feats, trace, self.vgg.engine)
-            tap_grads = {}  # layer -> its terms' gradients (a layer may be a content and a style tap)
-            for term in self.terms:
-                if term.layer is None:
-                    continue
-                value, g = term.evaluate(taps)
-                w = self._record(breakdown, term, value)
-                for part in (g if isinstance(g, list) else [] if g is None else [g]):
-                    part *= part.dtype.type(w)  # a factored Gram gradient scales its small factor instead
-                    tap_grads.setdefault(term.layer, []).append(part)
-            # the engine may reuse the taps' buffers once nothing else holds them (a factored style
-            # gradient holds its tap: the loop's last g too)
-            del feats, taps
-            g = part = None
-            if tap_grads:
-                grad = self.vgg.backward(trace, tap_grads)
-            del tap_grads
+            with self.vgg.evaluation():  # the engine's hold on the cores (cpu: no BLAS threads polling)
+                grad = self._sweep(x, breakdown)
         for term in self.terms:  # the pixel terms, after the sweep
             if term.layer is not None:
                 continue

@@ -11,6 +11,8 @@ is ``arch.py``; the work is done by an engine (``reference/engine.py`` documents
 
 ``forward`` runs only as deep as the deepest requested tap and keeps only what the backward needs.
 """
+import contextlib
+
 import numpy as np
 
 from ..backend import to_device, to_host
@@ -130,6 +132,12 @@ class VGG19:
         if not all(isinstance(g, list) for g in grads.values()):
             grads = {name: list(g) if isinstance(g, tuple) else [g] for name, g in grads.items()}
         return self.engine.backward(trace, grads)  # an engine may consume (empty) the dict
+
+    def evaluation(self):
+        """A context to hold around one evaluation (forward, the losses, backward): the engine's, where it
+        has one (the CPU engine's keeps the BLAS from competing with its own threads), else nothing."""
+        hold = getattr(self.engine, "evaluation", None)
+        return contextlib.nullcontext() if hold is None else hold()
 
     def release_buffers(self):
         """Hand the engine's idle work buffers back (after the targets, between stages)."""

@@ -38,6 +38,11 @@ def run_scipy(tracker, x0, device, dtype, iters, bounds, history_size, maxfun):
     box = scipy.optimize.Bounds(*bounds_vector(shape, bounds)) if bounds else None
     if bounds:
         x_start = np.clip(x_start, box.lb, box.ub)
-    res = scipy.optimize.minimize(fun, x_start, jac=True, method="L-BFGS-B", bounds=box,
-                                  callback=on_iteration, options=options)
+    from ..cpu.threads import other_blas_single_threaded  # noqa: PLC0415
+
+    # SciPy's own BLAS on one thread: its worker thread would otherwise poll, after each of the
+    # optimizer's small vector operations, on a core the next evaluation needs (cpu/threads.py).
+    with other_blas_single_threaded():
+        res = scipy.optimize.minimize(fun, x_start, jac=True, method="L-BFGS-B", bounds=box,
+                                      callback=on_iteration, options=options)
     return finished(tracker, iters, res.message)
