@@ -120,3 +120,21 @@ def leftovers(folder):
     if not Path(folder).is_dir():
         return []
     return sorted(p.name for p in Path(folder).iterdir() if p.name.startswith(".nstyle-"))
+
+
+# The command-line tests' shared inputs: a random VGG-19-shaped weights file (one per test module) and a
+# small content and style image (one pair per test), offered to every test by conftest.py.
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return random_weights_file(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def images(tmp_path):
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    gradient_image(48, 32).save(content)
+    stripes_image(40, 40).save(style)
+    return content, style

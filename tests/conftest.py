@@ -6,6 +6,9 @@ import pytest
 
 from nstyle.backend import gpu_available, gpu_problem
 
+# The command-line tests' shared fixtures (a module's own fixture of the same name takes precedence).
+from .clitools import images, weights  # noqa: F401
+
 
 def _gpu_param():
     reason = None if gpu_available() else f"GPU backend unavailable: {gpu_problem()}"

@@ -17,22 +17,8 @@ from .clitools import (
     gradient_image,
     leftovers,
     nstyle,
-    random_weights_file,
     stripes_image,
 )
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return random_weights_file(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture
-def images(tmp_path):
-    content, style = tmp_path / "content.png", tmp_path / "style.png"
-    gradient_image(48, 32).save(content)
-    stripes_image(40, 40).save(style)
-    return content, style
 
 
 def Path_bytes(path):

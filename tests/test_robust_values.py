@@ -16,23 +16,8 @@ from .clitools import (
     env_for,
     gradient_image,
     nstyle,
-    random_weights_file,
     stripes_image,
 )
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return random_weights_file(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture
-def images(tmp_path):
-    content, style = tmp_path / "content.png", tmp_path / "style.png"
-    gradient_image(48, 32).save(content)
-    stripes_image(40, 40).save(style)
-    return content, style
-
 
 # --- --debug keeps the exit code --------------------------------------------------------------------
 

@@ -16,22 +16,9 @@ from nstyle.errors import InputError
 from nstyle.model.gradcheck import random_vgg_params
 from nstyle.model.vgg import VGG19
 
-from .clitools import FAST_LAYERS, gradient_image, random_weights_file, stripes_image
+from .clitools import FAST_LAYERS, stripes_image
 
 FAST = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return random_weights_file(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture
-def images(tmp_path):
-    content, style = tmp_path / "content.png", tmp_path / "style.png"
-    gradient_image(48, 32).save(content)
-    stripes_image(40, 40).save(style)
-    return content, style
 
 
 def run_cli(capsys, *args):
