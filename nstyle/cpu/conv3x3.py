@@ -63,6 +63,15 @@ def balanced_band_rows(h, row_elems, budget, threads=None):
     return -(-h // bands)
 
 
+def _flat_views(xbuf, wtaps, outbuf, w):
+    """What both 3x3 kernels read their buffers through: input channels C, padded width W+2, the input
+    and output as (channels, flat positions), the flat offset of output (0, 0), the nine taps' offsets
+    (``padded.py``), and whether ``wtaps`` carries the bias column."""
+    c = xbuf.shape[0]
+    return (c, w + 2, xbuf.reshape(c, -1), outbuf.reshape(outbuf.shape[0], -1), padded.out_flat_offset(w),
+            padded.tap_offsets(w), wtaps.shape[1] == 9 * c + 1)
+
+
 def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, rows=None):
     """3x3 / stride 1 / padding 1 convolution between padded buffers, by GEMM over bands of rows.
 
@@ -71,15 +80,8 @@ def conv3x3_direct(xbuf, wtaps, outbuf, h, w, epilogue=None, rows=None):
     the output with a zero border). epilogue(r_lo, r_hi): see the module docstring.
     rows: output rows per band (default: :func:`balanced_band_rows`). Bands run on the thread pool.
     """
-    c = xbuf.shape[0]
-    o = wtaps.shape[0]
-    wp = w + 2
-    xf = xbuf.reshape(c, -1)
-    of = outbuf.reshape(o, -1)
-    base = padded.out_flat_offset(w)
-    offsets = padded.tap_offsets(w)
+    c, wp, xf, of, base, offsets, with_bias = _flat_views(xbuf, wtaps, outbuf, w)
     k = wtaps.shape[1]
-    with_bias = k == 9 * c + 1
 
     def band(q0, n):
         cols = scratch("direct.cols", (k, n), xbuf.dtype)
@@ -112,14 +114,8 @@ def conv3x3_taps(xbuf, wtaps, outbuf, h, w, epilogue=None, rows=None):
     bench/NOTES.md section 13 they tied (section 15). Each output is then a sum of nine partial sums of
     depth C (and the bias first) instead of one of depth 9C: other roundings than the direct kernel's.
     """
-    c = xbuf.shape[0]
+    c, wp, xf, of, base, offsets, with_bias = _flat_views(xbuf, wtaps, outbuf, w)
     o = wtaps.shape[0]
-    wp = w + 2
-    xf = xbuf.reshape(c, -1)
-    of = outbuf.reshape(o, -1)
-    base = padded.out_flat_offset(w)
-    offsets = padded.tap_offsets(w)
-    with_bias = wtaps.shape[1] == 9 * c + 1
 
     def band(q0, n):
         target = of[:, base + q0:base + q0 + n - 1]  # n - 1: see conv3x3_direct

@@ -34,6 +34,7 @@ import numpy as np
 from ...backend import get_xp
 
 RULES = ("midpoint", "bin_mean")
+DEFAULT_RULE = RULES[0]  # DESIGN.md's: linear interpolation at t_j = (j + 1/2) / M
 
 
 @dataclass(frozen=True, eq=False)

@@ -32,6 +32,8 @@ import numpy as np
 
 from ....backend import to_device, to_host
 from ....reference.style_losses.mixture import feature_matrix, row_dots
+from ....reference.style_losses.quantiles import DEFAULT_RULE, RULES
+from ....validate import choice
 from ..base import Term, net_input
 
 
@@ -154,6 +156,11 @@ class DistributionTerm(Term):
         styles = [rng.standard_normal((1, 4, 3, 3)) * 1.5 + 0.3, rng.standard_normal((1, 4, 4, 5)) * 0.8]
         term = cls.from_features(layer, styles, [0.3, 0.7], rng, options=options, keep_sources=True)
         return term, F
+
+
+def quantile_rule(options):
+    """The ``quantile_rule`` option of a quantile-table term, checked (default: DESIGN.md's midpoint)."""
+    return choice("quantile rule", options.get("quantile_rule", DEFAULT_RULE), RULES)
 
 
 def host_array(a):

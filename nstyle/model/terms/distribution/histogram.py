@@ -11,10 +11,9 @@ ties that occur are ReLU zeros, masked below). Derivation and loop twin:
 output size is read from it by ``prepare`` and kept. No randomness.
 """
 from ....reference.style_losses import histogram as hist
-from ....reference.style_losses.quantiles import RULES, mixture_bytes, quantiles_bytes, quantiles_scratch_bytes
-from ....validate import choice
+from ....reference.style_losses.quantiles import mixture_bytes, quantiles_bytes, quantiles_scratch_bytes
 from ..base import register
-from .base import DistributionTerm
+from .base import DistributionTerm, quantile_rule
 
 
 @register
@@ -27,7 +26,7 @@ class HistogramTerm(DistributionTerm):
 
     @classmethod
     def make_target(cls, features, blend, rng, options):
-        rule = choice("quantile rule", options.get("quantile_rule", "midpoint"), RULES)
+        rule = quantile_rule(options)
         return hist.histogram_targets(features, blend, rule), {}, {"quantile_rule": rule}
 
     @classmethod

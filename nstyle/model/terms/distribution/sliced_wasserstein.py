@@ -12,10 +12,10 @@ V is drawn once per stage and layer from the run's seed (``model/style_loss.py``
 L-BFGS-B run E is one fixed function; options ``directions`` (K, default N) and ``quantile_rule``.
 """
 from ....reference.style_losses import sliced_wasserstein as sw
-from ....reference.style_losses.quantiles import RULES, mixture_bytes, quantiles_bytes, quantiles_scratch_bytes
-from ....validate import choice, whole_number
+from ....reference.style_losses.quantiles import mixture_bytes, quantiles_bytes, quantiles_scratch_bytes
+from ....validate import whole_number
 from ..base import register
-from .base import DistributionTerm, host_array
+from .base import DistributionTerm, host_array, quantile_rule
 
 
 @register
@@ -28,7 +28,7 @@ class SlicedWassersteinTerm(DistributionTerm):
 
     @classmethod
     def make_target(cls, features, blend, rng, options):
-        rule = choice("quantile rule", options.get("quantile_rule", "midpoint"), RULES)
+        rule = quantile_rule(options)
         k = options.get("directions")
         n = features[0].shape[1]
         k = n if k is None else whole_number("number of directions", k, 1)
