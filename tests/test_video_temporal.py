@@ -7,9 +7,10 @@ import pytest
 from nstyle.model.gradcheck import directional_check, numerical_gradient, random_image, random_vgg_params, rel_error
 from nstyle.model.objective import StyleObjective
 from nstyle.model.vgg import VGG19
-from nstyle.reference.temporal import reliability, temporal_error, temporal_loss, warp
+from nstyle.reference.temporal import (box_mean, new_content, prefer_still, reliability, temporal_error,
+                                       temporal_loss, warp)
 
-from .test_video_clip import moving_square_clip, texture
+from .test_video_clip import moving_square_clip, still_background_clip, texture
 
 GRAD_TOL = 1e-7
 
@@ -68,6 +69,60 @@ def test_reliability_marks_disocclusions_and_motion_boundaries():
     assert not c[15:25, 13:15].any() and not c[15:25, 33].any(), "the square's left and right edges"
     assert c[15:25, 34].all(), "beside the edge, still: its zero flow is no boundary's"
     assert c[15:25, 18:30].all() and c[:8].all() and c[:, 38:].all(), "inside the square and the still background"
+
+
+def test_new_content_is_the_disocclusion_not_the_boundary():
+    h, w = 40, 50
+    forward, backward = np.zeros((h, w, 2)), np.zeros((h, w, 2))
+    forward[10:30, 10:30, 0] = 4
+    backward[10:30, 14:34, 0] = -4
+    new = new_content(forward, backward)
+    assert new[15:25, 10:14].all(), "the strip the square uncovers is new"
+    assert not new[15:25, 14:].any() and not new[:8].any(), "its edges are in doubt, not new; the rest was there"
+
+
+def test_a_sub_half_pixel_step_past_the_border_stays_inside():
+    """A still border pixel with a little noise in its flow samples its own value: reliable. Past half a
+    pixel the sample comes from beyond the frame: new."""
+    h, w = 12, 16
+    for dx, inside in ((-0.3, True), (-0.7, False)):
+        flow = np.zeros((h, w, 2))
+        flow[:, 0, 0] = dx   # the left column points a little out of the frame
+        _, ins = warp(np.zeros((3, h, w)), flow)
+        assert ins[:, 0].all() == inside and ins[:, 1:].all()
+        assert new_content(np.zeros((h, w, 2)), flow)[:, 0].all() != inside
+
+
+def test_box_mean_is_the_window_mean(rng):
+    v = rng.uniform(0, 1, (7, 9))
+    out = box_mean(v, 1)
+    assert np.isclose(out[3, 4], v[2:5, 3:6].mean()) and np.isclose(out[0, 0], np.pad(v, 1, mode="edge")[:3, :3].mean())
+    assert np.allclose(box_mean(v, 0), v)
+
+
+def test_prefer_still_removes_the_drag_and_the_noise_keeps_the_motion(rng):
+    """A flow dragged 3 px beyond a moving square and noisy everywhere else, as DIS's is: tested against
+    standing still, the still background gets 0, the square keeps its motion."""
+    frames, still = still_background_clip(frames=2, width=64, height=48)
+    a, b = frames                                  # the square moves (2, 1) from a to b
+    backward = rng.normal(0, 0.1, (48, 64, 2))     # noise on the still background
+    x0, y0, side = 6 + 2, 8 + 1, 20                # the square in b
+    backward[y0 - 3:y0 + side + 3, x0 - 3:x0 + side + 3] = (-2, -1)   # b's square came from (-2, -1), dragged
+    out = prefer_still(backward, b, a)
+    beside = _grow(x0, y0, side, 1) | _grow(x0 - 2, y0 - 1, side, 1)   # within a pixel of either square
+    assert np.all(out[still[0] & ~beside] == 0), "the still background: exactly 0"
+    assert np.allclose(out[y0 + 1:y0 + side - 1, x0 + 1:x0 + side - 1], (-2, -1)), "the square keeps its motion"
+    assert np.array_equal(prefer_still(np.zeros((48, 64, 2)), b, a), np.zeros((48, 64, 2)))
+    c = reliability(prefer_still(-backward, a, b), out)
+    beside = _grow(x0, y0, side, 2) | _grow(x0 - 2, y0 - 1, side, 2)
+    assert c[still[0] & ~beside].all(), "no boundary, no noise: the still background is reliable"
+    assert not reliability(-backward, backward)[still[0] & ~beside].all(), "without the check it is not"
+
+
+def _grow(x0, y0, side, by, h=48, w=64):
+    m = np.zeros((h, w), bool)
+    m[max(0, y0 - by):y0 + side + by, max(0, x0 - by):x0 + side + by] = True
+    return m
 
 
 @pytest.mark.parametrize("method", ["medium", "fast", "farneback"])

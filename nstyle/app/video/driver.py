@@ -6,9 +6,9 @@ load: every option, the whole input piece (``media.open_source`` decodes it once
 output (not an input, writable, a known format) and the frames folder. :func:`run_video` then runs the
 frames in order: the first as ``stylize`` would; each next one starting from the previous result
 warped onto it by the optical flow (its content where the content is new: disoccluded, or come in over
-the border) with the temporal term ``temporal_weight * L_t`` in its loss. Each finished frame is written before the next starts
-(``store.py``), so a rerun with the same settings continues, and Ctrl-C keeps the frames done: the
-container is written from them (:class:`VideoInterrupted`).
+the border) with the temporal term ``temporal_weight * L_t`` in its loss. Each finished frame is
+written before the next starts (``store.py``), so a rerun with the same settings continues, and Ctrl-C
+keeps the frames done: the container is written from them (:class:`VideoInterrupted`).
 
 ``passes > 1`` runs Ruder et al.'s multi-pass variant: after the first, forward pass, the passes go
 backward and forward in turn; each frame starts from ``blend * c * omega + (1 - blend * c) * x`` (x its

@@ -2,9 +2,10 @@
 
 ``--flow medium`` (default) and ``fast`` are OpenCV's DIS (Kroeger et al. 2016, ``cv2.DISOpticalFlow``)
 at those presets; ``farneback`` is Farneback's polynomial-expansion flow. Each pair of frames gets the
-forward and the backward flow; the warping and Ruder et al.'s reliability checks are plain NumPy in
-``reference/temporal.py``. Flows are computed on the input frames (at the output size), never on the
-stylised ones: the motion is the video's, not the painting's.
+forward and the backward flow, each checked against standing still (set to 0 where no motion
+explains the frames at least as well); that check, the warping and Ruder et al.'s reliability checks
+are plain NumPy in ``reference/temporal.py``. Flows are computed on the input frames (at the output
+size), never on the stylised ones: the motion is the video's, not the painting's.
 """
 import numpy as np
 

@@ -123,9 +123,8 @@ class _Runner:
                 if link is not None and weight > 0:
                     omega, c = link.warp_network(prev_x), link.c
                     content = self._network(Image.fromarray(self.small[-1]))
-                    # the warped previous result, but the content where it is new (Ruder et al. start from
-                    # the warp everywhere): a pixel the flow only doubts (c = 0 at a motion boundary, or
-                    # from the flow's noise on a still background) keeps last frame's paint
+                    # the warped previous result (Ruder et al.'s start), with the content where that is
+                    # new: a pixel the flow only doubts (c = 0 at a motion boundary) keeps last frame's paint
                     start = (link.new * content + (1 - link.new) * omega).astype(np.float32)
                     term = TemporalTerm(omega, c)
                 image, x, record = self._stylize(frame, start, term, k, 1)
