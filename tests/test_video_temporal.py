@@ -7,8 +7,15 @@ import pytest
 from nstyle.model.gradcheck import directional_check, numerical_gradient, random_image, random_vgg_params, rel_error
 from nstyle.model.objective import StyleObjective
 from nstyle.model.vgg import VGG19
-from nstyle.reference.temporal import (box_mean, new_content, prefer_still, reliability, temporal_error,
-                                       temporal_loss, warp)
+from nstyle.reference.temporal import (
+    box_mean,
+    new_content,
+    prefer_still,
+    reliability,
+    temporal_error,
+    temporal_loss,
+    warp,
+)
 
 from .test_video_clip import moving_square_clip, still_background_clip, texture
 
