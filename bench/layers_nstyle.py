@@ -118,6 +118,26 @@ def _reference_layer(kind, W, b, x, dy):
     return Op(forward, backward, lambda: np.array(last["y"]), lambda: np.array(last["dx"]))
 
 
+def _as_in_the_network(op):
+    """The fast engine's Op (and its fused twin) timed as an evaluation runs it: with the BLAS held on
+    one thread (``threads.pool_owns_cores``, which ``CpuEngine.evaluation`` holds from the forward's
+    start to the backward's end). Without the hold OpenBLAS's own threads wake for the few products
+    made outside the pool's regions and then poll the cores the pool needs: at 128 px, 2 threads,
+    conv5_1 took 2.6-3.9 ms alone against 1.5-1.7 ms held, conv3_2's forward 5.4 against 3.0-3.2."""
+    from nstyle.cpu.threads import pool_owns_cores
+
+    def held(fn):
+        def run():
+            with pool_owns_cores():
+                return fn()
+        return run
+
+    for o in (op, op.fused):
+        if o is not None:
+            o.forward, o.backward = held(o.forward), held(o.backward)
+    return op
+
+
 def layer(engine, kind, name, params, x, dy, below_relu=True):
     """The Op of one layer. params: {conv name: (W, b)} float32; x, dy: float32 NCHW (see
     layers_common.layer_inputs). below_relu: whether x is a ReLU's output (all but conv1_1)."""
@@ -125,8 +145,8 @@ def layer(engine, kind, name, params, x, dy, below_relu=True):
     if engine == "reference":
         return _reference_layer(kind, W, b, x, dy)
     if kind == "conv":
-        return _fast_conv(W, b, x, dy, below_relu)
-    return _fast_relu(x, dy) if kind == "relu" else _fast_pool(x, dy)
+        return _as_in_the_network(_fast_conv(W, b, x, dy, below_relu))
+    return _as_in_the_network(_fast_relu(x, dy) if kind == "relu" else _fast_pool(x, dy))
 
 
 def losses(engine, taps, P, A):
@@ -192,4 +212,4 @@ def losses(engine, taps, P, A):
     def out_grads():
         return {n: (g if n in CONTENT_LAYERS else g[:, :, 1:taps[n].shape[2] + 1, 1:taps[n].shape[3] + 1])
                 for n, g in last["grads"].items()}
-    return Op(values, values_and_grads, lambda: last["total"], out_grads)
+    return _as_in_the_network(Op(values, values_and_grads, lambda: last["total"], out_grads))

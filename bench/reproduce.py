@@ -1,4 +1,4 @@
-"""Regenerate the performance tables and plots the README shows, from fresh runs, with one command.
+"""Regenerate the performance tables and plots of docs/performance.md from fresh runs, with one command.
 
     python3 bench/reproduce.py --out DIR [--weights FILE] [--whole-runs] [--extras] [--gpu]
                                [--only NAME ...] [--update-results] [--quick] [--list]
@@ -6,19 +6,20 @@
 Each figure runs its own script (the command is printed and recorded) with its results sent to
 DIR/<figure>/ (``NSTYLE_BENCH_RESULTS``, or the script's --out), its output logged there; every
 markdown table it writes gets a first line naming the command, the machine (CPU model, logical CPUs),
-the date, the commit and the load average. DIR/figures.md lists every figure, the README section it
-feeds, its files and whether it ran. Nothing under bench/results/ changes unless --update-results is
-given, which copies the new files over the committed ones (refused with --quick).
+the date, the commit and the load average. DIR/figures.md lists every figure, the section of
+docs/performance.md it feeds, its files and whether it ran. Nothing under bench/results/ changes
+unless --update-results is given, which copies the new files over the committed ones (refused with
+--quick).
 
-The default figures are the README's "Performance on the CPU" section and the per-layer race: one
-evaluation against every framework (with memory and plot), the per-layer race, the optimizer's own
+The default figures are docs/performance.md's: one evaluation against every framework (with memory
+and plot; five more rounds at 128 px), the per-layer race at 128, 256 and 512, the optimizer's own
 cost, memory at 1024 and 2048. --whole-runs adds the 100-iteration L-BFGS-B runs (128 and 512; tens of
 minutes), --extras the other sections' measurements (batch, video, tiles, memory estimate at small
 sizes; hours, and real weights), --gpu the GPU check (a CUDA machine). --quick runs every chosen figure
-at toy sizes, to prove the pipeline works; its numbers mean nothing. The README's text is not edited:
+at toy sizes, to prove the pipeline works; its numbers mean nothing. The page's text is not edited:
 copy the new tables into it by hand, with their stamp.
 
-Not regenerated: the README's before/after comparisons of two commits (use ``asv continuous``, see
+Not regenerated: the page's before/after comparisons of two commits (use ``asv continuous``, see
 bench/README.md) and the history in bench/NOTES.md.
 """
 import argparse
@@ -36,7 +37,7 @@ import rivals_common as rc  # noqa: E402
 ROOT = rc.ROOT
 RESULTS = ROOT / "bench" / "results"  # the committed results (not the NSTYLE_BENCH_RESULTS override)
 
-# name: (README section, script and arguments, arguments for --quick or None (no toy mode), group,
+# name: (docs/performance.md section, script and arguments, arguments for --quick or None (no toy mode), group,
 #        whether the script takes --weights). "{dir}" is the figure's output folder.
 FIGURES = {
     "rivals": ("Performance on the CPU: against every framework (table, memory table, plot)",
@@ -138,7 +139,7 @@ def index(rows, out, args):
     lines = [f"# Performance figures, regenerated{' (--quick: toy sizes, numbers mean nothing)' if args.quick else ''}",
              "", f"`{' '.join(['python3'] + sys.argv)}`; {rc.cpu_info()['model']}; "
              f"{datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}.", "",
-             "| figure | README section | status | time | files |", "| --- | --- | --- | --- | --- |"]
+             "| figure | section of docs/performance.md | status | time | files |", "| --- | --- | --- | --- | --- |"]
     for r in rows:
         files = ", ".join(f"[{p.name}]({r['name']}/{p.name})" for p in r["files"])
         secs = f"{r['seconds']:.0f} s" if "seconds" in r else ""

@@ -46,7 +46,7 @@ def build(params, content, style, x_shape):
                 w, b = weights[name]
                 h = lax.conv_general_dilated(h, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
             elif kind == "relu":
-                h = jnp.maximum(h, 0)
+                h = jax.nn.relu(h)  # derivative 0 at 0, as every other side's
             else:
                 n, hh, ww, c = h.shape
                 h = h[:, :hh // 2 * 2, :ww // 2 * 2].reshape(n, hh // 2, 2, ww // 2, 2, c).mean(axis=(2, 4))
