@@ -6,7 +6,8 @@ and asv's per-layer benchmarks (bench/asv_benchmarks/).
 
 engine "cpu" is the fast engine's kernels (``nstyle/cpu``) on its zero-bordered buffers, "reference"
 the reference engine's ops (``nstyle/reference``) on plain arrays. Both run the code the engines run
-inside a network; what a network adds around them (the buffer pool, the trace) is left out.
+inside a network, the fast engine's with the BLAS held on one thread as an evaluation holds it
+(:func:`_as_in_the_network`); what a network adds around them (the buffer pool, the trace) is left out.
 
 The fast engine fuses work across layers, so each of its convolutions and pools also gets a ``fused``
 Op, the layer as the network runs it:
