@@ -270,3 +270,21 @@ def test_transposed_form_is_the_forward_transform_permuted_and_transposed(rng, m
     assert np.array_equal(made, given)
     want = conv2d_forward_naive(padded.interior(dy, 7, 9)[None], flip_transpose(wt), None, 1, 1)[0][0]
     assert rel_error(padded.interior(given, 7, 9), want) < 1e-12
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_separable_transforms_are_the_kronecker_products(rng, m, transposed):
+    """The tile transforms run as two passes of the one-dimensional matrix (winograd.separable): the
+    same as one product with kron(t, t), on the channel-range blocks the small-map path hands it."""
+    from nstyle.cpu.winograd import _transform, matrices  # noqa: PLC0415
+    mats = matrices(m, np.float64)
+    a, c, tiles = m + 2, 7, 5
+    src = rng.standard_normal((a * a, c, tiles))
+    for t in (mats.input[transposed], mats.output[transposed]):
+        rows = t.shape[0]
+        want = (np.kron(t, t) @ src.reshape(a * a, -1)).reshape(rows * rows, c, tiles)
+        dst = np.full((rows * rows, c, tiles), np.nan)
+        _transform(t, src[:, 2:5], dst[:, 2:5])  # a block of channels: views with gaps between points
+        assert np.allclose(dst[:, 2:5], want[:, 2:5], rtol=1e-13, atol=1e-12)
+        assert np.isnan(dst[:, :2]).all() and np.isnan(dst[:, 5:]).all()  # nothing outside the block

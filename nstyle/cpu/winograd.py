@@ -8,18 +8,25 @@ Here a convolution of C -> O channels runs, per band of tile rows, in five steps
 
 1. gather: the a x a input tiles (a = m + 2; they overlap by 2) into D (a*a, C, tiles): a*a strided
    copies of the padded buffer, one per position in the tile;
-2. input transform: V = kron(B^T, B^T) @ D -- B^T d B for every tile and channel as one matrix
-   product with a small (a*a, a*a) matrix;
+2. input transform: V = kron(B^T, B^T) @ D -- B^T d B for every tile and channel, as two matrix
+   products with the small (a, a) matrix B^T (:func:`separable`);
 3. the products: M[k] = U[k] (O, C) @ V[k] (C, tiles) for each of the a*a Winograd points k -- the sum
    over input channels, taken in the Winograd domain, where it costs a*a multiply-adds per m*m outputs
    and channel pair instead of 9 m*m (F(4x4): 36 for 16 outputs, 4 times fewer than direct);
-4. output transform: Y = kron(A^T, A^T) @ M (m*m, O, tiles);
+4. output transform: Y = kron(A^T, A^T) @ M (m*m, O, tiles), the same way with A^T (m, a);
 5. scatter: each of the m*m output positions of the tiles into its strided place in the output buffer.
 
-Steps 2 and 4 as matrix products read and write each element once, where a transform written as
-NumPy additions would pass over it once per term. Maps whose sides are not multiples of m get a last
-row (column) of partial tiles: positions of such a tile beyond the buffer read zeros, and its outputs
-beyond the map are not written -- they would only depend on those zeros.
+Steps 2 and 4 are matrix products that read and write each element once per pass, where a transform
+written as NumPy additions would pass over it once per term. kron(B^T, B^T) @ D is B^T applied along
+the tiles' rows, then along their columns: two passes of a multiply-adds per element instead of one
+pass of a*a. They were once single products with the (a*a, a*a) matrix, bound by those multiply-adds
+(bench/NOTES.md, section 17); as two thin products BLAS runs them at the speed of memory
+(F(4x4), 256 channels at 32 x 32, one thread, AMD EPYC with AVX-512: the input transform 0.92 -> 0.39
+ms, the output transform 0.46 -> 0.25 ms; a whole evaluation at 128 px 8% faster on two threads).
+
+Maps whose sides are not multiples of m get a last row (column) of partial tiles: positions of such a
+tile beyond the buffer read zeros, and its outputs beyond the map are not written -- they would only
+depend on those zeros.
 
 The input-gradient convolution (flipped, transposed weights, ``conv3x3.flip_transpose``) needs no second
 weight transform: the algorithm on the inverted points turns the flipped filter into the forward's U,
@@ -74,15 +81,18 @@ def tile_of(u):
 
 
 class _Matrices:
-    """One algorithm's transforms as matrices for BLAS, in one dtype, for both directions."""
+    """One algorithm's transforms, in one dtype, for both directions: the one-dimensional matrices
+    (``input``: B^T, a x a; ``output``: A^T, m x a), which :func:`separable` applies along both axes of
+    a tile. The input-gradient direction's output matrix carries the flip relation's scale:
+    kron(A^T, A^T) * kron(s, s) = kron(A^T diag(s), A^T diag(s))."""
 
     def __init__(self, algorithm, dtype):
         inverse, perm, scale = flip_relation(algorithm)
         a = algorithm.a
-        self.input = {False: np.kron(algorithm.B_T, algorithm.B_T).astype(dtype),
-                      True: np.kron(inverse.B_T, inverse.B_T).astype(dtype)}
-        self.output = {False: np.kron(algorithm.A_T, algorithm.A_T).astype(dtype),
-                       True: (np.kron(inverse.A_T, inverse.A_T) * np.kron(scale, scale)).astype(dtype)}
+        self.input = {False: np.ascontiguousarray(algorithm.B_T, dtype=dtype),
+                      True: np.ascontiguousarray(inverse.B_T, dtype=dtype)}
+        self.output = {False: np.ascontiguousarray(algorithm.A_T, dtype=dtype),
+                       True: np.ascontiguousarray(inverse.A_T * scale[None, :], dtype=dtype)}
         self.index_t = [perm[k // a] * a + perm[k % a] for k in range(a * a)]
         one = algorithm.points.index(1)
         self.bias_point = one * a + one
@@ -96,6 +106,34 @@ def matrices(m, dtype):
     if key not in _matrices:
         _matrices[key] = _Matrices(ALGORITHMS[m], dtype)
     return _matrices[key]
+
+
+def separable(t, src, dst, tmp):
+    """dst = kron(t, t) @ src for a one-dimensional transform t (r x a), in two passes of t.
+
+    src: (a*a, X) -- position a*k + l of a tile, then X columns (channels x tiles) -- and dst (r*r, X),
+    both views with unit stride along X; tmp: a scratch array of a*r*X elements. With M[k, l] the
+    (X,)-rows of src, the first pass makes T[l, i] = sum_k t[i, k] M[k, l] (a products t @ M[:, l], one
+    per column position l), the second dst[i, j] = sum_l t[j, l] T[l, i] (r products t @ T[:, i]).
+    The same calls on the same shapes give the same bits, whichever thread makes them.
+    """
+    r, a = t.shape
+    x = src.shape[1]
+    grid = np.reshape(src, (a, a, x), copy=False)      # [k, l, X]
+    half = np.reshape(tmp, (a, r, x), copy=False)      # [l, i, X]
+    np.matmul(t, grid.transpose(1, 0, 2), out=half)    # half[l] = t @ grid[:, l]
+    np.matmul(t, half.transpose(1, 0, 2), out=np.reshape(dst, (r, r, x), copy=False))  # dst[i] = t @ half[:, i]
+    return dst
+
+
+def _transform(t, src, dst):
+    """:func:`separable` with its pass-between array from this thread's scratch; src (a*a, n, ...)
+    and dst (r*r, n, ...) blocks of the band arrays, flattened here."""
+    a = t.shape[1]
+    x = int(np.prod(src.shape[1:]))
+    flat_src = np.reshape(src, (a * a, x), copy=False)
+    flat_dst = np.reshape(dst, (t.shape[0] ** 2, x), copy=False)
+    return separable(t, flat_src, flat_dst, scratch("winograd.half", (a * t.shape[0] * x,), src.dtype))
 
 
 def _gather(xbuf, d, i0, i1, lo, hi, m, h, w):
@@ -174,7 +212,6 @@ def input_step(xbuf, d, v, m, h, w, transposed=False):
     ``split(c, threads)`` part at a time -- the very products :func:`conv3x3_winograd` makes for them
     (the same shapes: the same bits), so the step before it can do them on its own channel ranges.
     The convolution then takes ``inputs=(d, v)``."""
-    a = m + 2
     kb = matrices(m, xbuf.dtype).input[transposed]
     th = -(-h // m)
     parts = split(xbuf.shape[0], num_threads())
@@ -183,7 +220,7 @@ def input_step(xbuf, d, v, m, h, w, transposed=False):
         for plo, phi in parts:
             if lo <= plo and phi <= hi:
                 _gather(xbuf, d, 0, th, plo, phi, m, h, w)
-                np.matmul(kb, d[:, plo:phi].reshape(a * a, -1), out=v[:, plo:phi].reshape(a * a, -1))
+                _transform(kb, d[:, plo:phi], v[:, plo:phi])
 
     return step
 
@@ -214,7 +251,6 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
     with V made already by :func:`input_step` (a small map only): the input transform is skipped.
     """
     m = tile_of(u)
-    a = m + 2
     t = matrices(m, xbuf.dtype)
     if transposed:
         u = transposed_form(u) if ut is None else ut  # from here on, (a*a, O, C) as in the forward
@@ -227,12 +263,12 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
 
     def transform_in(d, v, i0, i1, lo, hi):
         _gather(xbuf, d, i0, i1, lo, hi, m, h, w)
-        np.matmul(kb, d[:, lo:hi].reshape(a * a, -1), out=v[:, lo:hi].reshape(a * a, -1))
+        _transform(kb, d[:, lo:hi], v[:, lo:hi])
 
     def transform_out(mm, y, i0, lo, hi):
         if bias is not None:
             mm[t.bias_point, lo:hi] += bias[lo:hi, None]
-        np.matmul(ka, mm[:, lo:hi].reshape(a * a, -1), out=y[:, lo:hi].reshape(m * m, -1))
+        _transform(ka, mm[:, lo:hi], y[:, lo:hi])
         _scatter(y, outbuf, i0, lo, hi, m, h, w)
 
     def arrays(prefix, tb):
