@@ -288,3 +288,27 @@ def test_separable_transforms_are_the_kronecker_products(rng, m, transposed):
         _transform(t, src[:, 2:5], dst[:, 2:5])  # a block of channels: views with gaps between points
         assert np.allclose(dst[:, 2:5], want[:, 2:5], rtol=1e-13, atol=1e-12)
         assert np.isnan(dst[:, :2]).all() and np.isnan(dst[:, 5:]).all()  # nothing outside the block
+
+
+def test_products_in_blocks_match_and_keep_their_bits_on_any_channel_range(rng, monkeypatch):
+    """The Winograd products cut into row blocks (for OpenBLAS's in-place kernels): the product
+    np.matmul makes, and -- where the core has those kernels -- the same bits whichever range of output
+    channels a thread takes. (Elsewhere the core is only pretended to have them, and the packed kernels
+    may round a block otherwise than the whole.)"""
+    from nstyle.cpu import blas  # noqa: PLC0415
+    from nstyle.cpu.winograd import products  # noqa: PLC0415
+    real = blas.corename() in blas.SMALL_PRODUCT_CORES
+    u = rng.standard_normal((4, 96, 512)).astype(np.float32)
+    v = rng.standard_normal((4, 512, 40)).astype(np.float32)
+    monkeypatch.setattr(blas, "_corename", "skylakex")
+    rows = blas.small_product_rows(512, 40, np.float32)
+    assert rows == blas.SMALL_PRODUCT_MULADDS // (512 * 40) and rows < 96  # so the product is cut
+    whole = products(u, v, np.empty((4, 96, 40), np.float32))
+    assert np.allclose(whole, np.matmul(u, v), rtol=1e-5, atol=1e-4)
+    for lo, hi in ((0, 48), (48, 96), (0, 31), (31, 96)):
+        part = products(u[:, lo:hi], v, np.empty((4, hi - lo, 40), np.float32))
+        assert np.array_equal(part, whole[:, lo:hi]) if real else np.allclose(part, whole[:, lo:hi], rtol=1e-5, atol=1e-4)
+    assert blas.small_product_rows(512, 40, np.float64) is None      # float32 only
+    assert blas.small_product_rows(512, 4096, np.float32) is None    # blocks would be too thin
+    monkeypatch.setattr(blas, "_corename", "haswell")
+    assert blas.small_product_rows(512, 40, np.float32) is None      # a core without those kernels

@@ -12,6 +12,12 @@ objects this process has loaded), and its CBLAS ``?gemm`` under the names NumPy'
 (``scipy_cblas_sgemm64_``: 64-bit integers) or plain ones. A binding is trusted only after it has
 reproduced ``np.matmul`` on a small strided product; where there is none (another BLAS, another OS),
 :func:`accumulate` falls back to NumPy, with the temporary: same result, one more pass.
+
+And one thing about speed, :func:`small_product_rows`: OpenBLAS copies ("packs") both operands of a
+product into blocks before it multiplies, which a thin product -- the Winograd kernel's on small maps,
+(O, C) @ (C, a few tens of tiles) -- barely amortises. Its AVX-512 cores (SkylakeX and later) also have
+kernels that multiply in place, which it takes for products of at most a million multiply-adds; cut
+into row blocks of that size, such a product runs 15-40% faster (bench/NOTES.md, section 17).
 """
 import ctypes
 import threading
@@ -26,6 +32,18 @@ _SCALARS = {np.dtype(np.float32): ("s", ctypes.c_float), np.dtype(np.float64): (
 
 _gemms = {}
 _bind_lock = threading.Lock()
+
+# OpenBLAS cores whose kernels include the in-place ones for small products (its SMALL_MATRIX_OPT
+# kernels for AVX-512), and the size up to which it takes them: measured, one thread, a (rows, 512) @
+# (512, 64) float32 product on an AMD EPYC with AVX-512 -- 30 rows (0.98 M multiply-adds) ran at 93
+# GFLOP/s in other bits than the whole product, 31 rows (1.02 M) at 63 in the whole product's bits.
+SMALL_PRODUCT_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+SMALL_PRODUCT_MULADDS = 1_000_000
+# Fewer rows per block lose more to the calls than the kernels win (8 rows: 73 GFLOP/s, the whole 80).
+SMALL_PRODUCT_MIN_ROWS = 16
+_CORENAMES = ("openblas_get_corename", "scipy_openblas_get_corename64_", "openblas_get_corename64_",
+              "scipy_openblas_get_corename")
+_corename = "unknown"
 
 
 def openblas_paths():
@@ -57,6 +75,41 @@ def _bind(dtype):
             if _reproduces_matmul(fn, dtype):
                 return fn
     return None
+
+
+def corename():
+    """The name of the core OpenBLAS chose its kernels for in NumPy's copy ("skylakex", "haswell", ...,
+    lower case), or "" where that cannot be asked (another BLAS). OPENBLAS_CORETYPE can change it."""
+    global _corename
+    if _corename == "unknown":
+        found = ""
+        for path in openblas_paths()[:1]:  # NumPy's own: the one np.matmul calls
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for name in _CORENAMES:
+                fn = getattr(lib, name, None)
+                if fn is not None:
+                    fn.restype = ctypes.c_char_p
+                    found = (fn() or b"").decode("ascii", "replace").strip().lower()
+                    break
+        _corename = found
+    return _corename
+
+
+def small_product_rows(k, n, dtype):
+    """Rows per block for a float32 product (rows, k) @ (k, n) to take OpenBLAS's in-place kernels
+    (see the module docstring), or None where it should run whole: another core or dtype, or blocks
+    that would be thinner than SMALL_PRODUCT_MIN_ROWS.
+
+    Depends on the shapes and the BLAS alone, never on timing: the blocks decide the rounding (the
+    in-place kernels' bits differ from the packed ones', and do not depend on the rows per block).
+    """
+    if np.dtype(dtype) != np.float32 or corename() not in SMALL_PRODUCT_CORES:
+        return None
+    rows = SMALL_PRODUCT_MULADDS // max(1, k * n)
+    return rows if rows >= SMALL_PRODUCT_MIN_ROWS else None
 
 
 def _gemm(dtype):

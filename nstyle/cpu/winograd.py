@@ -42,7 +42,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..reference.winograd import F2, F4, flip_relation, winograd_weights
-from . import padded
+from . import blas, padded
 from .conv3x3 import balanced_band_rows
 from .threads import for_each_task, num_threads, scratch, split
 
@@ -124,6 +124,24 @@ def separable(t, src, dst, tmp):
     np.matmul(t, grid.transpose(1, 0, 2), out=half)    # half[l] = t @ grid[:, l]
     np.matmul(t, half.transpose(1, 0, 2), out=np.reshape(dst, (r, r, x), copy=False))  # dst[i] = t @ half[:, i]
     return dst
+
+
+def products(u, v, out):
+    """out[k] = u[k] @ v[k] for every Winograd point k: u (a*a, O, C), v (a*a, C, tiles).
+
+    One batched ``np.matmul``, cut into blocks of output channels where OpenBLAS multiplies blocks of
+    that size in place (``blas.small_product_rows``: the thin products of small maps). The blocks depend
+    on the shapes only, so the bits do too; and they are the same whichever range of output channels a
+    thread takes.
+    """
+    o = u.shape[1]
+    rows = blas.small_product_rows(u.shape[2], v.shape[2], u.dtype)
+    if rows is None or rows >= o:
+        return np.matmul(u, v, out=out)
+    step = -(-o // -(-o // rows))  # blocks of near-equal size, none over ``rows``
+    for lo in range(0, o, step):
+        np.matmul(u[:, lo:lo + step], v, out=out[:, lo:lo + step])
+    return out
 
 
 def _transform(t, src, dst):
@@ -289,7 +307,7 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
 
         def finish(i):
             lo, hi = o_parts[i]
-            np.matmul(u[:, lo:hi], v, out=mm[:, lo:hi])
+            products(u[:, lo:hi], v, mm[:, lo:hi])
             transform_out(mm, y, 0, lo, hi)
             padded.zero_border_columns(outbuf[lo:hi], 1, 1 + h, w)
             if by_channels:
@@ -311,7 +329,7 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
         i1 = min(th, i0 + rows)
         d, v, mm, y = arrays("winograd", i1 - i0)
         transform_in(d, v, i0, i1, 0, c)
-        np.matmul(u, v, out=mm)
+        products(u, v, mm)
         transform_out(mm, y, i0, 0, o)
         r_lo, r_hi = 1 + m * i0, 1 + min(h, m * i1)
         padded.zero_border_columns(outbuf, r_lo, r_hi, w)
