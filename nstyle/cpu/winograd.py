@@ -250,9 +250,13 @@ def band_shapes(c, o, tb, tw, m):
 
 
 def scratch_elements(c, o, h, w, m, rows):
-    """Elements of each work array (D, V, M, Y) a band of ``rows`` tile rows takes from ``scratch``."""
-    shapes = band_shapes(c, o, min(rows, -(-h // m)), -(-w // m), m)
-    return tuple(int(np.prod(shape)) for shape in shapes)
+    """Elements of each work array a band of ``rows`` tile rows takes from ``scratch``: D, V, M, Y, and
+    the transforms' pass-between array (:func:`_transform`, the larger of the two directions'; on a
+    small map each thread takes one for its channel range, counted here as if for all of them)."""
+    tb, tw = min(rows, -(-h // m)), -(-w // m)
+    a = m + 2
+    shapes = band_shapes(c, o, tb, tw, m)
+    return tuple(int(np.prod(shape)) for shape in shapes) + (max(a * a * c, a * m * o) * tb * tw,)
 
 
 def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, rows=None, bias=None, ut=None,

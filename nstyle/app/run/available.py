@@ -12,16 +12,18 @@ arena whose 64 MiB of address space are reserved at once; a multi-threaded OpenB
 its own. None of that is resident, so the estimate (fitted to resident peaks) leaves it out, and under
 ``ulimit -v`` the room is cut by it instead. Measured (VmPeak minus the VmSize at the check, minus the
 estimate; 200 and 320 pixels, 2-core Xeon): 6 MiB with one thread, 76-109 MiB with two, 225-254 with
-four, 567 with eight -- about 80 MiB per thread beyond the first, and 32 MiB more once there are
-several.
+four, 567 with eight; on the 2-core AMD EPYC (159 pixels, OpenBLAS's SkylakeX kernels) 5, 137 and 275 MiB
+with one, two and four -- about 80 MiB per thread beyond the first, and up to 64 MiB more once there
+are several (OpenBLAS's buffers). With 32 MiB for that part, four threads under a 1.2 GB ``ulimit -v``
+were let through at sizes whose peak came within 10 MiB of the limit, and one died on a CI run.
 """
 import os
 
 # Address space each thread beyond the first reserves without filling it (see the module docstring):
 # its malloc arena (64 MiB), its stack (8 MiB by default) and the pool's own buffers.
 THREAD_ADDRESS_SPACE = 80 * 2**20
-# OpenBLAS's buffer once it runs several threads.
-BLAS_ADDRESS_SPACE = 32 * 2**20
+# OpenBLAS's buffers once it runs several threads (30-57 MiB measured, see the module docstring).
+BLAS_ADDRESS_SPACE = 64 * 2**20
 
 
 def _read_int(path):

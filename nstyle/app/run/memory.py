@@ -169,9 +169,11 @@ def cpu_weight_form_bytes(deepest, itemsize=4, sizes=((512, 512),), forward_size
 
 def cpu_winograd_scratch_bytes(deepest, itemsize=4, sizes=((512, 512),), threads=1):
     """(per thread, main thread only) bytes of the Winograd kernels' work arrays after runs at ``sizes``:
-    per array the largest any layer needed (``threads.scratch`` keeps it), cut as ``band_plan`` cuts."""
+    per array the largest any layer needed (``threads.scratch`` keeps it), cut as ``band_plan`` cuts.
+    A small map's D, V, M and Y are the calling thread's; the transforms' pass-between array (the last
+    of ``scratch_elements``) is every thread's own, one key for both paths."""
     from ...cpu.winograd import band_plan, scratch_elements  # noqa: PLC0415
-    largest = {"bands": [0, 0, 0, 0], "small": [0, 0, 0, 0]}
+    largest = {"bands": [0] * 5, "small": [0] * 5}
     for height, width in sizes:
         for name, c_in, c_out, h, w in _walk(height, width, deepest):
             if not name.startswith("conv"):
@@ -183,7 +185,8 @@ def cpu_winograd_scratch_bytes(deepest, itemsize=4, sizes=((512, 512),), threads
                 m = int(kind[-1])
                 how, rows = band_plan(c, o, h, w, m, threads)
                 largest[how] = [max(x, y) for x, y in zip(largest[how], scratch_elements(c, o, h, w, m, rows))]
-    return sum(largest["bands"]) * itemsize, sum(largest["small"]) * itemsize
+    bands, small = largest["bands"], largest["small"]
+    return (sum(bands[:4]) + max(bands[4], small[4])) * itemsize, sum(small[:4]) * itemsize
 
 
 def network_bytes(height, width, taps, pooling="avg", itemsize=4, engine="cpu"):
