@@ -277,7 +277,7 @@ def test_transposed_form_is_the_forward_transform_permuted_and_transposed(rng, m
 def test_separable_transforms_are_the_kronecker_products(rng, m, transposed):
     """The tile transforms run as two passes of the one-dimensional matrix (winograd.separable): the
     same as one product with kron(t, t), on the channel-range blocks the small-map path hands it."""
-    from nstyle.cpu.winograd import _transform, matrices  # noqa: PLC0415
+    from nstyle.cpu.winograd import matrices, separable  # noqa: PLC0415
     mats = matrices(m, np.float64)
     a, c, tiles = m + 2, 7, 5
     src = rng.standard_normal((a * a, c, tiles))
@@ -285,7 +285,7 @@ def test_separable_transforms_are_the_kronecker_products(rng, m, transposed):
         rows = t.shape[0]
         want = (np.kron(t, t) @ src.reshape(a * a, -1)).reshape(rows * rows, c, tiles)
         dst = np.full((rows * rows, c, tiles), np.nan)
-        _transform(t, src[:, 2:5], dst[:, 2:5])  # a block of channels: views with gaps between points
+        separable(t, src[:, 2:5], dst[:, 2:5])  # a block of channels: views with gaps between points
         assert np.allclose(dst[:, 2:5], want[:, 2:5], rtol=1e-13, atol=1e-12)
         assert np.isnan(dst[:, :2]).all() and np.isnan(dst[:, 5:]).all()  # nothing outside the block
 

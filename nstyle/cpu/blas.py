@@ -17,7 +17,7 @@ And one thing about speed, :func:`small_product_rows`: OpenBLAS copies ("packs")
 product into blocks before it multiplies, which a thin product -- the Winograd kernel's on small maps,
 (O, C) @ (C, a few tens of tiles) -- barely amortises. Its AVX-512 cores (SkylakeX and later) also have
 kernels that multiply in place, which it takes for products of at most a million multiply-adds; cut
-into row blocks of that size, such a product runs 15-40% faster (bench/NOTES.md, section 17).
+into row blocks of that size, such a product runs 20-65% faster (bench/NOTES.md, section 17).
 """
 import ctypes
 import threading
@@ -82,18 +82,15 @@ def corename():
     lower case), or "" where that cannot be asked (another BLAS). OPENBLAS_CORETYPE can change it."""
     global _corename
     if _corename == "unknown":
-        found = ""
-        for path in openblas_paths()[:1]:  # NumPy's own: the one np.matmul calls
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for name in _CORENAMES:
-                fn = getattr(lib, name, None)
-                if fn is not None:
-                    fn.restype = ctypes.c_char_p
-                    found = (fn() or b"").decode("ascii", "replace").strip().lower()
-                    break
+        found, paths = "", openblas_paths()
+        try:
+            lib = ctypes.CDLL(paths[0]) if paths else None  # NumPy's own: the one np.matmul calls
+        except OSError:
+            lib = None
+        fn = next((getattr(lib, name) for name in _CORENAMES if hasattr(lib, name)), None)
+        if fn is not None:
+            fn.restype = ctypes.c_char_p
+            found = (fn() or b"").decode("ascii", "replace").strip().lower()
         _corename = found
     return _corename
 

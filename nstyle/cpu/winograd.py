@@ -108,17 +108,20 @@ def matrices(m, dtype):
     return _matrices[key]
 
 
-def separable(t, src, dst, tmp):
+def separable(t, src, dst, tmp=None):
     """dst = kron(t, t) @ src for a one-dimensional transform t (r x a), in two passes of t.
 
-    src: (a*a, X) -- position a*k + l of a tile, then X columns (channels x tiles) -- and dst (r*r, X),
-    both views with unit stride along X; tmp: a scratch array of a*r*X elements. With M[k, l] the
-    (X,)-rows of src, the first pass makes T[l, i] = sum_k t[i, k] M[k, l] (a products t @ M[:, l], one
-    per column position l), the second dst[i, j] = sum_l t[j, l] T[l, i] (r products t @ T[:, i]).
-    The same calls on the same shapes give the same bits, whichever thread makes them.
+    src: (a*a, ...) -- position a*k + l of a tile, then the columns (channels x tiles) -- and dst
+    (r*r, ...), blocks of the band arrays whose columns flatten without a copy; tmp: a*r*X elements
+    for the pass between (default: this thread's ``scratch``), X the columns per point. With M[k, l]
+    the (X,)-rows of src, the first pass makes T[l, i] = sum_k t[i, k] M[k, l] (a products
+    t @ M[:, l], one per column position l), the second dst[i, j] = sum_l t[j, l] T[l, i] (r products
+    t @ T[:, i]). The same calls on the same shapes give the same bits, whichever thread makes them.
     """
     r, a = t.shape
-    x = src.shape[1]
+    x = src[0].size
+    if tmp is None:
+        tmp = scratch("winograd.half", (a * r * x,), src.dtype)
     grid = np.reshape(src, (a, a, x), copy=False)      # [k, l, X]
     half = np.reshape(tmp, (a, r, x), copy=False)      # [l, i, X]
     np.matmul(t, grid.transpose(1, 0, 2), out=half)    # half[l] = t @ grid[:, l]
@@ -142,16 +145,6 @@ def products(u, v, out):
     for lo in range(0, o, step):
         np.matmul(u[:, lo:lo + step], v, out=out[:, lo:lo + step])
     return out
-
-
-def _transform(t, src, dst):
-    """:func:`separable` with its pass-between array from this thread's scratch; src (a*a, n, ...)
-    and dst (r*r, n, ...) blocks of the band arrays, flattened here."""
-    a = t.shape[1]
-    x = int(np.prod(src.shape[1:]))
-    flat_src = np.reshape(src, (a * a, x), copy=False)
-    flat_dst = np.reshape(dst, (t.shape[0] ** 2, x), copy=False)
-    return separable(t, flat_src, flat_dst, scratch("winograd.half", (a * t.shape[0] * x,), src.dtype))
 
 
 def _gather(xbuf, d, i0, i1, lo, hi, m, h, w):
@@ -238,7 +231,7 @@ def input_step(xbuf, d, v, m, h, w, transposed=False):
         for plo, phi in parts:
             if lo <= plo and phi <= hi:
                 _gather(xbuf, d, 0, th, plo, phi, m, h, w)
-                _transform(kb, d[:, plo:phi], v[:, plo:phi])
+                separable(kb, d[:, plo:phi], v[:, plo:phi])
 
     return step
 
@@ -251,7 +244,7 @@ def band_shapes(c, o, tb, tw, m):
 
 def scratch_elements(c, o, h, w, m, rows):
     """Elements of each work array a band of ``rows`` tile rows takes from ``scratch``: D, V, M, Y, and
-    the transforms' pass-between array (:func:`_transform`, the larger of the two directions'; on a
+    the transforms' pass-between array (:func:`separable`, the larger of the two directions'; on a
     small map each thread takes one for its channel range, counted here as if for all of them)."""
     tb, tw = min(rows, -(-h // m)), -(-w // m)
     a = m + 2
@@ -285,12 +278,12 @@ def conv3x3_winograd(xbuf, u, outbuf, h, w, epilogue=None, transposed=False, row
 
     def transform_in(d, v, i0, i1, lo, hi):
         _gather(xbuf, d, i0, i1, lo, hi, m, h, w)
-        _transform(kb, d[:, lo:hi], v[:, lo:hi])
+        separable(kb, d[:, lo:hi], v[:, lo:hi])
 
     def transform_out(mm, y, i0, lo, hi):
         if bias is not None:
             mm[t.bias_point, lo:hi] += bias[lo:hi, None]
-        _transform(ka, mm[:, lo:hi], y[:, lo:hi])
+        separable(ka, mm[:, lo:hi], y[:, lo:hi])
         _scatter(y, outbuf, i0, lo, hi, m, h, w)
 
     def arrays(prefix, tb):
